@@ -9,3 +9,5 @@ pub mod diag;
 pub mod yaml;
 
 pub use diag::{Diagnostic, LoadError, Severity, Span, YamlPath};
+pub mod paths;
+pub mod source;

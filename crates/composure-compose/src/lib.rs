@@ -6,6 +6,7 @@
 //! `extends`), through the [`loader`] entry points.
 
 pub mod diag;
+pub mod dotenv;
 pub mod interpolate;
 pub mod yaml;
 

@@ -6,6 +6,8 @@
 //! `extends`), through the [`loader`] entry points.
 
 pub mod diag;
+pub mod names;
+pub mod schema;
 pub mod yaml;
 
 pub use diag::{Diagnostic, LoadError, Severity, Span, YamlPath};

@@ -7,6 +7,7 @@
 
 pub mod diag;
 pub mod names;
+pub mod profiles;
 pub mod schema;
 pub mod yaml;
 

@@ -117,6 +117,27 @@ pub fn validate_container_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The known name closest to `candidate`, if it is close enough to be a likely typo.
+/// Case is ignored: `Image` is a typo of `image`.
+pub fn closest_name<'k>(
+    candidate: &str,
+    known: impl IntoIterator<Item = &'k str>,
+) -> Option<&'k str> {
+    let candidate = candidate.to_lowercase();
+    let allowed = (candidate.chars().count() / 4).max(1);
+    known
+        .into_iter()
+        .map(|name| {
+            (
+                strsim::damerau_levenshtein(&candidate, &name.to_lowercase()),
+                name,
+            )
+        })
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
 fn is_resource_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
@@ -197,6 +218,22 @@ mod tests {
     fn section_kinds() {
         assert_eq!(NameKind::of_section("volumes"), Some(NameKind::Volume));
         assert_eq!(NameKind::of_section("models"), None);
+    }
+
+    #[test]
+    fn near_misses_are_close_and_case_blind() {
+        assert_eq!(closest_name("Image", ["image", "build"]), Some("image"));
+        assert_eq!(closest_name("imgae", ["image", "build"]), Some("image"));
+        assert_eq!(
+            closest_name("container-name", ["container_name"]),
+            Some("container_name")
+        );
+        assert_eq!(
+            closest_name("enviroment", ["entrypoint", "environment"]),
+            Some("environment")
+        );
+        assert_eq!(closest_name("zzz", ["image", "tty"]), None);
+        assert_eq!(closest_name("db", ["web"]), None);
     }
 
     #[test]

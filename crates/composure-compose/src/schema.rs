@@ -223,7 +223,7 @@ fn unknown_key_hint(object_schema: &Json, key: &str) -> Option<String> {
         .and_then(Json::as_object)
         .map(|props| props.keys().map(String::as_str).collect::<Vec<_>>())
         .unwrap_or_default();
-    if let Some(close) = closest(key, &known) {
+    if let Some(close) = names::closest_name(key, known.iter().copied()) {
         return Some(format!("did you mean `{close}`?"));
     }
     let allows_extensions = object_schema
@@ -231,18 +231,6 @@ fn unknown_key_hint(object_schema: &Json, key: &str) -> Option<String> {
         .and_then(|p| p.get(EXTENSION_PATTERN))
         .is_some();
     allows_extensions.then(|| "extension keys must start with `x-`".to_string())
-}
-
-/// The known name closest to `key`, if it is close enough to be a likely typo.
-fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    let key = key.to_lowercase();
-    let allowed = (key.chars().count() / 4).max(1);
-    known
-        .iter()
-        .map(|name| (strsim::damerau_levenshtein(&key, name), *name))
-        .filter(|(distance, _)| *distance <= allowed)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name)
 }
 
 /// The types a branch of a `oneOf`/`anyOf` wanted, when it rejected the value at `here`
@@ -700,16 +688,6 @@ zzz: 1
         assert_eq!(lines, vec![4, 5, 7, 8], "{diags:#?}");
         let paths: HashSet<String> = diags.iter().map(|d| d.path.to_string()).collect();
         assert_eq!(paths.len(), diags.len());
-    }
-
-    #[test]
-    fn near_miss_hints_are_close_and_case_blind() {
-        assert_eq!(closest("Image", &["image", "build"]), Some("image"));
-        assert_eq!(
-            closest("container-name", &["container_name"]),
-            Some("container_name")
-        );
-        assert_eq!(closest("zzz", &["image", "tty"]), None);
     }
 
     /// Runs the schema over the real-world corpus. Which files fail is reported, not asserted;

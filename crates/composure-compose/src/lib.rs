@@ -3,13 +3,16 @@
 //!
 //! Pure by design: no async runtime, no Docker client, no network. The only IO is reading
 //! the files the caller names (and files those reference: `.env`, `env_file`, `include`,
-//! `extends`), through the [`loader`] entry points.
+//! `extends`), through the `Source` trait.
 
 pub mod diag;
 pub mod dotenv;
 pub mod interpolate;
+pub mod names;
+pub mod paths;
+pub mod profiles;
+pub mod schema;
+pub mod source;
 pub mod yaml;
 
 pub use diag::{Diagnostic, LoadError, Severity, Span, YamlPath};
-pub mod paths;
-pub mod source;

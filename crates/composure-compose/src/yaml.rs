@@ -429,7 +429,13 @@ impl<'l> Builder<'l> {
                 self.nodes = 0;
             }
             Event::Scalar(text, style, anchor, tag) => {
-                self.plain_merge_key = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
+                // `<<` is a merge key when plain and untagged, or tagged `!!merge`.
+                let merge_tag = tag.as_deref().is_some_and(|t| {
+                    t.handle == "!!" && t.suffix == "merge"
+                        || t.handle == "tag:yaml.org,2002:" && t.suffix == "merge"
+                });
+                self.plain_merge_key =
+                    text == "<<" && (merge_tag || (style == ScalarStyle::Plain && tag.is_none()));
                 let (tag, core) = self.tag(tag.as_deref(), &span)?;
                 let value = resolve_scalar(&text, style, core.as_deref())
                     .map_err(|m| self.error(span.clone(), m))?;
@@ -633,6 +639,7 @@ fn resolve_scalar(text: &str, style: ScalarStyle, core_tag: Option<&str>) -> Res
                 .map(Value::Float)
                 .ok_or_else(|| format!("`{text}` is not a number"));
         }
+        Some("merge") => return Ok(Value::String(text.to_string())),
         Some(other) if !matches!(other, "map" | "seq") => {
             return Err(format!("unsupported YAML tag `!!{other}`"));
         }
@@ -772,6 +779,15 @@ mod tests {
     #[test]
     fn merge_key_to_scalar_is_rejected() {
         assert!(err("a: &a 1\nb:\n  <<: *a\n").contains("merge key"));
+    }
+
+    #[test]
+    fn merge_tag_marks_a_merge_key() {
+        let n = one("a: &a {x: 1}\nb:\n  !!merge <<: *a\n  y: 2\n");
+        assert_eq!(
+            n.get("b").expect("b").to_json(),
+            serde_json::json!({"y": 2, "x": 1})
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `extends`), through the [`loader`] entry points.
 
 pub mod diag;
+pub mod extends;
 pub mod merge;
 pub mod yaml;
 

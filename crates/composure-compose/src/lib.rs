@@ -7,7 +7,9 @@
 
 pub mod diag;
 pub mod dotenv;
+pub mod extends;
 pub mod interpolate;
+pub mod merge;
 pub mod names;
 pub mod paths;
 pub mod profiles;

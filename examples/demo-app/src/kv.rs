@@ -80,7 +80,9 @@ fn serve_connection(stream: TcpStream, store: &Mutex<Store>) -> io::Result<()> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .execute(&line);
-        writeln!(writer, "{reply}")?;
+        // One write per line: written in pieces, Nagle's algorithm would hold the newline
+        // back until the peer's delayed acknowledgement.
+        writer.write_all(format!("{reply}\n").as_bytes())?;
     }
     Ok(())
 }
@@ -161,11 +163,13 @@ impl Store {
     /// the previous contents intact.
     fn save(&self) -> io::Result<()> {
         let temporary = self.file.with_extension("tmp");
-        let mut out = fs::File::create(&temporary)?;
+        let mut out = io::BufWriter::new(fs::File::create(&temporary)?);
         for (key, value) in &self.entries {
             writeln!(out, "{key} {value}")?;
         }
-        out.sync_all()?;
+        out.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_all()?;
         fs::rename(&temporary, &self.file)
     }
 }
@@ -237,7 +241,7 @@ impl Client {
     }
 
     fn call(&mut self, command: &str) -> io::Result<String> {
-        writeln!(self.writer, "{command}")?;
+        self.writer.write_all(format!("{command}\n").as_bytes())?;
         let mut reply = String::new();
         if !net::read_line(&mut self.reader, &mut reply, MAX_LINE)? {
             return Err(io::Error::new(

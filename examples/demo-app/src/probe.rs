@@ -81,10 +81,11 @@ pub fn check(target: &Target, timeout: Duration) -> Result<String, String> {
 
 fn http_status(addr: &str, host: &str, path: &str, timeout: Duration) -> std::io::Result<u16> {
     let mut stream = net::connect(addr, timeout)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: demo-app-probe\r\nConnection: close\r\n\r\n"
-    )?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: demo-app-probe\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
     let mut status_line = String::new();
     net::read_line(&mut BufReader::new(stream), &mut status_line, 1024)?;
     // "HTTP/1.1 200 OK"

@@ -421,7 +421,8 @@ mod tests {
     #[test]
     fn a_body_is_skipped_so_the_next_request_can_be_read() {
         let mut input = io::Cursor::new(
-            "\r\nPOST /crash HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /version HTTP/1.1\r\n\r\n",
+            "\r\nPOST /crash HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello\
+             GET /version HTTP/1.1\r\n\r\n",
         );
         assert_eq!(
             read_request(&mut input).unwrap(),

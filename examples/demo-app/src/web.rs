@@ -64,7 +64,8 @@ pub fn serve(listener: TcpListener, app: Arc<App>) {
     }
 }
 
-/// The container's host name: Docker sets `HOSTNAME` to the container id's prefix.
+/// The container's host name, which Docker also puts in `HOSTNAME` (by default the container
+/// id's prefix): it tells replicas apart on the index page.
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()

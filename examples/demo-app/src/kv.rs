@@ -12,12 +12,12 @@
 //! | anything else   | `ERR message`                                |
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::io::{self, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use std::{fs, thread};
 
 use crate::net;
 
@@ -47,27 +47,9 @@ pub fn run(config: Config) -> io::Result<()> {
 
 /// Serves clients of `listener` forever, one thread per connection.
 pub fn serve(listener: TcpListener, store: Arc<Mutex<Store>>) {
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                let store = Arc::clone(&store);
-                thread::spawn(move || handle_connection(stream, &store));
-            }
-            Err(error) => {
-                eprintln!("kv: accept failed: {error}");
-                // Out of file descriptors, most likely: give connections time to close.
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-fn handle_connection(stream: TcpStream, store: &Mutex<Store>) {
-    if let Err(error) = serve_connection(stream, store)
-        && !net::is_idle_timeout(&error)
-    {
-        eprintln!("kv: connection failed: {error}");
-    }
+    net::serve_forever(listener, "kv", move |stream| {
+        serve_connection(stream, &store)
+    });
 }
 
 fn serve_connection(stream: TcpStream, store: &Mutex<Store>) -> io::Result<()> {
@@ -261,6 +243,7 @@ fn unexpected(reply: &str) -> io::Error {
 #[cfg(test)]
 pub mod testing {
     use super::*;
+    use std::thread;
 
     /// A fresh directory under the system's temporary directory, removed on drop.
     #[derive(Debug)]

@@ -1,7 +1,10 @@
-//! Networking shared by the roles: outgoing connections with deadlines, bounded line reads.
+//! Networking shared by the roles: a thread-per-connection accept loop, outgoing connections
+//! with deadlines, bounded line reads.
 
 use std::io::{self, BufRead, Read};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 /// Connects to `addr` (`host:port`), trying each address the name resolves to, and sets
@@ -38,8 +41,36 @@ pub fn read_line(reader: &mut impl BufRead, line: &mut String, max: usize) -> io
     Ok(read > 0)
 }
 
+/// Accepts connections on `listener` forever and runs `handle` on each, in its own thread.
+/// Failed connections are logged under the `role` name.
+pub fn serve_forever<H>(listener: TcpListener, role: &'static str, handle: H)
+where
+    H: Fn(TcpStream) -> io::Result<()> + Send + Sync + 'static,
+{
+    let handle = Arc::new(handle);
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let handle = Arc::clone(&handle);
+                thread::spawn(move || {
+                    if let Err(error) = handle(stream)
+                        && !is_idle_timeout(&error)
+                    {
+                        eprintln!("{role}: connection failed: {error}");
+                    }
+                });
+            }
+            Err(error) => {
+                eprintln!("{role}: accept failed: {error}");
+                // Out of file descriptors, most likely: give connections time to close.
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 /// Whether `error` is a read timeout: the normal end of an idle connection, not worth a log line.
-pub fn is_idle_timeout(error: &io::Error) -> bool {
+fn is_idle_timeout(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

@@ -10,7 +10,6 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::{kv, net};
@@ -49,19 +48,9 @@ pub fn run(config: Config) -> io::Result<()> {
 
 /// Serves clients of `listener` forever, one thread per connection.
 pub fn serve(listener: TcpListener, app: Arc<App>) {
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                let app = Arc::clone(&app);
-                thread::spawn(move || handle_connection(stream, &app));
-            }
-            Err(error) => {
-                eprintln!("web: accept failed: {error}");
-                // Out of file descriptors, most likely: give connections time to close.
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    net::serve_forever(listener, "web", move |stream| {
+        serve_connection(stream, &app)
+    });
 }
 
 /// The container's host name, which Docker also puts in `HOSTNAME` (by default the container
@@ -148,14 +137,6 @@ impl App {
             }
         }
         Response::text(200, "ok\n")
-    }
-}
-
-fn handle_connection(stream: TcpStream, app: &App) {
-    if let Err(error) = serve_connection(stream, app)
-        && !net::is_idle_timeout(&error)
-    {
-        eprintln!("web: connection failed: {error}");
     }
 }
 
@@ -360,6 +341,7 @@ fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
 
     fn parse(text: &str) -> Result<Option<Request>, RequestError> {
         read_request(&mut io::Cursor::new(text))

@@ -6,6 +6,7 @@
 //! `extends`), through the [`loader`] entry points.
 
 pub mod diag;
+pub mod model;
 pub mod yaml;
 
 pub use diag::{Diagnostic, LoadError, Severity, Span, YamlPath};

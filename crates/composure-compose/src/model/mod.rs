@@ -32,7 +32,7 @@ pub mod volumes;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::diag::YamlPath;
+use crate::diag::{PathSeg, YamlPath};
 
 pub use build::Build;
 pub use de::Extensions;
@@ -138,8 +138,26 @@ pub fn project_from_json(mut value: serde_json::Value) -> Result<Project, ModelE
                 serde_path_to_error::Segment::Unknown => path,
             };
         }
-        ModelError::new(path, err.inner().to_string())
+        let message = err.inner().to_string();
+        // serde reports an unknown key at the mapping that holds it; point at the key
+        // itself so the loader can show where it was written.
+        if let Some(key) = unknown_key(&message) {
+            let already_there =
+                matches!(path.segments().last(), Some(PathSeg::Key(last)) if last == key);
+            if !already_there {
+                path = path.key(key);
+            }
+        }
+        ModelError::new(path, message)
     })
+}
+
+/// The key named by serde's "unknown field" error or our "unknown attribute" error.
+fn unknown_key(message: &str) -> Option<&str> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown attribute `"))?;
+    rest.split_once('`').map(|(key, _)| key)
 }
 
 #[cfg(test)]

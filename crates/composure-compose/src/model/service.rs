@@ -128,7 +128,11 @@ pub struct Service {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub dns: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "flex::string_or_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub dns_opt: Vec<String>,
     #[serde(
         default,

@@ -128,9 +128,9 @@ impl Scalar for bool {
 }
 
 macro_rules! integer_scalar {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $expecting:literal),*) => {$(
         impl Scalar for $t {
-            const EXPECTING: &'static str = concat!("an integer (", stringify!($t), ")");
+            const EXPECTING: &'static str = $expecting;
 
             fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
                 let wide: Option<i128> = match raw {
@@ -146,7 +146,12 @@ macro_rules! integer_scalar {
     )*};
 }
 
-integer_scalar!(i64, u64, u32, u16);
+integer_scalar!(
+    i64 => "an integer",
+    u64 => "an integer of 0 or more",
+    u32 => "an integer from 0 to 4294967295",
+    u16 => "an integer from 0 to 65535"
+);
 
 impl Scalar for f64 {
     const EXPECTING: &'static str = "a number";

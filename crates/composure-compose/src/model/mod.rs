@@ -126,7 +126,11 @@ impl ModelError {
 }
 
 /// Reads the canonical model from a merged, interpolated, schema-checked document.
+/// An empty document (null) is an empty project.
 pub fn project_from_json(mut value: serde_json::Value) -> Result<Project, ModelError> {
+    if value.is_null() {
+        return Ok(Project::default());
+    }
     resources::lift_external_names(&mut value)?;
     serde_path_to_error::deserialize(value).map_err(|err| {
         let mut path = YamlPath::root();

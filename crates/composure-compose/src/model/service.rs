@@ -58,6 +58,7 @@ pub struct Service {
     pub cgroup: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_parent: Option<String>,
+    /// Argv replacing the image's `CMD`; a string was split shell-style.
     #[serde(
         default,
         deserialize_with = "command::command",
@@ -116,6 +117,7 @@ pub struct Service {
     pub depends_on: DependsOn,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Deploy>,
+    /// `docker compose watch` settings, kept as written: Composure does not act on them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub develop: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -142,6 +144,7 @@ pub struct Service {
     pub dns_search: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domainname: Option<String>,
+    /// Argv replacing the image's `ENTRYPOINT`; a string was split shell-style.
     #[serde(
         default,
         deserialize_with = "command::command",
@@ -154,6 +157,7 @@ pub struct Service {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub env_file: Vec<EnvFile>,
+    /// Variables; `None` means "take it from the environment" (`- KEY` with no value).
     #[serde(
         default,
         deserialize_with = "maps::env_mapping",
@@ -166,10 +170,12 @@ pub struct Service {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub expose: Vec<String>,
+    /// Normally resolved and removed by the loader before the model is final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extends: Option<Extends>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_links: Vec<String>,
+    /// Host names and their addresses, added to `/etc/hosts`.
     #[serde(
         default,
         deserialize_with = "maps::extra_hosts",
@@ -177,6 +183,7 @@ pub struct Service {
         skip_serializing_if = "HostMap::is_empty"
     )]
     pub extra_hosts: HostMap,
+    /// GPU requests; `gpus: all` is one request with `count: all`.
     #[serde(
         default,
         deserialize_with = "devices::gpus",
@@ -235,6 +242,7 @@ pub struct Service {
     pub mem_swappiness: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memswap_limit: Option<Bytes>,
+    /// Models used; `None` uses one with no options.
     #[serde(
         default,
         deserialize_with = "maps::names_or_map",
@@ -243,6 +251,7 @@ pub struct Service {
     pub models: IndexMap<String, Option<ServiceModel>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+    /// Networks joined; `None` joins with no options.
     #[serde(
         default,
         deserialize_with = "maps::names_or_map",
@@ -271,6 +280,7 @@ pub struct Service {
     pub pids_limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Published ports, one entry per port once ranges are expanded.
     #[serde(
         default,
         deserialize_with = "ports::ports",
@@ -313,6 +323,7 @@ pub struct Service {
         skip_serializing_if = "Option::is_none"
     )]
     pub scale: Option<u64>,
+    /// Secrets granted; a target defaults to `/run/secrets/<source>`.
     #[serde(
         default,
         deserialize_with = "refs::secrets",
@@ -371,6 +382,7 @@ pub struct Service {
     pub userns_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uts: Option<String>,
+    /// Mounts, in the long syntax.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<ServiceVolume>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -138,6 +138,12 @@ fn version_is_read_but_not_printed() {
 }
 
 #[test]
+fn an_empty_document_is_an_empty_project() {
+    assert_eq!(project(Value::Null), Project::default());
+    assert!(project_from_json(json!("services")).is_err());
+}
+
+#[test]
 fn services_keep_their_order() {
     let p = project(json!({"services": {"zeta": {}, "alpha": {}, "mid": {}}}));
     let names: Vec<&str> = p.services.keys().map(String::as_str).collect();

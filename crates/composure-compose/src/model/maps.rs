@@ -18,18 +18,12 @@ pub type EnvMapping = IndexMap<String, Option<String>>;
 /// Plain string-to-string attributes (labels, sysctls, driver options).
 pub type Mapping = IndexMap<String, String>;
 
-/// Reads a list-or-dict into an [`EnvMapping`].
-struct ListOrDict<F> {
-    /// What the attribute is, for messages.
+/// Reads a list-or-dict into an [`EnvMapping`]; `what` names the attribute in messages.
+struct ListOrDict {
     what: &'static str,
-    /// Turns one list item into a key and a value.
-    split_item: F,
 }
 
-impl<'de, F> Visitor<'de> for ListOrDict<F>
-where
-    F: Fn(&str) -> (String, Option<String>),
-{
+impl<'de> Visitor<'de> for ListOrDict {
     type Value = EnvMapping;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,7 +41,7 @@ where
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EnvMapping, A::Error> {
         let mut out = EnvMapping::new();
         while let Some(Flex(item)) = seq.next_element::<Flex<String>>()? {
-            let (key, value) = (self.split_item)(&item);
+            let (key, value) = split_equals(&item);
             if key.is_empty() {
                 return Err(de::Error::custom(format!(
                     "`{item}` has no key before `=` in {}",
@@ -77,19 +71,13 @@ fn split_equals(item: &str) -> (String, Option<String>) {
 
 /// `environment`, build `args`, hook environments: null values stay null.
 pub(crate) fn env_mapping<'de, D: Deserializer<'de>>(d: D) -> Result<EnvMapping, D::Error> {
-    d.deserialize_any(ListOrDict {
-        what: "variables",
-        split_item: split_equals,
-    })
+    d.deserialize_any(ListOrDict { what: "variables" })
 }
 
 /// `labels`, `annotations`, `sysctls` and the like: a key without a value means the empty
 /// string, as in compose-go.
 pub(crate) fn mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Mapping, D::Error> {
-    let env = d.deserialize_any(ListOrDict {
-        what: "entries",
-        split_item: split_equals,
-    })?;
+    let env = d.deserialize_any(ListOrDict { what: "entries" })?;
     Ok(env
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))

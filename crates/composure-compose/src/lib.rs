@@ -10,6 +10,7 @@ pub mod dotenv;
 pub mod extends;
 pub mod interpolate;
 pub mod merge;
+pub mod model;
 pub mod names;
 pub mod paths;
 pub mod profiles;

@@ -255,13 +255,19 @@ impl Diagnostics {
     /// `Ok(value)` if no error was collected, the whole list otherwise.
     pub fn finish<T>(self, value: T) -> Result<(T, Vec<Diagnostic>), LoadError> {
         if self.has_errors() {
-            Err(LoadError::new(self.items))
+            Err(LoadError::new(self.into_vec()))
         } else {
-            Ok((value, self.items))
+            Ok((value, self.into_vec()))
         }
     }
 
+    /// The diagnostics in the order found, each said once (the same variable twice in one
+    /// value, say, is one finding).
     pub fn into_vec(self) -> Vec<Diagnostic> {
+        let mut seen = std::collections::HashSet::new();
         self.items
+            .into_iter()
+            .filter(|d| seen.insert((d.span.clone(), d.message.clone())))
+            .collect()
     }
 }

@@ -586,9 +586,8 @@ mod tests {
 
     /// compose-go's loader test data; `COMPOSE_CORPUS` points elsewhere if the corpus moved.
     fn testdata() -> PathBuf {
-        let corpus = std::env::var("COMPOSE_CORPUS")
-            .unwrap_or_else(|_| "/work/shared/compose-corpus".to_string());
-        Path::new(&corpus).join("compose-go-testdata/loader/testdata")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/compose-corpus/compose-go-testdata/loader/testdata")
     }
 
     /// Files from memory first, then from disk; `remote:` names files under `remote/`, the

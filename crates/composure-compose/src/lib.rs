@@ -9,13 +9,17 @@ pub mod diag;
 pub mod dotenv;
 pub mod extends;
 pub mod interpolate;
+pub mod loader;
 pub mod merge;
 pub mod model;
 pub mod names;
+pub mod normalize;
 pub mod paths;
 pub mod profiles;
 pub mod schema;
+pub mod semantic;
 pub mod source;
 pub mod yaml;
 
 pub use diag::{Diagnostic, LoadError, Severity, Span, YamlPath};
+pub use loader::{LoadOptions, Loaded, load};

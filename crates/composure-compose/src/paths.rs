@@ -87,8 +87,10 @@ pub fn resolve_service_paths(service: &mut Node, base: &Path, home: Option<&str>
             }
         }
     }
-    if let Some(Value::Seq(watches)) =
-        service.get_mut("develop").and_then(|d| d.get_mut("watch")).map(|w| &mut w.value)
+    if let Some(Value::Seq(watches)) = service
+        .get_mut("develop")
+        .and_then(|d| d.get_mut("watch"))
+        .map(|w| &mut w.value)
     {
         for watch in watches {
             if let Some(path) = watch.get_mut("path") {
@@ -112,7 +114,9 @@ fn fix(node: &mut Node, base: &Path) {
     if let Value::String(s) = &mut node.value
         && !s.is_empty()
     {
-        *s = absolutize(base, Path::new(s.as_str())).display().to_string();
+        *s = absolutize(base, Path::new(s.as_str()))
+            .display()
+            .to_string();
     }
 }
 
@@ -125,7 +129,10 @@ fn fix_context(node: &mut Node, base: &Path) {
 
 /// Build contexts may be URLs (git, http) or references to images or services.
 pub fn is_remote(s: &str) -> bool {
-    s.contains("://") || s.starts_with("git@") || s.starts_with("github.com/") || s.starts_with("service:")
+    s.contains("://")
+        || s.starts_with("git@")
+        || s.starts_with("github.com/")
+        || s.starts_with("service:")
 }
 
 fn expand_home(s: &str, home: Option<&str>) -> Option<String> {
@@ -133,7 +140,8 @@ fn expand_home(s: &str, home: Option<&str>) -> Option<String> {
     if s == "~" {
         Some(home.to_string())
     } else {
-        s.strip_prefix("~/").map(|rest| format!("{}/{rest}", home.trim_end_matches('/')))
+        s.strip_prefix("~/")
+            .map(|rest| format!("{}/{rest}", home.trim_end_matches('/')))
     }
 }
 
@@ -155,7 +163,9 @@ mod tests {
     use crate::yaml::{Limits, parse};
 
     fn resolved(text: &str) -> serde_json::Value {
-        let mut doc = parse(text, "t", &Limits::default()).expect("parses").remove(0);
+        let mut doc = parse(text, "t", &Limits::default())
+            .expect("parses")
+            .remove(0);
         resolve_paths(&mut doc, Path::new("/p"), Some("/home/u"));
         doc.to_json()
     }
@@ -174,7 +184,10 @@ mod tests {
         assert_eq!(a["volumes"][2], "db:/db");
         assert_eq!(a["volumes"][3], "/abs:/abs");
         assert_eq!(a["volumes"][4]["source"], "/p/src");
-        assert_eq!(j["services"]["b"]["build"]["context"], "https://github.com/a/b.git");
+        assert_eq!(
+            j["services"]["b"]["build"]["context"],
+            "https://github.com/a/b.git"
+        );
         assert_eq!(j["secrets"]["s"]["file"], "/p/s.txt");
     }
 }

@@ -65,7 +65,11 @@ impl Source for MemorySource {
 /// lexically (no symlink resolution: the path may name a file that does not exist yet, and
 /// `docker compose` does the same).
 pub fn absolutize(base: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
     let mut out = PathBuf::new();
     for component in joined.components() {
         match component {
@@ -85,8 +89,17 @@ mod tests {
 
     #[test]
     fn absolutize_cleans_dots() {
-        assert_eq!(absolutize(Path::new("/a/b"), Path::new("./c/../d")), PathBuf::from("/a/b/d"));
-        assert_eq!(absolutize(Path::new("/a/b"), Path::new("/x/./y")), PathBuf::from("/x/y"));
-        assert_eq!(absolutize(Path::new("/a/b"), Path::new("../../..")), PathBuf::from("/"));
+        assert_eq!(
+            absolutize(Path::new("/a/b"), Path::new("./c/../d")),
+            PathBuf::from("/a/b/d")
+        );
+        assert_eq!(
+            absolutize(Path::new("/a/b"), Path::new("/x/./y")),
+            PathBuf::from("/x/y")
+        );
+        assert_eq!(
+            absolutize(Path::new("/a/b"), Path::new("../../..")),
+            PathBuf::from("/")
+        );
     }
 }

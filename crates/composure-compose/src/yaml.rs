@@ -431,8 +431,7 @@ impl<'l> Builder<'l> {
             Event::Scalar(text, style, anchor, tag) => {
                 // `<<` is a merge key when plain and untagged, or tagged `!!merge`.
                 let merge_tag = tag.as_deref().is_some_and(|t| {
-                    t.handle == "!!" && t.suffix == "merge"
-                        || t.handle == "tag:yaml.org,2002:" && t.suffix == "merge"
+                    t.suffix == "merge" && (t.handle == "!!" || t.handle == "tag:yaml.org,2002:")
                 });
                 self.plain_merge_key =
                     text == "<<" && (merge_tag || (style == ScalarStyle::Plain && tag.is_none()));

@@ -393,6 +393,16 @@ pub struct Service {
     pub extensions: Extensions,
 }
 
+impl Service {
+    /// The image this service runs: `image:`, else the name `docker compose` gives a built
+    /// image (`<project>-<service>`).
+    pub fn image_name(&self, project: &str, service: &str) -> String {
+        self.image
+            .clone()
+            .unwrap_or_else(|| format!("{project}-{service}"))
+    }
+}
+
 /// Where a service's log output goes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Logging {

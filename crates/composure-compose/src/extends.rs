@@ -11,14 +11,14 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::diag::{Diagnostic, Span, YamlPath};
 use crate::merge::merge_service;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Value, YamlNode};
 
 /// Access to the files that `extends.file` names.
 pub trait ExtendsContext {
     /// The parsed and interpolated document of `file` (as written in `extends.file`, relative
     /// to `from_dir` unless absolute or remote), and the directory its relative paths are
     /// relative to. An error without a span is reported at the `extends.file` value.
-    fn load(&mut self, file: &str, from_dir: &Path) -> Result<(Node, PathBuf), Diagnostic>;
+    fn load(&mut self, file: &str, from_dir: &Path) -> Result<(YamlNode, PathBuf), Diagnostic>;
 
     /// Told each time an `extends` is followed (compose's "extends" event): the extending
     /// service, the service it extends, and the file when another file is named.
@@ -28,15 +28,15 @@ pub trait ExtendsContext {
 /// Resolves every service's `extends` in `doc`, whose relative paths are relative to `dir`.
 /// Afterwards no service of `doc` has `extends`, except those reported in the diagnostics.
 pub fn resolve_extends(
-    doc: &mut Node,
+    doc: &mut YamlNode,
     dir: &Path,
     ctx: &mut dyn ExtendsContext,
 ) -> Vec<Diagnostic> {
-    let names: Vec<String> = match doc.get("services").and_then(Node::as_map) {
+    let names: Vec<String> = match doc.get("services").and_then(YamlNode::as_map) {
         Some(services) => services.keys().map(|key| key.name.clone()).collect(),
         None => return Vec::new(),
     };
-    let root = std::mem::replace(doc, Node::null(doc.span.clone()));
+    let root = std::mem::replace(doc, YamlNode::null(doc.span.clone()));
     let mut resolver = Resolver {
         ctx,
         documents: vec![Document {
@@ -58,8 +58,8 @@ pub fn resolve_extends(
 /// Reports references to services that the document does not define: `depends_on`, `links`,
 /// `volumes_from` and `service:NAME` in `network_mode`, `ipc`, `pid`, `uts`, `cgroup`.
 /// `extends` does not bring the services a base refers to, so run this on the final model.
-pub fn check_service_refs(doc: &Node) -> Vec<Diagnostic> {
-    let Some(services) = doc.get("services").and_then(Node::as_map) else {
+pub fn check_service_refs(doc: &YamlNode) -> Vec<Diagnostic> {
+    let Some(services) = doc.get("services").and_then(YamlNode::as_map) else {
         return Vec::new();
     };
     let mut diagnostics = Vec::new();
@@ -81,7 +81,7 @@ pub fn check_service_refs(doc: &Node) -> Vec<Diagnostic> {
 }
 
 /// The services `service` refers to, each with where it is named.
-fn service_refs(service: &Node, path: &YamlPath) -> Vec<(String, Span, YamlPath)> {
+fn service_refs(service: &YamlNode, path: &YamlPath) -> Vec<(String, Span, YamlPath)> {
     let mut refs = Vec::new();
     let mut named = |span: &Span, at: YamlPath, name: Option<&str>| {
         if let Some(name) = name.filter(|name| !name.is_empty()) {
@@ -101,7 +101,10 @@ fn service_refs(service: &Node, path: &YamlPath) -> Vec<(String, Span, YamlPath)
         }
     }
     for attribute in ["links", "volumes_from"] {
-        let items = service.get(attribute).and_then(Node::as_seq).unwrap_or(&[]);
+        let items = service
+            .get(attribute)
+            .and_then(YamlNode::as_seq)
+            .unwrap_or(&[]);
         for (i, item) in items.iter().enumerate() {
             let text = item.as_str().unwrap_or_default();
             if !text.starts_with("container:") {
@@ -123,7 +126,7 @@ fn service_refs(service: &Node, path: &YamlPath) -> Vec<(String, Span, YamlPath)
 }
 
 struct Document {
-    node: Node,
+    node: YamlNode,
     dir: PathBuf,
 }
 
@@ -151,7 +154,7 @@ struct Target {
 }
 
 impl Resolver<'_> {
-    fn service(&self, doc: usize, name: &str) -> Option<&Node> {
+    fn service(&self, doc: usize, name: &str) -> Option<&YamlNode> {
         self.documents[doc].node.get("services")?.get(name)
     }
 
@@ -160,7 +163,12 @@ impl Resolver<'_> {
     }
 
     /// The service with its `extends` applied, written back into its document.
-    fn resolve(&mut self, doc: usize, name: &str, chain: &mut Vec<Link>) -> Result<Node, Failed> {
+    fn resolve(
+        &mut self,
+        doc: usize,
+        name: &str,
+        chain: &mut Vec<Link>,
+    ) -> Result<YamlNode, Failed> {
         let link = (doc, name.to_string());
         if self.failed.contains(&link) {
             return Err(Failed);
@@ -194,9 +202,9 @@ impl Resolver<'_> {
         &mut self,
         doc: usize,
         name: &str,
-        mut service: Node,
+        mut service: YamlNode,
         chain: &mut Vec<Link>,
-    ) -> Result<Node, Failed> {
+    ) -> Result<YamlNode, Failed> {
         let path = YamlPath::root().key("services").key(name).key("extends");
         let (key, extends) = service
             .as_map_mut()
@@ -252,7 +260,7 @@ impl Resolver<'_> {
     fn target(
         &mut self,
         name: &str,
-        extends: &Node,
+        extends: &YamlNode,
         at: &Span,
         path: &YamlPath,
     ) -> Result<Target, Failed> {
@@ -436,7 +444,7 @@ impl Relocation {
         })
     }
 
-    fn service(&self, service: &mut Node) {
+    fn service(&self, service: &mut YamlNode) {
         let Some(entries) = service.as_map_mut() else {
             return;
         };
@@ -461,7 +469,7 @@ impl Relocation {
         }
     }
 
-    fn build(&self, build: &mut Node) {
+    fn build(&self, build: &mut YamlNode) {
         if build.as_str().is_some() {
             rewrite(build, |p| self.context(p));
             return;
@@ -478,7 +486,7 @@ impl Relocation {
     }
 
     /// `env_file` and `label_file`: a path, or a list of paths or `{path: ...}` entries.
-    fn files(&self, files: &mut Node) {
+    fn files(&self, files: &mut YamlNode) {
         match &mut files.value {
             Value::String(_) => rewrite(files, |p| self.path(p)),
             Value::Seq(items) => {
@@ -495,7 +503,7 @@ impl Relocation {
 
     /// A bind mount's host path: `./src:/dst` in the short syntax (a source that does not
     /// start with `.` is a volume name or absolute), `source` of a `type: bind` mount.
-    fn volume(&self, volume: &mut Node) {
+    fn volume(&self, volume: &mut YamlNode) {
         if let Some(text) = volume.as_str() {
             let Some((source, rest)) = text.split_once(':') else {
                 return;
@@ -507,7 +515,7 @@ impl Relocation {
             }
             return;
         }
-        if volume.get("type").and_then(Node::as_str) == Some("bind")
+        if volume.get("type").and_then(YamlNode::as_str) == Some("bind")
             && let Some(source) = volume.get_mut("source")
         {
             rewrite(source, |p| self.bind_source(p));
@@ -516,7 +524,7 @@ impl Relocation {
 }
 
 /// Replaces a string node's text with `f`'s answer, if any.
-fn rewrite(node: &mut Node, f: impl Fn(&str) -> Option<String>) {
+fn rewrite(node: &mut YamlNode, f: impl Fn(&str) -> Option<String>) {
     if let Value::String(text) = &mut node.value
         && let Some(new) = f(text)
     {
@@ -525,7 +533,7 @@ fn rewrite(node: &mut Node, f: impl Fn(&str) -> Option<String>) {
 }
 
 /// Rewrites the values of `NAME: path` mappings and `NAME=path` lists.
-fn rewrite_named(node: &mut Node, f: impl Fn(&str) -> Option<String>) {
+fn rewrite_named(node: &mut YamlNode, f: impl Fn(&str) -> Option<String>) {
     match &mut node.value {
         Value::Map(entries) => entries.values_mut().for_each(|value| rewrite(value, &f)),
         Value::Seq(items) => {
@@ -607,7 +615,7 @@ mod tests {
     }
 
     impl ExtendsContext for Files {
-        fn load(&mut self, file: &str, from_dir: &Path) -> Result<(Node, PathBuf), Diagnostic> {
+        fn load(&mut self, file: &str, from_dir: &Path) -> Result<(YamlNode, PathBuf), Diagnostic> {
             let path = match file.strip_prefix("remote:") {
                 Some(rest) => testdata().join("remote").join(rest),
                 None => normalize(&from_dir.join(file)),
@@ -622,7 +630,10 @@ mod tests {
             let mut docs =
                 parse(&text, &name, &Limits::default()).map_err(|e| e.diagnostics[0].clone())?;
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            Ok((docs.pop().unwrap_or_else(|| Node::null(Span::none())), dir))
+            Ok((
+                docs.pop().unwrap_or_else(|| YamlNode::null(Span::none())),
+                dir,
+            ))
         }
 
         fn followed(&mut self, service: &str, base: &str, file: Option<&str>) {
@@ -632,14 +643,14 @@ mod tests {
     }
 
     /// Loads `path` through `files` and resolves its `extends`.
-    fn resolve(files: &mut Files, path: impl AsRef<Path>) -> (Node, Vec<Diagnostic>) {
+    fn resolve(files: &mut Files, path: impl AsRef<Path>) -> (YamlNode, Vec<Diagnostic>) {
         let path = path.as_ref().to_string_lossy().into_owned();
         let (mut doc, dir) = files.load(&path, Path::new("")).expect("loads");
         let diagnostics = resolve_extends(&mut doc, &dir, files);
         (doc, diagnostics)
     }
 
-    fn resolved(files: &mut Files, path: impl AsRef<Path>) -> Node {
+    fn resolved(files: &mut Files, path: impl AsRef<Path>) -> YamlNode {
         let (doc, diagnostics) = resolve(files, path);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         assert!(
@@ -650,7 +661,7 @@ mod tests {
         doc
     }
 
-    fn mentions_extends(doc: &Node) -> bool {
+    fn mentions_extends(doc: &YamlNode) -> bool {
         let mut found = false;
         let mut doc = doc.clone();
         doc.walk_mut(&mut |n| {
@@ -659,7 +670,7 @@ mod tests {
         found
     }
 
-    fn service(doc: &Node, name: &str) -> Json {
+    fn service(doc: &YamlNode, name: &str) -> Json {
         doc.to_json()["services"][name].clone()
     }
 

@@ -12,7 +12,7 @@
 //! eagerly, which makes `${SET:-${UNSET:?}}` fail; we do not).
 
 use crate::diag::{Diagnostic, YamlPath};
-use crate::yaml::{Node, Value};
+use crate::yaml::{Value, YamlNode};
 
 /// Deepest nesting of `${...}` inside defaults; keeps hostile input from exhausting the stack.
 const MAX_NESTING: usize = 32;
@@ -52,7 +52,7 @@ pub fn interpolate_str(
 /// spec applies interpolation to values only. Each value that fails becomes an error
 /// diagnostic and keeps its text; the walk goes on so that all failures come out together.
 pub fn interpolate_node(
-    node: &mut Node,
+    node: &mut YamlNode,
     path: &YamlPath,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<Diagnostic> {
@@ -64,7 +64,7 @@ pub fn interpolate_node(
 /// Like [`interpolate_node`], and also adds a warning for each unset variable that was
 /// replaced by an empty string, as `docker compose` prints them.
 pub fn interpolate_node_with_unset_warnings(
-    node: &mut Node,
+    node: &mut YamlNode,
     path: &YamlPath,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<Diagnostic> {
@@ -116,13 +116,13 @@ fn render(
 }
 
 fn walk(
-    node: &mut Node,
+    node: &mut YamlNode,
     path: &YamlPath,
     lookup: &dyn Fn(&str) -> Option<String>,
     warn_unset: bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let Node { value, span, .. } = node;
+    let YamlNode { value, span, .. } = node;
     match value {
         Value::String(text) if text.contains('$') => match render(text, lookup) {
             Ok(rendered) => {
@@ -817,7 +817,7 @@ mod tests {
         assert_eq!(referenced_variables("$FIRST ${ bad} $LATER"), ["FIRST"]);
     }
 
-    fn tree(yaml: &str) -> Node {
+    fn tree(yaml: &str) -> YamlNode {
         match parse(yaml, "compose.yaml", &Limits::default()) {
             Ok(mut docs) if docs.len() == 1 => docs.remove(0),
             other => panic!("bad test yaml: {other:?}"),
@@ -833,16 +833,19 @@ mod tests {
         assert!(diags.is_empty(), "{diags:?}");
         let web = root.get("services").and_then(|s| s.get("web"));
         let web = web.unwrap_or_else(|| panic!("no web"));
-        assert_eq!(web.get("image").and_then(Node::as_str), Some("nginx:first"));
-        let labels = web.get("labels").and_then(Node::as_map);
+        assert_eq!(
+            web.get("image").and_then(YamlNode::as_str),
+            Some("nginx:first")
+        );
+        let labels = web.get("labels").and_then(YamlNode::as_map);
         let labels = labels.unwrap_or_else(|| panic!("no labels"));
-        assert_eq!(labels.get("$FOO").and_then(Node::as_str), Some("first"));
+        assert_eq!(labels.get("$FOO").and_then(YamlNode::as_str), Some("first"));
         let command: Vec<_> = web
             .get("command")
-            .and_then(Node::as_seq)
+            .and_then(YamlNode::as_seq)
             .unwrap_or_default()
             .iter()
-            .filter_map(Node::as_str)
+            .filter_map(YamlNode::as_str)
             .collect();
         assert_eq!(command, ["echo", "$HOME", "x"]);
         assert!(matches!(
@@ -881,14 +884,14 @@ mod tests {
             .key("web")
             .key("environment")
             .index(1));
-        assert_eq!(b.and_then(Node::as_str), Some("B=first"));
+        assert_eq!(b.and_then(YamlNode::as_str), Some("B=first"));
         // A failed value keeps its text.
         let a = root.at(&YamlPath::root()
             .key("services")
             .key("web")
             .key("environment")
             .index(0));
-        assert_eq!(a.and_then(Node::as_str), Some("A=${ bad }"));
+        assert_eq!(a.and_then(YamlNode::as_str), Some("A=${ bad }"));
     }
 
     #[test]
@@ -908,7 +911,7 @@ mod tests {
         );
         assert!(diags.iter().all(|d| !d.is_error()));
         assert_eq!(diags[0].path.to_string(), "x");
-        assert_eq!(loud.get("x").and_then(Node::as_str), Some("first   d "));
+        assert_eq!(loud.get("x").and_then(YamlNode::as_str), Some("first   d "));
     }
 
     proptest! {

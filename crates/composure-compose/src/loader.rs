@@ -14,7 +14,7 @@ use crate::diag::{Diagnostic, Diagnostics, LoadError, Span, YamlPath};
 use crate::extends::{ExtendsContext, resolve_extends};
 use crate::model::Project;
 use crate::source::{Source, absolutize};
-use crate::yaml::{Limits, Node, Value};
+use crate::yaml::{Limits, Value, YamlNode};
 use crate::{dotenv, interpolate, merge, names, normalize, paths, profiles, schema, semantic};
 
 /// File names looked for when no `-f` is given, in order of preference.
@@ -71,7 +71,7 @@ impl LoadOptions {
 pub struct Loaded {
     pub project: Project,
     /// The merged document, kept to point diagnostics of later stages at a place in a file.
-    pub document: Node,
+    pub document: YamlNode,
     pub warnings: Vec<Diagnostic>,
     /// The compose files that make up the project, absolute.
     pub files: Vec<PathBuf>,
@@ -113,7 +113,7 @@ pub fn load_with(options: &LoadOptions, source: &dyn Source) -> Result<Loaded, L
         cache: HashMap::new(),
         include_stack: files.clone(),
     };
-    let mut merged: Option<Node> = None;
+    let mut merged: Option<YamlNode> = None;
     for (mut doc, file) in documents {
         let dir = file
             .parent()
@@ -197,12 +197,12 @@ pub fn load_with(options: &LoadOptions, source: &dyn Source) -> Result<Loaded, L
     })
 }
 
-fn empty_document(files: &[PathBuf]) -> Node {
+fn empty_document(files: &[PathBuf]) -> YamlNode {
     let file = files
         .first()
         .map(|f| f.display().to_string())
         .unwrap_or_default();
-    Node::map(Default::default(), Span::new(Arc::from(file), 1, 1))
+    YamlNode::map(Default::default(), Span::new(Arc::from(file), 1, 1))
 }
 
 pub fn lookup(env: &IndexMap<String, String>) -> impl Fn(&str) -> Option<String> + '_ {
@@ -310,7 +310,7 @@ fn read_documents(
     file: &Path,
     source: &dyn Source,
     limits: &Limits,
-) -> Result<Vec<(Node, PathBuf)>, LoadError> {
+) -> Result<Vec<(YamlNode, PathBuf)>, LoadError> {
     let text = source.read(file).map_err(|e| {
         Diagnostic::global(format!("cannot read compose file {}: {e}", file.display()))
     })?;
@@ -338,7 +338,7 @@ fn read_documents(
 fn project_name(
     options: &LoadOptions,
     env: &IndexMap<String, String>,
-    documents: &mut [(Node, PathBuf)],
+    documents: &mut [(YamlNode, PathBuf)],
 ) -> Result<String, LoadError> {
     let checked = |name: &str, span: Span, path: YamlPath| {
         names::validate_project_name(name)
@@ -421,7 +421,7 @@ struct Loader<'s> {
     limits: Limits,
     interpolate: bool,
     /// Parsed and interpolated documents of files read for `extends`, by path.
-    cache: HashMap<PathBuf, Node>,
+    cache: HashMap<PathBuf, YamlNode>,
     /// Files being loaded, outermost first, for include cycle detection.
     include_stack: Vec<PathBuf>,
 }
@@ -435,7 +435,7 @@ impl<'s> Loader<'s> {
         &mut self,
         file: &Path,
         env: &IndexMap<String, String>,
-    ) -> Result<Node, Diagnostic> {
+    ) -> Result<YamlNode, Diagnostic> {
         if let Some(doc) = self.cache.get(file) {
             return Ok(doc.clone());
         }
@@ -466,7 +466,7 @@ impl<'s> Loader<'s> {
     /// Loads each `include` entry of `doc` as a project of its own and lays `doc` over it.
     fn apply_includes(
         &mut self,
-        doc: &mut Node,
+        doc: &mut YamlNode,
         project_directory: &Path,
         env: &IndexMap<String, String>,
     ) -> Vec<Diagnostic> {
@@ -481,7 +481,7 @@ impl<'s> Loader<'s> {
                 format!("`include` must be a list, found a {}", includes.kind()),
             )];
         };
-        let mut included: Option<Node> = None;
+        let mut included: Option<YamlNode> = None;
         for (i, entry) in entries.iter().enumerate() {
             let path = YamlPath::root().key("include").index(i);
             match self.load_include(entry, &path, project_directory, env) {
@@ -501,7 +501,7 @@ impl<'s> Loader<'s> {
             }
         }
         if let Some(base) = included {
-            let overlay = std::mem::replace(doc, Node::null(Span::none()));
+            let overlay = std::mem::replace(doc, YamlNode::null(Span::none()));
             match merge::merge_documents(base, overlay) {
                 Ok(m) => *doc = m,
                 Err(e) => diags.extend(e),
@@ -512,28 +512,32 @@ impl<'s> Loader<'s> {
 
     fn load_include(
         &mut self,
-        entry: &Node,
+        entry: &YamlNode,
         path: &YamlPath,
         parent_dir: &Path,
         parent_env: &IndexMap<String, String>,
-    ) -> Result<Node, Vec<Diagnostic>> {
+    ) -> Result<YamlNode, Vec<Diagnostic>> {
         let err = |msg: String| vec![Diagnostic::error(entry.span.clone(), path.clone(), msg)];
         let (files, project_dir, env_files) = match &entry.value {
             Value::String(p) => (vec![p.clone()], None, Vec::new()),
             Value::Map(m) => {
                 let files = match m.get("path").map(|p| &p.value) {
                     Some(Value::String(p)) => vec![p.clone()],
-                    Some(Value::Seq(items)) => items.iter().filter_map(Node::scalar_text).collect(),
+                    Some(Value::Seq(items)) => {
+                        items.iter().filter_map(YamlNode::scalar_text).collect()
+                    }
                     _ => return Err(err("an include entry needs a `path`".into())),
                 };
                 let env_files = match m.get("env_file").map(|p| &p.value) {
                     Some(Value::String(p)) => vec![p.clone()],
-                    Some(Value::Seq(items)) => items.iter().filter_map(Node::scalar_text).collect(),
+                    Some(Value::Seq(items)) => {
+                        items.iter().filter_map(YamlNode::scalar_text).collect()
+                    }
                     _ => Vec::new(),
                 };
                 (
                     files,
-                    m.get("project_directory").and_then(Node::scalar_text),
+                    m.get("project_directory").and_then(YamlNode::scalar_text),
                     env_files,
                 )
             }
@@ -593,7 +597,7 @@ impl<'s> Loader<'s> {
             read_env_files(&env_files, parent_env, self.source).map_err(|e| e.diagnostics)?;
         env.extend(parent_env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
-        let mut merged: Option<Node> = None;
+        let mut merged: Option<YamlNode> = None;
         for file in &files {
             self.include_stack.push(file.clone());
             let result = self.load_included_file(file, &sub_dir, &env);
@@ -614,7 +618,7 @@ impl<'s> Loader<'s> {
         file: &Path,
         project_dir: &Path,
         env: &IndexMap<String, String>,
-    ) -> Result<Node, Vec<Diagnostic>> {
+    ) -> Result<YamlNode, Vec<Diagnostic>> {
         let mut doc = self.read_interpolated(file, env).map_err(|d| vec![d])?;
         let mut diags = self.apply_includes(&mut doc, project_dir, env);
         let dir = file
@@ -639,7 +643,7 @@ struct FileExtends<'a, 's> {
 }
 
 impl ExtendsContext for FileExtends<'_, '_> {
-    fn load(&mut self, file: &str, from_dir: &Path) -> Result<(Node, PathBuf), Diagnostic> {
+    fn load(&mut self, file: &str, from_dir: &Path) -> Result<(YamlNode, PathBuf), Diagnostic> {
         let path = absolutize(from_dir, Path::new(file));
         if !self.loader.source.exists(&path) {
             return Err(Diagnostic::global(format!(

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use indexmap::map::MutableKeys;
 
 use crate::diag::{Diagnostic, PathSeg, Span, YamlPath};
-use crate::yaml::{Key, Mapping, Node, Tag, Value};
+use crate::yaml::{Key, Mapping, Tag, Value, YamlNode};
 
 /// Lays `overlay` (a later file, or a later document of the same stream) over `base`.
 /// An empty overlay leaves the base unchanged.
-pub fn merge_documents(mut base: Node, overlay: Node) -> Result<Node, Vec<Diagnostic>> {
+pub fn merge_documents(mut base: YamlNode, overlay: YamlNode) -> Result<YamlNode, Vec<Diagnostic>> {
     let mut merger = Merger::default();
     strip_tags(&mut base);
     merger.check_document(&base);
@@ -29,25 +29,29 @@ pub fn merge_documents(mut base: Node, overlay: Node) -> Result<Node, Vec<Diagno
         merger.merge(base, overlay, &YamlPath::root())
     };
     let span = Span::none();
-    merger.finish(merged.unwrap_or_else(|| Node::null(span)))
+    merger.finish(merged.unwrap_or_else(|| YamlNode::null(span)))
 }
 
 /// Lays the service `overlay` over the service `base`: the extending service over the one it
 /// extends. `name` is the overlay's service name, used for the rules and in messages. The
 /// caller removes `extends` from the overlay first.
-pub fn merge_service(name: &str, base: &Node, overlay: &Node) -> Result<Node, Vec<Diagnostic>> {
+pub fn merge_service(
+    name: &str,
+    base: &YamlNode,
+    overlay: &YamlNode,
+) -> Result<YamlNode, Vec<Diagnostic>> {
     let mut merger = Merger::default();
     let mut base = base.clone();
     strip_tags(&mut base);
     let path = YamlPath::root().key("services").key(name);
     let merged = merger.merge(base, overlay.clone(), &path);
     let span = overlay.span.clone();
-    merger.finish(merged.unwrap_or_else(|| Node::null(span)))
+    merger.finish(merged.unwrap_or_else(|| YamlNode::null(span)))
 }
 
 /// Applies the merge tags of a document that is not merged over anything: a `!reset` value
 /// means "absent", so its key (or sequence item) goes; `!override` has nothing to override.
-pub fn strip_tags(node: &mut Node) {
+pub fn strip_tags(node: &mut YamlNode) {
     if node.tag == Tag::Reset {
         node.value = Value::Null;
     }
@@ -66,7 +70,7 @@ pub fn strip_tags(node: &mut Node) {
 }
 
 /// The node with its tags applied, or `None` when it is itself a `!reset`.
-fn stripped(mut node: Node) -> Option<Node> {
+fn stripped(mut node: YamlNode) -> Option<YamlNode> {
     if node.tag == Tag::Reset {
         return None;
     }
@@ -254,7 +258,7 @@ struct Merger {
 }
 
 impl Merger {
-    fn finish(self, node: Node) -> Result<Node, Vec<Diagnostic>> {
+    fn finish(self, node: YamlNode) -> Result<YamlNode, Vec<Diagnostic>> {
         if self.diagnostics.is_empty() {
             Ok(node)
         } else {
@@ -262,12 +266,12 @@ impl Merger {
         }
     }
 
-    fn error(&mut self, node: &Node, path: &YamlPath, message: impl Into<String>) {
+    fn error(&mut self, node: &YamlNode, path: &YamlPath, message: impl Into<String>) {
         self.diagnostics
             .push(Diagnostic::error(node.span.clone(), path.clone(), message));
     }
 
-    fn check_document(&mut self, doc: &Node) {
+    fn check_document(&mut self, doc: &YamlNode) {
         if !doc.is_null() && doc.as_map().is_none() {
             let message = format!("a compose file must be a mapping, not a {}", doc.kind());
             self.error(doc, &YamlPath::root(), message);
@@ -275,7 +279,7 @@ impl Merger {
     }
 
     /// Merges one value; `None` when the overlay removes it (`!reset`).
-    fn merge(&mut self, base: Node, overlay: Node, path: &YamlPath) -> Option<Node> {
+    fn merge(&mut self, base: YamlNode, overlay: YamlNode, path: &YamlPath) -> Option<YamlNode> {
         match overlay.tag {
             Tag::Reset => return None,
             Tag::Override => return stripped(overlay),
@@ -295,7 +299,7 @@ impl Merger {
             Rule::KeyValue => self.merge_key_values(base, overlay, path),
             Rule::ExtraHosts => self.merge_extra_hosts(base, overlay, path),
             Rule::DependsOn => self.merge_named(base, overlay, path, depends_on_default),
-            Rule::NamedMap => self.merge_named(base, overlay, path, Node::null),
+            Rule::NamedMap => self.merge_named(base, overlay, path, YamlNode::null),
             Rule::Build => self.merge_build(base, overlay, path),
             Rule::Logging => self.merge_logging(base, overlay, path),
             Rule::Unique(identity, scalar_is_list) => {
@@ -304,19 +308,24 @@ impl Merger {
         }
     }
 
-    fn merge_generic(&mut self, base: Node, overlay: Node, path: &YamlPath) -> Option<Node> {
+    fn merge_generic(
+        &mut self,
+        base: YamlNode,
+        overlay: YamlNode,
+        path: &YamlPath,
+    ) -> Option<YamlNode> {
         let span = overlay.span.clone();
         match (base.value, overlay.value) {
             (Value::Map(base), Value::Map(overlay)) => {
-                Some(Node::map(self.merge_maps(base, overlay, path), span))
+                Some(YamlNode::map(self.merge_maps(base, overlay, path), span))
             }
             (Value::Seq(mut items), Value::Seq(more)) => {
                 items.extend(more.into_iter().filter_map(stripped));
-                Some(Node::new(Value::Seq(items), span))
+                Some(YamlNode::new(Value::Seq(items), span))
             }
             (base @ (Value::Map(_) | Value::Seq(_)), value) => {
-                let base = Node::new(base, Span::none());
-                let overlay = Node::new(value, span);
+                let base = YamlNode::new(base, Span::none());
+                let overlay = YamlNode::new(value, span);
                 let message = format!(
                     "cannot merge a {} over the {} given earlier",
                     overlay.kind(),
@@ -328,7 +337,7 @@ impl Merger {
                 );
                 None
             }
-            (_, value) => stripped(Node::new(value, span)),
+            (_, value) => stripped(YamlNode::new(value, span)),
         }
     }
 
@@ -355,7 +364,12 @@ impl Merger {
         merged
     }
 
-    fn merge_key_values(&mut self, base: Node, overlay: Node, path: &YamlPath) -> Option<Node> {
+    fn merge_key_values(
+        &mut self,
+        base: YamlNode,
+        overlay: YamlNode,
+        path: &YamlPath,
+    ) -> Option<YamlNode> {
         let span = overlay.span.clone();
         let base = self.key_values(base, path);
         let overlay = self.key_values(overlay, path);
@@ -368,11 +382,11 @@ impl Merger {
                 Some(value) => replace_entry(&mut merged, key, value),
             }
         }
-        Some(Node::map(merged, span))
+        Some(YamlNode::map(merged, span))
     }
 
     /// A `KEY=VALUE` list as a mapping; a bare `KEY` has a null value.
-    fn key_values(&mut self, node: Node, path: &YamlPath) -> Option<Mapping> {
+    fn key_values(&mut self, node: YamlNode, path: &YamlPath) -> Option<Mapping> {
         match node.value {
             Value::Map(entries) => Some(entries),
             Value::Null => Some(Mapping::new()),
@@ -386,10 +400,10 @@ impl Merger {
                         continue;
                     };
                     let (name, value) = match text.split_once('=') {
-                        Some((name, value)) => (name, Node::string(value, item.span.clone())),
-                        None => (text.as_str(), Node::null(item.span.clone())),
+                        Some((name, value)) => (name, YamlNode::string(value, item.span.clone())),
+                        None => (text.as_str(), YamlNode::null(item.span.clone())),
                     };
-                    let value = Node {
+                    let value = YamlNode {
                         tag: item.tag,
                         ..value
                     };
@@ -398,7 +412,7 @@ impl Merger {
                 ok.then_some(entries)
             }
             value => {
-                let node = Node::new(value, node.span);
+                let node = YamlNode::new(value, node.span);
                 let message = format!(
                     "expected a mapping or a list of `KEY=VALUE` strings, not a {}",
                     node.kind()
@@ -409,7 +423,12 @@ impl Merger {
         }
     }
 
-    fn merge_extra_hosts(&mut self, base: Node, overlay: Node, path: &YamlPath) -> Option<Node> {
+    fn merge_extra_hosts(
+        &mut self,
+        base: YamlNode,
+        overlay: YamlNode,
+        path: &YamlPath,
+    ) -> Option<YamlNode> {
         let span = overlay.span.clone();
         let base = self.hosts(base, path);
         let overlay = self.hosts(overlay, path);
@@ -421,7 +440,7 @@ impl Merger {
             }
             let later = stripped(later).map(into_items).unwrap_or_default();
             match merged.get_mut(key.name.as_str()) {
-                Some(Node {
+                Some(YamlNode {
                     value: Value::Seq(ips),
                     ..
                 }) => {
@@ -432,7 +451,7 @@ impl Merger {
                     }
                 }
                 _ => {
-                    let node = Node::new(Value::Seq(later), key.span.clone());
+                    let node = YamlNode::new(Value::Seq(later), key.span.clone());
                     merged.insert(key, node);
                 }
             }
@@ -444,11 +463,11 @@ impl Merger {
                 *value = ips.remove(0);
             }
         }
-        Some(Node::map(merged, span))
+        Some(YamlNode::map(merged, span))
     }
 
     /// Extra hosts as `host` → sequence of IPs, whichever way they were written.
-    fn hosts(&mut self, node: Node, path: &YamlPath) -> Option<Mapping> {
+    fn hosts(&mut self, node: YamlNode, path: &YamlPath) -> Option<Mapping> {
         match node.value {
             Value::Null => Some(Mapping::new()),
             Value::Map(entries) => Some(
@@ -459,7 +478,7 @@ impl Merger {
                         let ips = Value::Seq(into_items(value));
                         (
                             key,
-                            Node {
+                            YamlNode {
                                 value: ips,
                                 span,
                                 tag,
@@ -481,13 +500,15 @@ impl Merger {
                         ok = false;
                         continue;
                     };
-                    let ip = Node {
+                    let ip = YamlNode {
                         tag: Tag::None,
-                        ..Node::string(ip, item.span.clone())
+                        ..YamlNode::string(ip, item.span.clone())
                     };
                     let entry = hosts
                         .entry(Key::new(host, item.span.clone()))
-                        .or_insert_with(|| Node::new(Value::Seq(Vec::new()), item.span.clone()));
+                        .or_insert_with(|| {
+                            YamlNode::new(Value::Seq(Vec::new()), item.span.clone())
+                        });
                     entry.tag = item.tag;
                     if let Value::Seq(ips) = &mut entry.value {
                         ips.push(ip);
@@ -496,7 +517,7 @@ impl Merger {
                 ok.then_some(hosts)
             }
             value => {
-                let node = Node::new(value, node.span);
+                let node = YamlNode::new(value, node.span);
                 let message = format!(
                     "expected a mapping or a list of `HOST:IP` strings, not a {}",
                     node.kind()
@@ -509,18 +530,23 @@ impl Merger {
 
     fn merge_named(
         &mut self,
-        base: Node,
-        overlay: Node,
+        base: YamlNode,
+        overlay: YamlNode,
         path: &YamlPath,
-        default: fn(Span) -> Node,
-    ) -> Option<Node> {
+        default: fn(Span) -> YamlNode,
+    ) -> Option<YamlNode> {
         let base = self.named(base, path, default);
         let overlay = self.named(overlay, path, default);
         self.merge_generic(base?, overlay?, path)
     }
 
     /// A list of names as a mapping from each name to `default`.
-    fn named(&mut self, node: Node, path: &YamlPath, default: fn(Span) -> Node) -> Option<Node> {
+    fn named(
+        &mut self,
+        node: YamlNode,
+        path: &YamlPath,
+        default: fn(Span) -> YamlNode,
+    ) -> Option<YamlNode> {
         let Value::Seq(items) = node.value else {
             return Some(node);
         };
@@ -532,21 +558,31 @@ impl Merger {
                 ok = false;
                 continue;
             };
-            let value = Node {
+            let value = YamlNode {
                 tag: item.tag,
                 ..default(item.span.clone())
             };
             entries.insert(Key::new(name, item.span), value);
         }
-        ok.then(|| Node::map(entries, node.span))
+        ok.then(|| YamlNode::map(entries, node.span))
     }
 
-    fn merge_build(&mut self, base: Node, overlay: Node, path: &YamlPath) -> Option<Node> {
+    fn merge_build(
+        &mut self,
+        base: YamlNode,
+        overlay: YamlNode,
+        path: &YamlPath,
+    ) -> Option<YamlNode> {
         self.merge_generic(build_mapping(base), build_mapping(overlay), path)
     }
 
-    fn merge_logging(&mut self, base: Node, overlay: Node, path: &YamlPath) -> Option<Node> {
-        let driver = |node: &Node| node.get("driver").and_then(Node::scalar_text);
+    fn merge_logging(
+        &mut self,
+        base: YamlNode,
+        overlay: YamlNode,
+        path: &YamlPath,
+    ) -> Option<YamlNode> {
+        let driver = |node: &YamlNode| node.get("driver").and_then(YamlNode::scalar_text);
         match (driver(&base), driver(&overlay)) {
             (Some(earlier), Some(later)) if earlier != later => stripped(overlay),
             _ => self.merge_generic(base, overlay, path),
@@ -555,17 +591,17 @@ impl Merger {
 
     fn merge_unique(
         &mut self,
-        base: Node,
-        overlay: Node,
+        base: YamlNode,
+        overlay: YamlNode,
         path: &YamlPath,
         identity: Identity,
         scalar_is_list: bool,
-    ) -> Option<Node> {
+    ) -> Option<YamlNode> {
         let span = overlay.span.clone();
         let base = self.items(base, path, scalar_is_list);
         let overlay = self.items(overlay, path, scalar_is_list);
         let (base, overlay) = (base?, overlay?);
-        let mut merged: Vec<Option<Node>> = Vec::with_capacity(base.len() + overlay.len());
+        let mut merged: Vec<Option<YamlNode>> = Vec::with_capacity(base.len() + overlay.len());
         let mut seen: HashMap<String, usize> = HashMap::new();
         for item in base.into_iter().chain(overlay) {
             let Some(id) = identity.of(&item) else {
@@ -583,10 +619,15 @@ impl Merger {
             }
         }
         let items = merged.into_iter().flatten().collect();
-        Some(Node::new(Value::Seq(items), span))
+        Some(YamlNode::new(Value::Seq(items), span))
     }
 
-    fn items(&mut self, node: Node, path: &YamlPath, scalar_is_list: bool) -> Option<Vec<Node>> {
+    fn items(
+        &mut self,
+        node: YamlNode,
+        path: &YamlPath,
+        scalar_is_list: bool,
+    ) -> Option<Vec<YamlNode>> {
         match node.value {
             Value::Seq(items) => Some(items),
             Value::Null => Some(Vec::new()),
@@ -596,7 +637,7 @@ impl Merger {
             }
             _ if scalar_is_list => Some(vec![node]),
             value => {
-                let node = Node::new(value, node.span);
+                let node = YamlNode::new(value, node.span);
                 let message = format!("expected a sequence, not a {}", node.kind());
                 self.error(&node, path, message);
                 None
@@ -606,7 +647,7 @@ impl Merger {
 }
 
 /// Sets `key` to `value`; an existing entry keeps its place but takes the new key's span.
-fn replace_entry(entries: &mut Mapping, key: Key, value: Node) {
+fn replace_entry(entries: &mut Mapping, key: Key, value: YamlNode) {
     match entries.get_full_mut2(key.name.as_str()) {
         Some((_, old_key, old_value)) => {
             *old_key = key;
@@ -618,45 +659,45 @@ fn replace_entry(entries: &mut Mapping, key: Key, value: Node) {
     }
 }
 
-fn depends_on_default(span: Span) -> Node {
+fn depends_on_default(span: Span) -> YamlNode {
     let mut entries = Mapping::new();
     entries.insert(
         Key::new("condition", span.clone()),
-        Node::string("service_started", span.clone()),
+        YamlNode::string("service_started", span.clone()),
     );
     entries.insert(
         Key::new("required", span.clone()),
-        Node::new(Value::Bool(true), span.clone()),
+        YamlNode::new(Value::Bool(true), span.clone()),
     );
-    Node::map(entries, span)
+    YamlNode::map(entries, span)
 }
 
 /// `build: path` is `build: {context: path}`.
-fn build_mapping(node: Node) -> Node {
+fn build_mapping(node: YamlNode) -> YamlNode {
     if matches!(node.value, Value::Map(_)) || node.scalar_text().is_none() {
         return node;
     }
     let span = node.span.clone();
     let mut entries = Mapping::new();
     entries.insert(Key::new("context", span.clone()), node);
-    Node::map(entries, span)
+    YamlNode::map(entries, span)
 }
 
-fn into_items(node: Node) -> Vec<Node> {
+fn into_items(node: YamlNode) -> Vec<YamlNode> {
     match node.value {
         Value::Seq(items) => items,
         Value::Null => Vec::new(),
-        value => vec![Node::new(value, node.span)],
+        value => vec![YamlNode::new(value, node.span)],
     }
 }
 
-fn same_text(a: &Node, b: &Node) -> bool {
+fn same_text(a: &YamlNode, b: &YamlNode) -> bool {
     a.scalar_text().is_some() && a.scalar_text() == b.scalar_text()
 }
 
 impl Identity {
     /// The entry's identity; `None` when it has none (it is then never merged with another).
-    fn of(self, item: &Node) -> Option<String> {
+    fn of(self, item: &YamlNode) -> Option<String> {
         match self {
             Identity::Text => item
                 .scalar_text()
@@ -682,13 +723,13 @@ impl Identity {
     }
 }
 
-fn text_at(node: &Node, key: &str) -> Option<String> {
-    node.get(key).and_then(Node::scalar_text)
+fn text_at(node: &YamlNode, key: &str) -> Option<String> {
+    node.get(key).and_then(YamlNode::scalar_text)
 }
 
 /// Where a secret or config appears in the container: its `target`, or its source's name under
 /// the default directory. A relative target is relative to that directory.
-fn mount_identity(item: &Node, default_dir: &str) -> Option<String> {
+fn mount_identity(item: &YamlNode, default_dir: &str) -> Option<String> {
     let in_default_dir = |name: String| {
         if name.starts_with('/') {
             name
@@ -706,7 +747,7 @@ fn mount_identity(item: &Node, default_dir: &str) -> Option<String> {
 
 /// The identity of a port in short (`[HOST:][PUBLISHED:]TARGET[/PROTOCOL]`) or long form:
 /// host IP, published, target, protocol. No host IP and `0.0.0.0` are the same.
-fn port_identity(item: &Node) -> Option<String> {
+fn port_identity(item: &YamlNode) -> Option<String> {
     let (host_ip, published, target, protocol) = match item.as_map() {
         Some(_) => (
             text_at(item, "host_ip").unwrap_or_default(),
@@ -769,12 +810,12 @@ mod tests {
     use crate::yaml::{Limits, parse};
     use serde_json::json;
 
-    fn doc(text: &str, file: &str) -> Node {
+    fn doc(text: &str, file: &str) -> YamlNode {
         let mut docs = parse(text, file, &Limits::default()).expect("parses");
-        docs.pop().unwrap_or_else(|| Node::null(Span::none()))
+        docs.pop().unwrap_or_else(|| YamlNode::null(Span::none()))
     }
 
-    fn merged(base: &str, overlay: &str) -> Node {
+    fn merged(base: &str, overlay: &str) -> YamlNode {
         merge_documents(doc(base, "base.yaml"), doc(overlay, "override.yaml")).expect("merges")
     }
 
@@ -787,7 +828,7 @@ mod tests {
         merge_documents(doc(base, "base.yaml"), doc(overlay, "override.yaml")).expect_err("fails")
     }
 
-    fn has_tags(node: &Node) -> bool {
+    fn has_tags(node: &YamlNode) -> bool {
         let mut found = false;
         let mut node = node.clone();
         node.walk_mut(&mut |n| found |= n.tag != Tag::None);
@@ -937,7 +978,7 @@ mod tests {
             web["secrets"],
             json!([{"source": "db2", "target": "/run/secrets/db"}, "api", {"source": "api", "target": "key"}])
         );
-        assert_eq!(web["configs"], json!([{"source": "app", "mode": 440}]));
+        assert_eq!(web["configs"], json!([{"source": "app", "mode": 0o440}]));
     }
 
     #[test]
@@ -1089,7 +1130,7 @@ mod tests {
         .expect("parses");
         let result = docs
             .into_iter()
-            .try_fold(Node::null(Span::none()), merge_documents)
+            .try_fold(YamlNode::null(Span::none()), merge_documents)
             .expect("merges");
         assert_eq!(
             result.to_json()["services"]["web"],
@@ -1275,7 +1316,7 @@ mod tests {
 
     #[test]
     fn merge_service_over_an_empty_base() {
-        let base = Node::null(Span::none());
+        let base = YamlNode::null(Span::none());
         let overlay = doc("image: a\ncommand: !reset\n", "x.yaml");
         let merged = merge_service("x", &base, &overlay).expect("merges");
         assert_eq!(merged.to_json(), json!({"image": "a"}));
@@ -1283,7 +1324,7 @@ mod tests {
 
     #[test]
     fn short_port_identities() {
-        let id = |s: &str| port_identity(&Node::string(s, Span::none())).expect("has one");
+        let id = |s: &str| port_identity(&YamlNode::string(s, Span::none())).expect("has one");
         assert_eq!(id("80"), "||80|tcp");
         assert_eq!(id("8080:80"), "|8080|80|tcp");
         assert_eq!(id("127.0.0.1::80/udp"), "127.0.0.1||80|udp");

@@ -11,7 +11,7 @@ use crate::diag::{Diagnostic, YamlPath};
 use crate::dotenv;
 use crate::model::{Condition, Dependency, Network, Project, Service};
 use crate::source::{Source, absolutize};
-use crate::yaml::Node;
+use crate::yaml::YamlNode;
 
 /// What normalisation needs to know besides the model.
 pub struct Context<'a> {
@@ -30,7 +30,7 @@ impl std::fmt::Debug for Context<'_> {
     }
 }
 
-pub fn normalize(project: &mut Project, doc: &Node, ctx: &Context<'_>) -> Vec<Diagnostic> {
+pub fn normalize(project: &mut Project, doc: &YamlNode, ctx: &Context<'_>) -> Vec<Diagnostic> {
     let name = project.name.clone().unwrap_or_default();
     let mut diags = Vec::new();
     for (service_name, service) in &mut project.services {
@@ -158,7 +158,7 @@ fn add_implicit_dependencies(service: &mut Service) {
 /// which wins over all of them.
 fn read_env_files(
     service: &mut Service,
-    doc: &Node,
+    doc: &YamlNode,
     path: &YamlPath,
     ctx: &Context<'_>,
 ) -> Vec<Diagnostic> {

@@ -7,18 +7,18 @@
 use std::path::Path;
 
 use crate::source::absolutize;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Value, YamlNode};
 
 /// Makes every relative filesystem path in `doc` absolute against `base`; `~` expands to
 /// `home` where the spec allows it (bind mount sources).
-pub fn resolve_paths(doc: &mut Node, base: &Path, home: Option<&str>) {
-    if let Some(services) = doc.get_mut("services").and_then(Node::as_map_mut) {
+pub fn resolve_paths(doc: &mut YamlNode, base: &Path, home: Option<&str>) {
+    if let Some(services) = doc.get_mut("services").and_then(YamlNode::as_map_mut) {
         for service in services.values_mut() {
             resolve_service_paths(service, base, home);
         }
     }
     for section in ["secrets", "configs"] {
-        if let Some(items) = doc.get_mut(section).and_then(Node::as_map_mut) {
+        if let Some(items) = doc.get_mut(section).and_then(YamlNode::as_map_mut) {
             for item in items.values_mut() {
                 if let Some(file) = item.get_mut("file") {
                     fix(file, base);
@@ -28,7 +28,7 @@ pub fn resolve_paths(doc: &mut Node, base: &Path, home: Option<&str>) {
     }
 }
 
-pub fn resolve_service_paths(service: &mut Node, base: &Path, home: Option<&str>) {
+pub fn resolve_service_paths(service: &mut YamlNode, base: &Path, home: Option<&str>) {
     if let Some(build) = service.get_mut("build") {
         match &mut build.value {
             Value::String(_) => fix_context(build, base),
@@ -75,7 +75,7 @@ pub fn resolve_service_paths(service: &mut Node, base: &Path, home: Option<&str>
                     }
                 }
                 Value::Map(m) => {
-                    let is_bind = m.get("type").and_then(Node::as_str) == Some("bind");
+                    let is_bind = m.get("type").and_then(YamlNode::as_str) == Some("bind");
                     if let (true, Some(source)) = (is_bind, m.get_mut("source")) {
                         if let Some(s) = source.as_str().and_then(|s| expand_home(s, home)) {
                             source.value = Value::String(s);
@@ -101,7 +101,7 @@ pub fn resolve_service_paths(service: &mut Node, base: &Path, home: Option<&str>
 }
 
 /// `name=path` items of a list-form `additional_contexts`.
-fn fix_keyed_list_item(item: &mut Node, base: &Path) {
+fn fix_keyed_list_item(item: &mut YamlNode, base: &Path) {
     if let Value::String(s) = &mut item.value
         && let Some((name, path)) = s.split_once('=')
         && !is_remote(path)
@@ -110,7 +110,7 @@ fn fix_keyed_list_item(item: &mut Node, base: &Path) {
     }
 }
 
-fn fix(node: &mut Node, base: &Path) {
+fn fix(node: &mut YamlNode, base: &Path) {
     if let Value::String(s) = &mut node.value
         && !s.is_empty()
     {
@@ -120,7 +120,7 @@ fn fix(node: &mut Node, base: &Path) {
     }
 }
 
-fn fix_context(node: &mut Node, base: &Path) {
+fn fix_context(node: &mut YamlNode, base: &Path) {
     if node.as_str().is_some_and(is_remote) {
         return;
     }

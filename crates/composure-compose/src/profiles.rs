@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use crate::diag::{Diagnostic, Span, YamlPath};
 use crate::names;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Value, YamlNode};
 
 /// The profile name that activates every profile.
 const ALL_PROFILES: &str = "*";
@@ -22,7 +22,7 @@ const SHARED_NAMESPACE_KEYS: [&str; 5] = ["network_mode", "ipc", "pid", "cgroup"
 /// `doc`. Returns the errors found: unknown selected services, and kept services that need a
 /// service the profiles disable.
 pub fn apply_profiles(
-    doc: &mut Node,
+    doc: &mut YamlNode,
     active: &[String],
     selected_services: &[String],
 ) -> Vec<Diagnostic> {
@@ -31,7 +31,7 @@ pub fn apply_profiles(
     let profiles = ActiveProfiles::new(&services, active, selected_services);
     let kept = kept_services(&services, &profiles, selected_services);
     errors.extend(disabled_dependency_errors(&services, &profiles, &kept));
-    if let Some(map) = doc.get_mut("services").and_then(Node::as_map_mut) {
+    if let Some(map) = doc.get_mut("services").and_then(YamlNode::as_map_mut) {
         map.retain(|name, _| kept.contains(name.name.as_str()));
     }
     errors
@@ -55,8 +55,8 @@ struct Dependency {
     span: Span,
 }
 
-fn read_services(doc: &Node) -> Vec<ServiceInfo> {
-    let Some(services) = doc.get("services").and_then(Node::as_map) else {
+fn read_services(doc: &YamlNode) -> Vec<ServiceInfo> {
+    let Some(services) = doc.get("services").and_then(YamlNode::as_map) else {
         return Vec::new();
     };
     services
@@ -67,8 +67,8 @@ fn read_services(doc: &Node) -> Vec<ServiceInfo> {
                 name: key.name.clone(),
                 profiles: service
                     .get("profiles")
-                    .and_then(Node::as_seq)
-                    .map(|items| items.iter().filter_map(Node::scalar_text).collect())
+                    .and_then(YamlNode::as_seq)
+                    .map(|items| items.iter().filter_map(YamlNode::scalar_text).collect())
                     .unwrap_or_default(),
                 dependencies: dependencies(service, &path),
             }
@@ -76,12 +76,12 @@ fn read_services(doc: &Node) -> Vec<ServiceInfo> {
         .collect()
 }
 
-fn dependencies(service: &Node, path: &YamlPath) -> Vec<Dependency> {
+fn dependencies(service: &YamlNode, path: &YamlPath) -> Vec<Dependency> {
     let mut found = depends_on(service, path);
     for key in ["links", "volumes_from"] {
         for (i, item) in service
             .get(key)
-            .and_then(Node::as_seq)
+            .and_then(YamlNode::as_seq)
             .unwrap_or_default()
             .iter()
             .enumerate()
@@ -106,7 +106,7 @@ fn dependencies(service: &Node, path: &YamlPath) -> Vec<Dependency> {
     found
 }
 
-fn implicit(target: &str, path: YamlPath, node: &Node) -> Dependency {
+fn implicit(target: &str, path: YamlPath, node: &YamlNode) -> Dependency {
     Dependency {
         target: target.to_string(),
         required: true,
@@ -117,7 +117,7 @@ fn implicit(target: &str, path: YamlPath, node: &Node) -> Dependency {
 }
 
 /// `depends_on` as a list of names or as a mapping of names to conditions.
-fn depends_on(service: &Node, path: &YamlPath) -> Vec<Dependency> {
+fn depends_on(service: &YamlNode, path: &YamlPath) -> Vec<Dependency> {
     let path = path.key("depends_on");
     match service.get("depends_on").map(|n| &n.value) {
         Some(Value::Seq(items)) => items
@@ -147,7 +147,7 @@ fn depends_on(service: &Node, path: &YamlPath) -> Vec<Dependency> {
     }
 }
 
-fn is_false(node: &Node) -> bool {
+fn is_false(node: &YamlNode) -> bool {
     match &node.value {
         Value::Bool(b) => !b,
         Value::String(s) => s.eq_ignore_ascii_case("false"),
@@ -320,7 +320,7 @@ services:
         let errors = apply_profiles(&mut doc, &strings(active), &strings(selected));
         let kept = doc
             .get("services")
-            .and_then(Node::as_map)
+            .and_then(YamlNode::as_map)
             .map(|m| m.keys().map(|k| k.name.clone()).collect())
             .unwrap_or_default();
         (kept, errors)
@@ -426,8 +426,8 @@ services:
             .key("tools")
             .key("profiles"));
         let profiles: Vec<String> = profiles
-            .and_then(Node::as_seq)
-            .map(|items| items.iter().filter_map(Node::scalar_text).collect())
+            .and_then(YamlNode::as_seq)
+            .map(|items| items.iter().filter_map(YamlNode::scalar_text).collect())
             .unwrap_or_default();
         assert_eq!(profiles, ["debug", "dev"]);
     }

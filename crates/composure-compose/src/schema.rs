@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, PathSeg, Span, YamlPath};
 use crate::names::{self, NameKind};
-use crate::yaml::Node;
+use crate::yaml::YamlNode;
 
 const SCHEMA_TEXT: &str = include_str!("../schema/compose-spec.json");
 
@@ -41,7 +41,7 @@ fn compile() -> Result<CompiledSchema, String> {
 
 /// Checks one compose document against the compose-spec schema. Returns one error per bad
 /// place, sorted by position; an empty list means the document is valid.
-pub fn validate(doc: &Node) -> Vec<Diagnostic> {
+pub fn validate(doc: &YamlNode) -> Vec<Diagnostic> {
     let compiled = match &*SCHEMA {
         Ok(compiled) => compiled,
         Err(e) => {
@@ -287,7 +287,7 @@ fn type_word(t: JsonType) -> &'static str {
     }
 }
 
-/// The kind of a value in the words [`Node::kind`] uses.
+/// The kind of a value in the words [`YamlNode::kind`] uses.
 fn found_kind(value: &Json) -> String {
     let word = match value {
         Json::Null => "null",
@@ -410,7 +410,7 @@ fn shown(value: &Json) -> String {
 }
 
 /// Gives each finding its span, keeps one per place, and orders them as they appear.
-fn into_diagnostics(doc: &Node, findings: Vec<Finding>) -> Vec<Diagnostic> {
+fn into_diagnostics(doc: &YamlNode, findings: Vec<Finding>) -> Vec<Diagnostic> {
     let mut seen = HashSet::new();
     let mut diagnostics: Vec<Diagnostic> = findings
         .into_iter()
@@ -439,11 +439,11 @@ fn into_diagnostics(doc: &Node, findings: Vec<Finding>) -> Vec<Diagnostic> {
 }
 
 /// Where the last key of `path` is written.
-fn key_span(doc: &Node, path: &YamlPath) -> Span {
+fn key_span(doc: &YamlNode, path: &YamlPath) -> Span {
     if let Some((PathSeg::Key(key), parent)) = path.segments().split_last()
         && let Some(map) = doc
             .at(&YamlPath::from(parent.to_vec()))
-            .and_then(Node::as_map)
+            .and_then(YamlNode::as_map)
         && let Some((key, _)) = map.get_key_value(key.as_str())
     {
         return key.span.clone();

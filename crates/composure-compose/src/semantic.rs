@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use crate::diag::{Diagnostic, YamlPath};
 use crate::model::{MountType, Project, Service};
-use crate::yaml::Node;
+use crate::yaml::YamlNode;
 
-pub fn check(project: &Project, doc: &Node) -> Vec<Diagnostic> {
+pub fn check(project: &Project, doc: &YamlNode) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let at = |path: YamlPath| doc.span_at(&path);
     for (name, service) in &project.services {
@@ -133,7 +133,7 @@ fn hint<'a>(name: &str, known: impl Iterator<Item = &'a String>, otherwise: &str
 }
 
 /// Each cycle in `depends_on`, reported once at the edge that closes it.
-fn dependency_cycles(project: &Project, doc: &Node) -> Vec<Diagnostic> {
+fn dependency_cycles(project: &Project, doc: &YamlNode) -> Vec<Diagnostic> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
@@ -198,7 +198,7 @@ fn dependency_cycles(project: &Project, doc: &Node) -> Vec<Diagnostic> {
 
 /// Two services cannot publish the same host port (replicas of one service can: Composure's
 /// proxy shares the port between them).
-fn port_clashes(project: &Project, doc: &Node) -> Vec<Diagnostic> {
+fn port_clashes(project: &Project, doc: &YamlNode) -> Vec<Diagnostic> {
     let mut seen: HashMap<(String, String, String), &str> = HashMap::new();
     let mut diags = Vec::new();
     for (name, service) in &project.services {

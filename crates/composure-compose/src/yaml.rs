@@ -1,4 +1,4 @@
-//! YAML 1.2 reading into a positioned tree ([`Node`]).
+//! YAML 1.2 reading into a positioned tree ([`YamlNode`]).
 //!
 //! We build our own tree from saphyr-parser's event stream instead of using a ready-made
 //! document type because the loader needs four things at once that no YAML crate gives
@@ -48,7 +48,7 @@ pub enum Tag {
 
 /// A YAML value with its position in the source.
 #[derive(Clone, Debug)]
-pub struct Node {
+pub struct YamlNode {
     pub value: Value,
     pub span: Span,
     pub tag: Tag,
@@ -61,11 +61,11 @@ pub enum Value {
     Int(i64),
     Float(f64),
     String(String),
-    Seq(Vec<Node>),
+    Seq(Vec<YamlNode>),
     Map(Mapping),
 }
 
-pub type Mapping = IndexMap<Key, Node>;
+pub type Mapping = IndexMap<Key, YamlNode>;
 
 /// A mapping key: its text and where it was written. Equality and hashing use the text only,
 /// so a `Mapping` can be indexed with a `&str`.
@@ -101,9 +101,9 @@ impl std::borrow::Borrow<str> for Key {
     }
 }
 
-impl Node {
+impl YamlNode {
     pub fn new(value: Value, span: Span) -> Self {
-        Node {
+        YamlNode {
             value,
             span,
             tag: Tag::None,
@@ -111,15 +111,15 @@ impl Node {
     }
 
     pub fn null(span: Span) -> Self {
-        Node::new(Value::Null, span)
+        YamlNode::new(Value::Null, span)
     }
 
     pub fn string(s: impl Into<String>, span: Span) -> Self {
-        Node::new(Value::String(s.into()), span)
+        YamlNode::new(Value::String(s.into()), span)
     }
 
     pub fn map(m: Mapping, span: Span) -> Self {
-        Node::new(Value::Map(m), span)
+        YamlNode::new(Value::Map(m), span)
     }
 
     pub fn is_null(&self) -> bool {
@@ -140,7 +140,7 @@ impl Node {
         }
     }
 
-    pub fn as_seq(&self) -> Option<&[Node]> {
+    pub fn as_seq(&self) -> Option<&[YamlNode]> {
         match &self.value {
             Value::Seq(s) => Some(s),
             _ => None,
@@ -155,11 +155,11 @@ impl Node {
     }
 
     /// The node under `key` when this is a mapping.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&YamlNode> {
         self.as_map().and_then(|m| m.get(key))
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut YamlNode> {
         self.as_map_mut().and_then(|m| m.get_mut(key))
     }
 
@@ -189,7 +189,7 @@ impl Node {
     }
 
     /// The node at `path`, if there is one.
-    pub fn at(&self, path: &YamlPath) -> Option<&Node> {
+    pub fn at(&self, path: &YamlPath) -> Option<&YamlNode> {
         let mut node = self;
         for seg in path.segments() {
             node = match (seg, &node.value) {
@@ -208,7 +208,7 @@ impl Node {
         let mut node = self;
         let mut span = self.span.clone();
         for seg in path.segments() {
-            let next: Option<(Option<&Key>, &Node)> = match (seg, &node.value) {
+            let next: Option<(Option<&Key>, &YamlNode)> = match (seg, &node.value) {
                 (PathSeg::Key(k), Value::Map(m)) => {
                     m.get_key_value(k.as_str()).map(|(k, v)| (Some(k), v))
                 }
@@ -244,7 +244,7 @@ impl Node {
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::String(s) => J::String(s.clone()),
-            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Seq(items) => J::Array(items.iter().map(YamlNode::to_json).collect()),
             Value::Map(m) => J::Object(
                 m.iter()
                     .map(|(k, v)| (k.name.clone(), v.to_json()))
@@ -254,7 +254,7 @@ impl Node {
     }
 
     /// Visits every node, depth first, mutably.
-    pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Node)) {
+    pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut YamlNode)) {
         f(self);
         match &mut self.value {
             Value::Seq(items) => items.iter_mut().for_each(|n| n.walk_mut(f)),
@@ -286,7 +286,7 @@ pub fn format_float(f: f64) -> String {
 
 /// Parses a YAML stream into its documents. An empty stream (or one with only comments)
 /// yields no document.
-pub fn parse(text: &str, file: &str, limits: &Limits) -> Result<Vec<Node>, LoadError> {
+pub fn parse(text: &str, file: &str, limits: &Limits) -> Result<Vec<YamlNode>, LoadError> {
     let file: Arc<str> = Arc::from(file);
     if text.len() > limits.max_bytes {
         return Err(Diagnostic::error(
@@ -323,15 +323,15 @@ pub fn parse(text: &str, file: &str, limits: &Limits) -> Result<Vec<Node>, LoadE
 /// A collection being built.
 enum Frame {
     Seq {
-        node: Node,
-        items: Vec<Node>,
+        node: YamlNode,
+        items: Vec<YamlNode>,
         anchor: usize,
     },
     Map {
-        node: Node,
+        node: YamlNode,
         entries: Mapping,
-        merges: Vec<Node>,
-        pending_key: Option<Node>,
+        merges: Vec<YamlNode>,
+        pending_key: Option<YamlNode>,
         /// The pending key is a plain `<<`.
         pending_merge: bool,
         anchor: usize,
@@ -343,10 +343,10 @@ struct Builder<'l> {
     limits: &'l Limits,
     stack: Vec<Frame>,
     /// Anchored nodes and their sizes (in nodes), for alias expansion accounting.
-    anchors: std::collections::HashMap<usize, (Node, usize)>,
+    anchors: std::collections::HashMap<usize, (YamlNode, usize)>,
     /// Nodes in the current document, aliases expanded.
     nodes: usize,
-    documents: Vec<Node>,
+    documents: Vec<YamlNode>,
     /// The last scalar was a plain `<<`: a merge key when it stands in key position.
     plain_merge_key: bool,
 }
@@ -439,7 +439,7 @@ impl<'l> Builder<'l> {
                 let value = resolve_scalar(&text, style, core.as_deref())
                     .map_err(|m| self.error(span.clone(), m))?;
                 self.count(1, &span)?;
-                let node = Node { value, span, tag };
+                let node = YamlNode { value, span, tag };
                 if anchor != 0 {
                     self.anchors.insert(anchor, (node.clone(), 1));
                 }
@@ -455,7 +455,7 @@ impl<'l> Builder<'l> {
             Event::SequenceStart(anchor, tag) => {
                 let (tag, _) = self.tag(tag.as_deref(), &span)?;
                 self.push_frame(Frame::Seq {
-                    node: Node {
+                    node: YamlNode {
                         value: Value::Null,
                         span,
                         tag,
@@ -467,7 +467,7 @@ impl<'l> Builder<'l> {
             Event::MappingStart(anchor, tag) => {
                 let (tag, _) = self.tag(tag.as_deref(), &span)?;
                 self.push_frame(Frame::Map {
-                    node: Node {
+                    node: YamlNode {
                         value: Value::Null,
                         span,
                         tag,
@@ -533,7 +533,7 @@ impl<'l> Builder<'l> {
     }
 
     /// Adds a finished node to the collection being built, or ends a document.
-    fn add(&mut self, node: Node) -> Result<(), LoadError> {
+    fn add(&mut self, node: YamlNode) -> Result<(), LoadError> {
         let Some(top) = self.stack.last_mut() else {
             self.documents.push(node);
             return Ok(());
@@ -576,7 +576,7 @@ impl<'l> Builder<'l> {
         Ok(())
     }
 
-    fn add_merge(&mut self, node: Node) -> Result<(), LoadError> {
+    fn add_merge(&mut self, node: YamlNode) -> Result<(), LoadError> {
         let sources = match node.value {
             Value::Map(_) => vec![node],
             Value::Seq(items) if items.iter().all(|n| n.as_map().is_some()) => items,
@@ -598,7 +598,7 @@ impl<'l> Builder<'l> {
 }
 
 /// `<<` merge keys: keys written in the mapping win; among merged mappings the first wins.
-fn apply_merge_keys(entries: &mut Mapping, merges: Vec<Node>) {
+fn apply_merge_keys(entries: &mut Mapping, merges: Vec<YamlNode>) {
     for source in merges {
         if let Value::Map(m) = source.value {
             for (k, v) in m {
@@ -610,7 +610,7 @@ fn apply_merge_keys(entries: &mut Mapping, merges: Vec<Node>) {
     }
 }
 
-fn node_count(node: &Node) -> usize {
+fn node_count(node: &YamlNode) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
         Value::Map(m) => 1 + m.values().map(node_count).sum::<usize>(),
@@ -681,6 +681,13 @@ fn parse_int(text: &str) -> Option<i64> {
         i64::from_str_radix(oct, 8).ok()?
     } else if let Some(hex) = digits.strip_prefix("0x") {
         i64::from_str_radix(hex, 16).ok()?
+    } else if digits.len() > 1
+        && digits.starts_with('0')
+        && digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        // YAML 1.1 octal (`0755`): the spec is 1.2, but compose files are written for
+        // go-yaml, which still reads file modes this way.
+        i64::from_str_radix(digits, 8).ok()?
     } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         digits.parse().ok()?
     } else {
@@ -726,7 +733,7 @@ fn parse_float(text: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn one(text: &str) -> Node {
+    fn one(text: &str) -> YamlNode {
         let mut docs = parse(text, "t.yaml", &Limits::default()).expect("parses");
         assert_eq!(docs.len(), 1);
         docs.remove(0)
@@ -755,6 +762,11 @@ mod tests {
         assert_eq!(j["i"], 1000.0);
         assert_eq!(j["j"], 0.5);
         assert_eq!(j["k"], "1.2.3");
+        let modes = one("a: 0755\nb: 0440\nc: 089\nd: 0\n").to_json();
+        assert_eq!(modes["a"], 0o755, "go-yaml reads a leading zero as octal");
+        assert_eq!(modes["b"], 0o440);
+        assert_eq!(modes["c"], 89);
+        assert_eq!(modes["d"], 0);
     }
 
     #[test]

@@ -455,7 +455,7 @@ fn awesome_compose_corpus_reads() {
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let doc = docs
             .first()
-            .map(crate::yaml::Node::to_json)
+            .map(crate::yaml::YamlNode::to_json)
             .unwrap_or(Value::Null);
         match project_from_json(doc) {
             Ok(p) => {

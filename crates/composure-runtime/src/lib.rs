@@ -1,0 +1,175 @@
+//! The container runtime as the rest of Composure sees it.
+//!
+//! Only `composure-docker` knows Docker exists; everything else talks to a [`Runtime`]. The
+//! simulator (`sim`) implements the same trait for fast, deterministic tests, and the same
+//! contract tests run against both, which keeps the fake honest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use composure_compose::model::Project;
+use composure_core::Health;
+use futures_util::stream::BoxStream;
+use indexmap::IndexMap;
+
+/// What the engine says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// A container to create: the project it belongs to (for names of networks, volumes,
+/// secrets), which service of it, and the identity Composure gives it.
+#[derive(Clone, Debug)]
+pub struct ContainerSpec {
+    /// The container's name (`<project>-<service>-<slot>`, as `docker compose` names them).
+    pub name: String,
+    pub project: Arc<Project>,
+    pub service: String,
+    /// The image to run, as returned by [`Runtime::ensure_image`].
+    pub image: String,
+    /// Labels to set besides the service's own (`composure_core::labels`).
+    pub labels: IndexMap<String, String>,
+}
+
+/// A container's state as the engine reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerStatus {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited { code: i64, oom_killed: bool },
+    Dead,
+    Removing,
+}
+
+/// A managed container, as listed or inspected.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: IndexMap<String, String>,
+    pub status: ContainerStatus,
+    pub health: Health,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    /// Address of the container on each network it is attached to (network name → IP).
+    pub addresses: IndexMap<String, String>,
+}
+
+/// Something that happened to a container. Events are hints that wake the reconciler; the
+/// truth is always re-read with [`Runtime::list`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeEvent {
+    pub container_id: String,
+    pub labels: IndexMap<String, String>,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventKind {
+    Created,
+    Started,
+    Died { exit_code: i64 },
+    OutOfMemory,
+    HealthChanged(Health),
+    Stopped,
+    Destroyed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// Why a runtime call failed. `is_transient` tells the caller whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the container engine is unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("image `{image}` is not available: {reason}")]
+    ImageMissing { image: String, reason: String },
+    #[error("building the image of service `{service}` failed: {reason}")]
+    Build { service: String, reason: String },
+    #[error("{0}")]
+    InvalidSpec(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    /// Transient errors are retried with backoff; the others fail the task with a message.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Unavailable(_) | RuntimeError::Conflict(_)
+        )
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// The operations Composure needs from a container engine.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    async fn ping(&self) -> Result<RuntimeInfo>;
+
+    /// Containers managed by Composure (label `io.composure.managed`), all states, of one
+    /// project or of all. Containers without that label are never returned nor touched.
+    async fn list(&self, project: Option<&str>) -> Result<Vec<ContainerInfo>>;
+
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>>;
+
+    /// Makes the service's image available (build it per `build:`, or check that `image:`
+    /// exists locally, per `pull_policy`) and returns the reference to run.
+    async fn ensure_image(&self, project: &Project, service: &str) -> Result<String>;
+
+    /// Creates (does not start) a container. The engine's own restart policy is always off:
+    /// Composure decides restarts.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String>;
+
+    async fn start(&self, id: &str) -> Result<()>;
+
+    /// Sends the container's stop signal, waits up to `grace`, then kills it.
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()>;
+
+    /// Removes a container (and its anonymous volumes); removing a missing one succeeds.
+    async fn remove(&self, id: &str) -> Result<()>;
+
+    /// Creates the project network `key` if it does not exist (external ones must exist).
+    async fn ensure_network(&self, project: &Project, key: &str) -> Result<()>;
+
+    async fn remove_network(&self, name: &str) -> Result<()>;
+
+    /// Creates the project volume `key` if it does not exist (external ones must exist).
+    async fn ensure_volume(&self, project: &Project, key: &str) -> Result<()>;
+
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+
+    /// Events of managed containers, from now on. The stream ends if the engine goes away.
+    fn events(&self) -> BoxStream<'static, Result<RuntimeEvent>>;
+
+    /// A container's output; `tail` limits the history, `follow` keeps the stream open.
+    fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<usize>,
+    ) -> BoxStream<'static, Result<LogLine>>;
+}

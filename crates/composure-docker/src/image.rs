@@ -10,7 +10,7 @@
 //! | `always` | fails: pulling needs a registry | fails: pulling needs a registry |
 //!
 //! A built image is tagged `image:` or `<project>-<service>` (plus `build.tags`) and carries
-//! the label `io.composure.build-hash`: the SHA-256 of the context tar (see [`crate::context`])
+//! the label `io.composure.build-hash`: the SHA-256 of the context tar (see the `context` module)
 //! and of the build options. An image whose label matches is not rebuilt.
 //!
 //! Build options: `context`, `dockerfile`, `dockerfile_inline`, `args`, `target`, `labels`,
@@ -25,8 +25,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
+use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions, TagImageOptions};
 use composure_compose::model::{Build, Project, Service};
+use composure_core::labels;
 use composure_runtime::RuntimeError;
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
@@ -99,7 +100,7 @@ pub(crate) async fn ensure(
     let build = match (&service.build, policy) {
         (Some(build), Policy::Rebuild | Policy::Missing) => build,
         _ => {
-            return match image_labels(docker, &image).await? {
+            return match local_image(docker, &image).await? {
                 Some(_) => Ok(image),
                 None => Err(missing(service_name, service, &image)),
             };
@@ -107,7 +108,7 @@ pub(crate) async fn ensure(
     };
     let lock = locks.get(&image);
     let _guard = lock.lock().await;
-    let current = image_labels(docker, &image).await?;
+    let current = local_image(docker, &image).await?;
     if policy == Policy::Missing && current.is_some() {
         return Ok(image);
     }
@@ -132,10 +133,23 @@ pub(crate) async fn ensure(
     };
     let up_to_date = current
         .as_ref()
-        .and_then(|labels| labels.get(BUILD_HASH))
+        .and_then(|found| found.labels.get(BUILD_HASH))
         .is_some_and(|h| *h == prepared.hash);
     if !up_to_date {
-        run_build(docker, service_name, &image, build, prepared).await?;
+        let request = BuildRequest {
+            project: project_name,
+            service: service_name,
+            image: &image,
+            build,
+        };
+        run_build(docker, &request, prepared).await?;
+        if let Some(old) = current {
+            // The image this build replaced: gone unless a container still uses it (then it
+            // stays, untagged, as with `docker build`).
+            let _ = docker
+                .remove_image(&old.id, None::<RemoveImageOptions>, None)
+                .await;
+        }
     }
     for tag in &build.tags {
         tag_image(docker, &image, tag).await?;
@@ -158,15 +172,19 @@ fn missing(service_name: &str, service: &Service, image: &str) -> RuntimeError {
     }
 }
 
-/// The labels of a local image; `None` when there is no such image.
-async fn image_labels(
-    docker: &Docker,
-    image: &str,
-) -> Result<Option<HashMap<String, String>>, RuntimeError> {
+/// A local image: its id and labels.
+struct LocalImage {
+    id: String,
+    labels: HashMap<String, String>,
+}
+
+/// The local image `image`; `None` when there is no such image.
+async fn local_image(docker: &Docker, image: &str) -> Result<Option<LocalImage>, RuntimeError> {
     match docker.inspect_image(image).await {
-        Ok(found) => Ok(Some(
-            found.config.and_then(|c| c.labels).unwrap_or_default(),
-        )),
+        Ok(found) => Ok(Some(LocalImage {
+            id: found.id.unwrap_or_else(|| image.to_string()),
+            labels: found.config.and_then(|c| c.labels).unwrap_or_default(),
+        })),
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(from_bollard(e, &format!("image `{image}`"))),
     }
@@ -213,16 +231,32 @@ fn check_build_options(service: &str, build: &Build) -> Result<(), RuntimeError>
     Ok(())
 }
 
-/// The engine's build options for `build`, tagged `image`, labelled with `hash`. Pure.
+/// What to build, and for whom.
+pub(crate) struct BuildRequest<'a> {
+    pub project: &'a str,
+    pub service: &'a str,
+    /// The tag to give the image.
+    pub image: &'a str,
+    pub build: &'a Build,
+}
+
+/// The engine's build options: tagged with the image name, labelled with the content hash
+/// and the project and service it was built for. Pure.
 pub(crate) fn build_options(
-    service: &str,
-    image: &str,
-    build: &Build,
+    request: &BuildRequest<'_>,
     dockerfile: &str,
     hash: &str,
 ) -> Result<BuildImageOptions, RuntimeError> {
+    let BuildRequest {
+        project,
+        service,
+        image,
+        build,
+    } = *request;
     let mut labels: HashMap<String, String> = build.labels.clone().into_iter().collect();
     labels.insert(BUILD_HASH.to_string(), hash.to_string());
+    labels.insert(labels::COMPOSE_PROJECT.to_string(), project.to_string());
+    labels.insert(labels::COMPOSE_SERVICE.to_string(), service.to_string());
     let args: HashMap<String, String> = build
         .args
         .iter()
@@ -262,22 +296,28 @@ pub(crate) fn build_options(
 
 async fn run_build(
     docker: &Docker,
-    service: &str,
-    image: &str,
-    build: &Build,
+    request: &BuildRequest<'_>,
     prepared: context::BuildContext,
 ) -> Result<(), RuntimeError> {
-    let options = build_options(service, image, build, &prepared.dockerfile, &prepared.hash)?;
+    let (service, image) = (request.service, request.image);
+    let options = build_options(request, &prepared.dockerfile, &prepared.hash)?;
     let body = bollard::body_full(prepared.tar.into());
     let mut stream = docker.build_image(options, None, Some(body));
     // The last lines of output say what went wrong when a step fails.
     let mut tail: Vec<String> = Vec::new();
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| match from_bollard(e, &format!("image `{image}`")) {
-            RuntimeError::Unavailable(m) => RuntimeError::Unavailable(m),
-            other => RuntimeError::Build {
+        let info = item.map_err(|e| match e {
+            // A failed step arrives as an error line of the stream.
+            bollard::errors::Error::DockerStreamError { error } => RuntimeError::Build {
                 service: service.to_string(),
-                reason: other.to_string(),
+                reason: format!("{error}\n{}", tail.join("\n")),
+            },
+            e => match from_bollard(e, &format!("image `{image}`")) {
+                RuntimeError::Unavailable(m) => RuntimeError::Unavailable(m),
+                other => RuntimeError::Build {
+                    service: service.to_string(),
+                    reason: other.to_string(),
+                },
             },
         })?;
         if let Some(text) = info.stream {
@@ -343,7 +383,13 @@ mod tests {
         build
             .extra_hosts
             .insert("h".into(), vec!["10.0.0.1".into()]);
-        let opts = build_options("web", "p-web", &build, "Dockerfile.dev", "abc").unwrap();
+        let request = BuildRequest {
+            project: "p",
+            service: "web",
+            image: "p-web",
+            build: &build,
+        };
+        let opts = build_options(&request, "Dockerfile.dev", "abc").unwrap();
         assert_eq!(opts.t.as_deref(), Some("p-web"));
         assert_eq!(opts.dockerfile, "Dockerfile.dev");
         assert_eq!(opts.target, "prod");
@@ -354,6 +400,8 @@ mod tests {
         let labels = opts.labels.unwrap();
         assert_eq!(labels[BUILD_HASH], "abc");
         assert_eq!(labels["team"], "x");
+        assert_eq!(labels[labels::COMPOSE_PROJECT], "p");
+        assert_eq!(labels[labels::COMPOSE_SERVICE], "web");
     }
 
     #[test]

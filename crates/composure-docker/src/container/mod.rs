@@ -4,8 +4,8 @@
 //! be looked up in the engine first ([`Peers`]: containers of other services that
 //! `network_mode: service:x` and friends point at) go in; the create body, the networks to
 //! connect after create, and the files to write before create come out. Nothing is
-//! silently dropped: what cannot be mapped is refused with
-//! `RuntimeError::InvalidSpec("service `x`: `<field>` is not supported yet")`.
+//! silently dropped: what cannot be mapped is refused with `RuntimeError::InvalidSpec`, as
+//! in ``service `web`: `annotations` is not supported yet``.
 //!
 //! # Field by field (`model::Service`)
 //!

@@ -16,7 +16,15 @@ const ENGINE: &str = "the Docker Engine";
 /// (`/var/run/docker.sock`), and negotiates the API version. A missing or silent engine is
 /// [`RuntimeError::Unavailable`].
 pub(crate) async fn connect() -> Result<Docker, RuntimeError> {
-    let docker = Docker::connect_with_defaults().map_err(|e| from_bollard(e, ENGINE))?;
+    negotiate(Docker::connect_with_defaults().map_err(|e| from_bollard(e, ENGINE))?).await
+}
+
+/// Connects to `host` (`unix:///path`, `tcp://host:port`, `http://…`) and negotiates.
+pub(crate) async fn connect_to(host: &str) -> Result<Docker, RuntimeError> {
+    negotiate(Docker::connect_with_host(host).map_err(|e| from_bollard(e, ENGINE))?).await
+}
+
+async fn negotiate(docker: Docker) -> Result<Docker, RuntimeError> {
     docker
         .negotiate_version()
         .await

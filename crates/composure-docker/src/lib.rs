@@ -62,12 +62,22 @@ impl DockerRuntime {
     /// and config files go under `<temp dir>/composure-secrets` until
     /// [`with_secrets_dir`](Self::with_secrets_dir) says otherwise.
     pub async fn connect() -> Result<DockerRuntime> {
-        Ok(DockerRuntime {
-            docker: connect::connect().await?,
+        Ok(DockerRuntime::with_client(connect::connect().await?))
+    }
+
+    /// Connects to the engine at `host` (`unix:///var/run/docker.sock`, `tcp://host:2375`)
+    /// and negotiates the API version; an engine that does not answer is `Unavailable`.
+    pub async fn connect_to(host: &str) -> Result<DockerRuntime> {
+        Ok(DockerRuntime::with_client(connect::connect_to(host).await?))
+    }
+
+    fn with_client(docker: Docker) -> DockerRuntime {
+        DockerRuntime {
+            docker,
             secrets_dir: std::env::temp_dir().join("composure-secrets"),
             network_lock: tokio::sync::Mutex::new(()),
             build_locks: image::BuildLocks::default(),
-        })
+        }
     }
 
     /// Where the files of secrets and configs given by `content:` or `environment:` are
@@ -247,7 +257,21 @@ impl Runtime for DockerRuntime {
             .docker
             .create_container(Some(options), plan.body)
             .await
-            .map_err(|e| from_bollard(e, &what))?;
+            .map_err(|e| match e {
+                // The image went away since `ensure_image` (or was never made).
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                } if message.contains("No such image") => RuntimeError::ImageMissing {
+                    image: spec.image.clone(),
+                    reason: format!(
+                        "service `{}` needs it, it is not present locally, and there is no \
+                         registry to pull it from",
+                        spec.service
+                    ),
+                },
+                e => from_bollard(e, &what),
+            })?;
         for (network, endpoint) in plan.connect_after {
             let request = NetworkConnectRequest {
                 container: created.id.clone(),

@@ -58,6 +58,23 @@ async fn ping_negotiates_the_engine_api_version() {
 }
 
 #[tokio::test]
+async fn an_engine_that_does_not_answer_is_unavailable() {
+    let missing = composure_docker::DockerRuntime::connect_to("unix:///nonexistent/docker.sock")
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, RuntimeError::Unavailable(_)), "{missing}");
+    // A path that exists but where no engine listens.
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_socket = dir.path().join("docker.sock");
+    std::fs::write(&not_a_socket, "").unwrap();
+    let silent =
+        composure_docker::DockerRuntime::connect_to(&format!("unix://{}", not_a_socket.display()))
+            .await
+            .unwrap_err();
+    assert!(matches!(silent, RuntimeError::Unavailable(_)), "{silent}");
+}
+
+#[tokio::test]
 async fn web_with_a_healthcheck_becomes_healthy() {
     let name = project_name("health");
     let _cleanup = Cleanup::new(&name);
@@ -559,6 +576,15 @@ services:
     assert!(
         text.contains("`ghost`") && text.contains("registry"),
         "{text}"
+    );
+    rt.ensure_network(&project, "default").await.unwrap();
+    let err = rt
+        .create(&spec(&project, "ghost", 1, "composure-missing-image:never"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::ImageMissing { reason, .. } if reason.contains("`ghost`")),
+        "{err}"
     );
     let err = rt
         .ensure_image(&project, "always")

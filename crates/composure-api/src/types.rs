@@ -82,6 +82,8 @@ pub struct ProjectStatus {
 pub enum ServiceState {
     Converging,
     Running,
+    /// Every replica ran to completion and is not restarted (a one-off job).
+    Complete,
     Degraded,
     Failed,
 }

@@ -86,7 +86,10 @@ impl EventLog {
             kind: event.kind.to_string(),
             message: event.message,
         };
-        let _order = self.order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _order = self
+            .order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match self.store.append_event(&stored) {
             Ok(revision) => {
                 stored.revision = revision;

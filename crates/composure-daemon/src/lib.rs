@@ -55,9 +55,8 @@ pub async fn run(
         source,
     })?;
     let _lock = DataDirLock::acquire(&config.data_dir).map_err(DaemonError::Lock)?;
-    let store = Arc::new(
-        Store::open(&config.data_dir.join(STORE_FILE)).map_err(DaemonError::Store)?,
-    );
+    let store =
+        Arc::new(Store::open(&config.data_dir.join(STORE_FILE)).map_err(DaemonError::Store)?);
     let projects = store.projects().map_err(DaemonError::Store)?;
     let listener = socket::bind(&config.socket).await?;
     if let Err(err) = runtime.ping().await {

@@ -10,11 +10,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use composure_api::{
-    ClientError, DesiredState, EventsQuery, ProjectState, PutProject, RestartRequest,
-    ScaleRequest, TaskState,
+    ClientError, DesiredState, EventsQuery, ProjectState, PutProject, RestartRequest, ScaleRequest,
+    TaskState,
 };
 use composure_core::Health;
 use composure_daemon::{DaemonConfig, DaemonError, run};
+use composure_runtime::Runtime;
 use composure_runtime::sim::SimRuntime;
 use futures_util::StreamExt;
 use harness::{Daemon, TIMEOUT, current, running, wait_for};
@@ -33,7 +34,9 @@ services:
 ";
 
 fn container_id(task: &composure_api::TaskView) -> String {
-    task.container_id.clone().expect("a running task has a container")
+    task.container_id
+        .clone()
+        .expect("a running task has a container")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,7 +106,14 @@ async fn a_crashed_container_is_replaced_by_a_new_task() {
     assert_eq!(old.desired, DesiredState::Shutdown);
     assert_eq!(old.exit_code, Some(3));
     // The other slot was not touched.
-    assert!(status.tasks.iter().filter(|t| t.slot == 2 && t.service == "web").count() == 1);
+    assert!(
+        status
+            .tasks
+            .iter()
+            .filter(|t| t.slot == 2 && t.service == "web")
+            .count()
+            == 1
+    );
     daemon.stop().await;
 }
 
@@ -119,11 +129,15 @@ services:
 ";
     daemon.up("checked", yaml).await;
     let status = daemon
-        .wait_status("checked", "the api task to run", |s| running(s, "api", 1).is_some())
+        .wait_status("checked", "the api task to run", |s| {
+            running(s, "api", 1).is_some()
+        })
         .await;
     let before = running(&status, "api", 1).unwrap().clone();
 
-    daemon.sim.set_health(&container_id(&before), Health::Unhealthy);
+    daemon
+        .sim
+        .set_health(&container_id(&before), Health::Unhealthy);
     let status = daemon
         .wait_status("checked", "the unhealthy task to be replaced", |s| {
             running(s, "api", 1).is_some_and(|t| t.id != before.id)
@@ -136,7 +150,11 @@ services:
         "{old:?}"
     );
     let containers = daemon.containers("checked").await;
-    assert!(containers.iter().all(|c| Some(&c.id) != before.container_id.as_ref()));
+    assert!(
+        containers
+            .iter()
+            .all(|c| Some(&c.id) != before.container_id.as_ref())
+    );
     daemon.stop().await;
 }
 
@@ -241,7 +259,15 @@ async fn scaling_up_and_down_keeps_the_other_slots() {
     })
     .await;
     let status = daemon.wait_running("shop").await;
-    assert_eq!(status.services.iter().find(|s| s.name == "web").unwrap().desired, 1);
+    assert_eq!(
+        status
+            .services
+            .iter()
+            .find(|s| s.name == "web")
+            .unwrap()
+            .desired,
+        1
+    );
     daemon.stop().await;
 }
 
@@ -285,7 +311,10 @@ async fn restart_replaces_the_tasks_of_a_service() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
     let status = daemon.wait_running("shop").await;
-    let old: Vec<String> = current(&status, "web").iter().map(|t| t.id.clone()).collect();
+    let old: Vec<String> = current(&status, "web")
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
     let db = running(&status, "db", 1).unwrap().id.clone();
 
     let request = RestartRequest {
@@ -395,10 +424,19 @@ async fn events_are_kept_and_streamed() {
         since: None,
         follow: false,
     };
-    let events: Vec<_> = daemon.client.events(&history).await.unwrap().collect().await;
+    let events: Vec<_> = daemon
+        .client
+        .events(&history)
+        .await
+        .unwrap()
+        .collect()
+        .await;
     let events: Vec<_> = events.into_iter().map(Result::unwrap).collect();
     for kind in ["updated", "scheduled", "created", "started"] {
-        assert!(events.iter().any(|e| e.kind == kind), "no {kind} in {events:?}");
+        assert!(
+            events.iter().any(|e| e.kind == kind),
+            "no {kind} in {events:?}"
+        );
     }
     assert!(events.windows(2).all(|w| w[0].revision < w[1].revision));
 
@@ -471,7 +509,10 @@ async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(second, DaemonError::SocketInUse { .. }), "{second:?}");
+    assert!(
+        matches!(second, DaemonError::SocketInUse { .. }),
+        "{second:?}"
+    );
 
     daemon.stop().await;
     assert!(!socket.exists());
@@ -481,4 +522,99 @@ async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
 
 async fn harness_client_error(socket: &std::path::Path) -> ClientError {
     composure_api::Client::new(socket).info().await.unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_spec_replaces_the_tasks_of_that_service_only() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let web = running(&status, "web", 1).unwrap().clone();
+    let db = running(&status, "db", 1).unwrap().clone();
+
+    let changed = SHOP.replace("  web:\n    image: demo", "  web:\n    image: demo2");
+    let answer = daemon
+        .client
+        .put_project("shop", &harness::project("shop", &changed))
+        .await
+        .unwrap();
+    assert_eq!(answer.changed_services, ["web"]);
+    let status = daemon
+        .wait_status("shop", "web to run the new spec", |s| {
+            running(s, "web", 1).is_some_and(|t| t.id != web.id)
+                && running(s, "web", 2).is_some()
+                && current(s, "web").len() == 2
+        })
+        .await;
+    assert_eq!(running(&status, "db", 1).unwrap().id, db.id);
+    let images: Vec<String> = daemon
+        .containers("shop")
+        .await
+        .into_iter()
+        .filter(|c| c.labels["io.composure.service"] == "web")
+        .map(|c| c.image)
+        .collect();
+    assert_eq!(images, ["demo2", "demo2"]);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_restart_no_a_crashed_task_stays_failed() {
+    let daemon = Daemon::start().await;
+    let yaml = "
+services:
+  job:
+    image: demo
+    restart: \"no\"
+";
+    daemon.up("once", yaml).await;
+    let status = daemon
+        .wait_status("once", "the job to run", |s| running(s, "job", 1).is_some())
+        .await;
+    let task = running(&status, "job", 1).unwrap().clone();
+    daemon.sim.crash(&container_id(&task), 2);
+    let status = daemon
+        .wait_status("once", "the project to fail", |s| {
+            s.status == ProjectState::Failed
+        })
+        .await;
+    assert_eq!(status.tasks.len(), 1, "not replaced: {status:?}");
+    assert_eq!(status.tasks[0].state, TaskState::Failed);
+    let message = status.services[0].message.clone().unwrap_or_default();
+    assert!(message.contains("exited with code 2"), "{message}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_fails_the_task_with_the_reason_and_retries_with_backoff() {
+    let daemon = Daemon::start().await;
+    daemon.sim.set_image_missing("ghost");
+    let yaml = "
+services:
+  web:
+    image: ghost
+";
+    daemon.up("ghost", yaml).await;
+    let status = daemon
+        .wait_status("ghost", "the failure to show", |s| {
+            s.tasks.iter().any(|t| t.state == TaskState::Failed)
+                && s.status == ProjectState::Degraded
+        })
+        .await;
+    let failed = status
+        .tasks
+        .iter()
+        .find(|t| t.state == TaskState::Failed)
+        .unwrap();
+    assert!(
+        failed.error.as_deref().unwrap_or("").contains("ghost"),
+        "{failed:?}"
+    );
+    assert!(daemon.containers("ghost").await.is_empty());
+    daemon
+        .wait_status("ghost", "a retry", |s| {
+            s.tasks.iter().any(|t| t.restarts >= 1)
+        })
+        .await;
+    daemon.stop().await;
 }

@@ -7,11 +7,11 @@ mod views;
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::Json;
 use composure_api::{EngineInfo, Info};
 use serde::de::DeserializeOwned;
 

@@ -25,7 +25,9 @@ use crate::shared::Shared;
 
 type SharedState = State<Arc<Shared>>;
 
-pub(super) async fn list(State(shared): SharedState) -> Result<Json<Vec<ProjectSummary>>, ApiError> {
+pub(super) async fn list(
+    State(shared): SharedState,
+) -> Result<Json<Vec<ProjectSummary>>, ApiError> {
     let mut summaries = Vec::new();
     for project in shared.store.projects()? {
         let tasks = shared.store.tasks(&project.name)?;
@@ -117,9 +119,7 @@ pub(super) async fn delete(
     let _writes = shared.writes.lock().await;
     let project = stored(&shared, &name)?;
     if project.removing.is_none() {
-        shared
-            .store
-            .mark_project_removing(&name, query.volumes)?;
+        shared.store.mark_project_removing(&name, query.volumes)?;
         shared.events.record(NewEvent::project(
             &name,
             "removing",
@@ -235,6 +235,11 @@ fn changed_services(
         })
         .map(|spec| spec.name.clone())
         .collect();
-    changed.extend(before.keys().filter(|name| !specs.contains_key(*name)).cloned());
+    changed.extend(
+        before
+            .keys()
+            .filter(|name| !specs.contains_key(*name))
+            .cloned(),
+    );
     changed
 }

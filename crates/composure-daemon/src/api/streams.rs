@@ -18,9 +18,9 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::ApiError;
 use super::projects::{no_service, stored};
 use super::views::{event_view, stored_specs};
-use super::ApiError;
 use crate::shared::Shared;
 
 /// The output of the project's containers: for each slot, its newest task that has a
@@ -46,7 +46,10 @@ pub(super) async fn logs(
             && query.service.as_ref().is_none_or(|s| s == &t.service)
     }) {
         let key = (task.service.clone(), task.slot);
-        if newest.get(&key).is_none_or(|t| t.created_at < task.created_at) {
+        if newest
+            .get(&key)
+            .is_none_or(|t| t.created_at < task.created_at)
+        {
             newest.insert(key, task);
         }
     }

@@ -115,7 +115,10 @@ pub(crate) fn service_views(
 }
 
 /// The project's status: its worst service's.
-pub(crate) fn project_state(removing: bool, services: &[api::ServiceStatusView]) -> api::ProjectState {
+pub(crate) fn project_state(
+    removing: bool,
+    services: &[api::ServiceStatusView],
+) -> api::ProjectState {
     use api::ServiceState as S;
     if removing {
         return api::ProjectState::Removing;
@@ -132,7 +135,11 @@ pub(crate) fn project_state(removing: bool, services: &[api::ServiceStatusView])
     }
 }
 
-pub(crate) fn summary(project: &StoredProject, tasks: &[Task], report: &Report) -> api::ProjectSummary {
+pub(crate) fn summary(
+    project: &StoredProject,
+    tasks: &[Task],
+    report: &Report,
+) -> api::ProjectSummary {
     let specs = stored_specs(project);
     let services = service_views(&specs, tasks, report);
     api::ProjectSummary {
@@ -145,7 +152,11 @@ pub(crate) fn summary(project: &StoredProject, tasks: &[Task], report: &Report) 
     }
 }
 
-pub(crate) fn status(project: &StoredProject, tasks: &[Task], report: &Report) -> api::ProjectStatus {
+pub(crate) fn status(
+    project: &StoredProject,
+    tasks: &[Task],
+    report: &Report,
+) -> api::ProjectStatus {
     let specs = stored_specs(project);
     let services = service_views(&specs, tasks, report);
     let mut tasks: Vec<&Task> = tasks.iter().collect();

@@ -39,10 +39,7 @@ pub(crate) fn observe(tasks: &mut [Task], containers: &[ContainerInfo], now: u64
             None => observe_missing(task, now),
         };
         if event.is_some() || *task != before {
-            changes.push(Change {
-                task: index,
-                event,
-            });
+            changes.push(Change { task: index, event });
         }
     }
     changes
@@ -187,11 +184,7 @@ mod tests {
     fn a_running_task_whose_container_runs_is_adopted_unchanged() {
         let mut tasks = vec![task("a", TaskState::Running)];
         let before = tasks.clone();
-        let changes = observe(
-            &mut tasks,
-            &[container("a", ContainerStatus::Running)],
-            100,
-        );
+        let changes = observe(&mut tasks, &[container("a", ContainerStatus::Running)], 100);
         assert!(changes.is_empty());
         assert_eq!(tasks, before);
     }

@@ -166,7 +166,8 @@ impl Controller {
         }
         for index in 0..work.tasks.len() {
             let task = &work.tasks[index];
-            let unfinished = !task.state.is_terminal() || container_of(task, &work.containers).is_some();
+            let unfinished =
+                !task.state.is_terminal() || container_of(task, &work.containers).is_some();
             if task.desired == DesiredState::Shutdown && unfinished {
                 self.shutdown_task(work, index).await;
             }
@@ -228,9 +229,16 @@ impl Controller {
     }
 
     /// Fails, shuts down and records tasks as the plan says.
-    async fn apply(&mut self, spec: &ServiceSpec, plan: Plan, work: &mut Work) -> Result<(), PassError> {
+    async fn apply(
+        &mut self,
+        spec: &ServiceSpec,
+        plan: Plan,
+        work: &mut Work,
+    ) -> Result<(), PassError> {
         for (id, reason) in &plan.fail {
-            let Some(index) = work.index(id) else { continue };
+            let Some(index) = work.index(id) else {
+                continue;
+            };
             let task = &mut work.tasks[index];
             let kind = if task.health == Health::Unhealthy {
                 "unhealthy"
@@ -250,7 +258,9 @@ impl Controller {
             }
         }
         for (id, reason) in &plan.shutdown {
-            let Some(index) = work.index(id) else { continue };
+            let Some(index) = work.index(id) else {
+                continue;
+            };
             let task = &mut work.tasks[index];
             task.desired = DesiredState::Shutdown;
             task.error.get_or_insert_with(|| reason.clone());

@@ -64,7 +64,10 @@ impl Controller {
                 .get(labels::TASK)
                 .is_some_and(|id| tasks.iter().any(|t| &t.id.0 == id));
             if !known {
-                let service = container.labels.get(labels::SERVICE).map_or("", String::as_str);
+                let service = container
+                    .labels
+                    .get(labels::SERVICE)
+                    .map_or("", String::as_str);
                 self.stop_and_remove(container, grace(service)).await?;
             }
         }

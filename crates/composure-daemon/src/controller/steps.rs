@@ -161,17 +161,19 @@ impl Controller {
         let container = match container_of(task, &work.containers) {
             Some(container) => Some(container.clone()),
             // Created after the list was taken.
-            None if !task.state.is_terminal() => task.container_id.as_ref().map(|id| ContainerInfo {
-                id: id.clone(),
-                name: container_name(task),
-                image: String::new(),
-                labels: IndexMap::new(),
-                status: ContainerStatus::Running,
-                health: task.health,
-                started_at: None,
-                finished_at: None,
-                addresses: IndexMap::new(),
-            }),
+            None if !task.state.is_terminal() => {
+                task.container_id.as_ref().map(|id| ContainerInfo {
+                    id: id.clone(),
+                    name: container_name(task),
+                    image: String::new(),
+                    labels: IndexMap::new(),
+                    status: ContainerStatus::Running,
+                    health: task.health,
+                    started_at: None,
+                    finished_at: None,
+                    addresses: IndexMap::new(),
+                })
+            }
             None => None,
         };
         if let Some(container) = container {
@@ -230,7 +232,9 @@ impl Controller {
         let service = container.labels.get(labels::SERVICE).cloned();
         let grace = service
             .as_deref()
-            .map_or(composure_core::spec::DEFAULT_STOP_GRACE_MS, |s| work.grace_ms(s));
+            .map_or(composure_core::spec::DEFAULT_STOP_GRACE_MS, |s| {
+                work.grace_ms(s)
+            });
         match self.stop_and_remove(container, grace).await {
             Ok(()) => {
                 work.containers.retain(|c| c.id != container.id);
@@ -280,7 +284,8 @@ impl Controller {
             })
             .map(|task| {
                 task.desired = DesiredState::Shutdown;
-                task.error.get_or_insert_with(|| "restarted on request".to_string());
+                task.error
+                    .get_or_insert_with(|| "restarted on request".to_string());
                 task.clone()
             })
             .collect();

@@ -5,6 +5,8 @@
 use composure_core::{DesiredState, Health, Task, TaskState, labels};
 use composure_runtime::{ContainerInfo, ContainerStatus};
 
+const REMOVED_OUTSIDE: &str = "container removed outside Composure";
+
 /// A task that changed, and what to say about it in the event log (not every change is
 /// worth an event: a container id found again is not).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,12 +104,21 @@ fn observe_container(
             }
             Some(("died", format!("container {} {message}", container.name)))
         }
-        ContainerStatus::Dead | ContainerStatus::Removing => {
+        ContainerStatus::Dead => {
             task.state = TaskState::Failed;
             task.finished_at = Some(container.finished_at.unwrap_or(now));
             let message = "the container is dead".to_string();
             task.error = Some(message.clone());
             Some(("died", message))
+        }
+        // The daemon removes only containers of tasks desired shut down, which are not
+        // observed here: someone else is removing this one (`docker rm -f`).
+        ContainerStatus::Removing => {
+            task.state = TaskState::Failed;
+            task.finished_at = Some(container.finished_at.unwrap_or(now));
+            let message = REMOVED_OUTSIDE.to_string();
+            task.error = Some(message.clone());
+            Some(("failed", message))
         }
     }
 }
@@ -124,7 +135,7 @@ fn observe_missing(task: &mut Task, now: u64) -> Option<(&'static str, String)> 
         TaskState::Starting | TaskState::Running => {
             task.state = TaskState::Failed;
             task.finished_at = Some(now);
-            let message = "container removed outside Composure".to_string();
+            let message = REMOVED_OUTSIDE.to_string();
             task.error = Some(message.clone());
             Some(("failed", message))
         }
@@ -247,6 +258,18 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(tasks[0].container_id.as_deref(), Some("c-a"));
         assert_eq!(tasks[0].state, TaskState::Creating);
+    }
+
+    #[test]
+    fn a_container_being_removed_by_hand_fails_its_task() {
+        let mut tasks = vec![task("a", TaskState::Running)];
+        let changes = observe(
+            &mut tasks,
+            &[container("a", ContainerStatus::Removing)],
+            100,
+        );
+        assert_eq!(kind(&changes[0]), "failed");
+        assert_eq!(tasks[0].error.as_deref(), Some(REMOVED_OUTSIDE));
     }
 
     #[test]

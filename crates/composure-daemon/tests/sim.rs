@@ -10,8 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use composure_api::{
-    ClientError, DesiredState, EventsQuery, ProjectState, PutProject, RestartRequest, ScaleRequest,
-    TaskState,
+    ClientError, DesiredState, EventsQuery, LogStream, LogsQuery, ProjectState, PutProject,
+    RestartRequest, ScaleRequest, TaskState,
 };
 use composure_core::Health;
 use composure_daemon::{DaemonConfig, DaemonError, run};
@@ -92,7 +92,7 @@ async fn a_crashed_container_is_replaced_by_a_new_task() {
     let status = daemon.wait_running("shop").await;
     let before = running(&status, "web", 1).unwrap().clone();
 
-    daemon.sim.crash(&container_id(&before), 3);
+    daemon.sim.crash(&container_id(&before), 3).unwrap();
     let status = daemon
         .wait_status("shop", "slot 1 to get a new running task", |s| {
             running(s, "web", 1).is_some_and(|t| t.id != before.id)
@@ -137,7 +137,8 @@ services:
 
     daemon
         .sim
-        .set_health(&container_id(&before), Health::Unhealthy);
+        .set_health(&container_id(&before), Health::Unhealthy)
+        .unwrap();
     let status = daemon
         .wait_status("checked", "the unhealthy task to be replaced", |s| {
             running(s, "api", 1).is_some_and(|t| t.id != before.id)
@@ -165,7 +166,7 @@ async fn a_container_removed_by_hand_is_recreated() {
     let status = daemon.wait_running("shop").await;
     let before = running(&status, "db", 1).unwrap().clone();
 
-    daemon.sim.remove_by_hand(&container_id(&before));
+    daemon.sim.remove_by_hand(&container_id(&before)).unwrap();
     let status = daemon
         .wait_status("shop", "db to be recreated", |s| {
             running(s, "db", 1).is_some_and(|t| t.id != before.id)
@@ -301,7 +302,10 @@ services:
     );
 
     let db = running(&status, "db", 1).unwrap();
-    daemon.sim.set_health(&container_id(db), Health::Healthy);
+    daemon
+        .sim
+        .set_health(&container_id(db), Health::Healthy)
+        .unwrap();
     daemon.wait_running("deps").await;
     daemon.stop().await;
 }
@@ -448,7 +452,7 @@ async fn events_are_kept_and_streamed() {
     };
     let mut stream = daemon.client.events(&live).await.unwrap();
     let db = running(&status, "db", 1).unwrap();
-    daemon.sim.crash(&container_id(db), 1);
+    daemon.sim.crash(&container_id(db), 1).unwrap();
     let died = tokio::time::timeout(TIMEOUT, async {
         while let Some(event) = stream.next().await {
             let event = event.unwrap();
@@ -572,7 +576,7 @@ services:
         .wait_status("once", "the job to run", |s| running(s, "job", 1).is_some())
         .await;
     let task = running(&status, "job", 1).unwrap().clone();
-    daemon.sim.crash(&container_id(&task), 2);
+    daemon.sim.crash(&container_id(&task), 2).unwrap();
     let status = daemon
         .wait_status("once", "the project to fail", |s| {
             s.status == ProjectState::Failed
@@ -616,5 +620,68 @@ services:
             s.tasks.iter().any(|t| t.restarts >= 1)
         })
         .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_merge_the_replicas_of_a_service() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let web1 = container_id(running(&status, "web", 1).unwrap());
+    let web2 = container_id(running(&status, "web", 2).unwrap());
+    let db = container_id(running(&status, "db", 1).unwrap());
+    daemon.sim.emit_log(&web1, "one").unwrap();
+    daemon.sim.emit_stderr(&web2, "two").unwrap();
+    daemon.sim.emit_log(&db, "db line").unwrap();
+
+    let query = LogsQuery {
+        service: Some("web".into()),
+        follow: false,
+        tail: None,
+    };
+    let entries: Vec<_> = daemon
+        .client
+        .logs("shop", &query)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let lines: Vec<(u32, LogStream, &str)> = entries
+        .iter()
+        .map(|e| (e.slot, e.stream, e.line.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(1, LogStream::Stdout, "one"), (2, LogStream::Stderr, "two")]
+    );
+    assert!(entries.iter().all(|e| e.service == "web"));
+
+    let follow = LogsQuery {
+        service: None,
+        follow: true,
+        tail: Some(0),
+    };
+    let mut stream = daemon.client.logs("shop", &follow).await.unwrap();
+    daemon.sim.emit_log(&db, "later").unwrap();
+    let entry = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .expect("a followed line")
+        .expect("the stream is open")
+        .unwrap();
+    assert_eq!(
+        (entry.service.as_str(), entry.line.as_str()),
+        ("db", "later")
+    );
+
+    let unknown = LogsQuery {
+        service: Some("nope".into()),
+        ..LogsQuery::default()
+    };
+    let Err(err) = daemon.client.logs("shop", &unknown).await else {
+        panic!("logs of an unknown service");
+    };
+    assert_eq!(err.status(), Some(400));
     daemon.stop().await;
 }

@@ -4,6 +4,9 @@
 //! simulator (`sim`) implements the same trait for fast, deterministic tests, and the same
 //! contract tests run against both, which keeps the fake honest.
 
+pub mod contract;
+pub mod sim;
+
 use std::sync::Arc;
 use std::time::Duration;
 

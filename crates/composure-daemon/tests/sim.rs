@@ -15,8 +15,8 @@ use composure_api::{
 };
 use composure_core::Health;
 use composure_daemon::{DaemonConfig, DaemonError, run};
-use composure_runtime::Runtime;
 use composure_runtime::sim::SimRuntime;
+use composure_runtime::{Runtime, RuntimeError};
 use futures_util::StreamExt;
 use harness::{Daemon, TIMEOUT, current, running, wait_for};
 use indexmap::IndexMap;
@@ -683,5 +683,20 @@ async fn logs_merge_the_replicas_of_a_service() {
         panic!("logs of an unknown service");
     };
     assert_eq!(err.status(), Some(400));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_create_failure_is_retried_without_failing_the_task() {
+    let daemon = Daemon::start().await;
+    daemon
+        .sim
+        .fail_next_create(RuntimeError::Conflict("the engine is busy".into()));
+    daemon
+        .up("busy", "services:\n  web:\n    image: demo\n")
+        .await;
+    let status = daemon.wait_running("busy").await;
+    assert_eq!(status.tasks.len(), 1, "one task, retried: {status:?}");
+    assert_eq!(status.tasks[0].restarts, 0);
     daemon.stop().await;
 }

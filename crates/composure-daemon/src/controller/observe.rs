@@ -240,6 +240,21 @@ mod tests {
     }
 
     #[test]
+    fn an_oom_kill_is_a_failure() {
+        let mut tasks = vec![task("a", TaskState::Running)];
+        let killed = container(
+            "a",
+            ContainerStatus::Exited {
+                code: 137,
+                oom_killed: true,
+            },
+        );
+        observe(&mut tasks, &[killed], 100);
+        assert_eq!(tasks[0].state, TaskState::Failed);
+        assert_eq!(tasks[0].error.as_deref(), Some("killed: out of memory"));
+    }
+
+    #[test]
     fn turning_unhealthy_is_an_event() {
         let mut tasks = vec![task("a", TaskState::Running)];
         let mut sick = container("a", ContainerStatus::Running);

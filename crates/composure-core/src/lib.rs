@@ -10,6 +10,7 @@ pub mod restart;
 pub mod spec;
 pub mod task;
 
+pub use composure_compose::model::Condition;
 pub use error::SpecError;
 pub use reconcile::{
     DependencyState, NewTask, Plan, ServiceStatus, dependency_state, reconcile_service,

@@ -86,6 +86,16 @@ impl ServiceStatus {
     }
 }
 
+/// `running`, or `degraded: slot 2 exited with code 1; restarting in 0.4s`.
+impl std::fmt::Display for ServiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.reason() {
+            Some(reason) => write!(f, "{}: {reason}", self.as_str()),
+            None => f.write_str(self.as_str()),
+        }
+    }
+}
+
 /// The output of one reconcile pass. The caller applies it in one store transaction: marks
 /// `fail` tasks `Failed` (with the reason as their error), sets `shutdown` tasks' desired
 /// state to shutdown (with the reason), and records `create` tasks.
@@ -277,8 +287,14 @@ impl Pass<'_> {
             self.fail.push((task.id.clone(), reason.clone()));
             return self.replace(slot, task, TaskState::Failed, &reason);
         }
-        if task.state == TaskState::Running && matches!(task.health, Health::None | Health::Healthy)
-        {
+        // With a health check in the file, running is not enough: the check must pass (an
+        // unreported health counts as starting).
+        let healthy = match task.health {
+            Health::Healthy => true,
+            Health::None => !self.spec.has_healthcheck,
+            Health::Starting | Health::Unhealthy => false,
+        };
+        if task.state == TaskState::Running && healthy {
             return Outcome::Ready;
         }
         if task.attempt == 0 {
@@ -383,7 +399,7 @@ impl Pass<'_> {
                 .iter()
                 .filter(|o| matches!(o, Outcome::Ready))
                 .count();
-            format!("{ready} of {} replicas running", self.spec.replicas)
+            format!("{ready} of {} replicas ready", self.spec.replicas)
         };
         ServiceStatus::Converging { reason }
     }

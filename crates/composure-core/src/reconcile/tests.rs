@@ -174,7 +174,7 @@ fn cases() -> Vec<Case> {
     vec![
         case("fresh service creates every slot", spec(3, any()), vec![])
             .create(vec![new(1, 0, 0), new(2, 0, 0), new(3, 0, 0)])
-            .status("converging", "0 of 3 replicas running"),
+            .status("converging", "0 of 3 replicas ready"),
         case(
             "all running is steady",
             spec(2, any()),
@@ -333,10 +333,10 @@ fn cases() -> Vec<Case> {
         .status("failed", "crash loop"),
         case("scale up creates the missing slots", spec(3, any()), vec![running("t1", 1)])
             .create(vec![new(2, 0, 0), new(3, 0, 0)])
-            .status("converging", "1 of 3 replicas running"),
+            .status("converging", "1 of 3 replicas ready"),
         case("scale up fills a gap", spec(3, any()), vec![running("t1", 1), running("t3", 3)])
             .create(vec![new(2, 0, 0)])
-            .status("converging", "2 of 3 replicas running"),
+            .status("converging", "2 of 3 replicas ready"),
         case("scale down stops the highest slots first", spec(1, any()), vec![
             running("t1", 1),
             running("t2", 2),
@@ -362,7 +362,7 @@ fn cases() -> Vec<Case> {
         ])
         .create(vec![new(1, 0, 0)])
         .shutdown(&["t1"])
-        .status("converging", "1 of 2 replicas running"),
+        .status("converging", "1 of 2 replicas ready"),
         case(
             "spec change reruns a completed one-off",
             spec(1, policy(Never)),
@@ -373,7 +373,7 @@ fn cases() -> Vec<Case> {
         )
         .create(vec![new(1, 0, 0)])
         .shutdown(&["t1"])
-        .status("converging", "0 of 1 replicas running"),
+        .status("converging", "0 of 1 replicas ready"),
         case(
             "spec change restarts a crash-looped slot from zero",
             spec(1, on_failure_3),
@@ -384,7 +384,7 @@ fn cases() -> Vec<Case> {
         )
         .create(vec![new(1, 0, 0)])
         .shutdown(&["t1"])
-        .status("converging", "0 of 1 replicas running"),
+        .status("converging", "0 of 1 replicas ready"),
         case("deps not ready: no first start", spec(2, any()), vec![])
             .deps_not_ready()
             .status("converging", "waiting for db (service_healthy)"),
@@ -395,7 +395,7 @@ fn cases() -> Vec<Case> {
         )
         .deps_not_ready()
         .create(vec![new(2, 0, 0)])
-        .status("converging", "1 of 2 replicas running"),
+        .status("converging", "1 of 2 replicas ready"),
         case(
             "deps not ready: running tasks are left alone",
             spec(1, any()),
@@ -416,7 +416,7 @@ fn cases() -> Vec<Case> {
             ],
         )
         .create(vec![new(2, 0, 0)])
-        .status("converging", "1 of 2 replicas running"),
+        .status("converging", "1 of 2 replicas ready"),
         case("a duplicate in a slot is shut down", spec(1, any()), vec![
             Task {
                 created_at: NOW - 1_000,
@@ -437,11 +437,20 @@ fn cases() -> Vec<Case> {
             health: Health::Starting,
             ..running("t1", 1)
         }])
-        .status("converging", "0 of 1 replicas running"),
+        .status("converging", "0 of 1 replicas ready"),
         case("healthy is running", spec(1, any()), vec![Task {
             health: Health::Healthy,
             ..running("t1", 1)
         }]),
+        case(
+            "a checked service whose health is not reported yet is converging",
+            ServiceSpec {
+                has_healthcheck: true,
+                ..spec(1, any())
+            },
+            vec![running("t1", 1)],
+        )
+        .status("converging", "0 of 1 replicas ready"),
     ]
 }
 
@@ -472,6 +481,15 @@ fn each_rule() {
             case.status.1
         );
     }
+}
+
+#[test]
+fn status_displays_with_its_reason() {
+    assert_eq!(ServiceStatus::Running.to_string(), "running");
+    let failed = ServiceStatus::Failed {
+        reason: "crash loop".into(),
+    };
+    assert_eq!(failed.to_string(), "failed: crash loop");
 }
 
 #[test]
@@ -623,7 +641,15 @@ fn dependency_conditions() {
         ..running(id, 1)
     };
     // (name, condition, db replicas, db has a healthcheck, db tasks, ready?, reason piece)
-    type Row = (&'static str, Condition, u32, bool, Vec<Task>, bool, &'static str);
+    type Row = (
+        &'static str,
+        Condition,
+        u32,
+        bool,
+        Vec<Task>,
+        bool,
+        &'static str,
+    );
     let table: Vec<Row> = vec![
         (
             "started: running",

@@ -40,15 +40,15 @@ impl From<&ServiceStatus> for ServiceReport {
     fn from(status: &ServiceStatus) -> Self {
         let state = match status {
             ServiceStatus::Converging { .. } => ServiceState::Converging,
-            ServiceStatus::Running => ServiceState::Running,
-            ServiceStatus::Complete => ServiceState::Complete,
+            ServiceStatus::Running | ServiceStatus::Complete => ServiceState::Running,
             ServiceStatus::Degraded { .. } => ServiceState::Degraded,
             ServiceStatus::Failed { .. } => ServiceState::Failed,
         };
-        ServiceReport {
-            state,
-            message: status.reason().map(str::to_string),
-        }
+        let message = match status {
+            ServiceStatus::Complete => Some("ran to completion".to_string()),
+            other => other.reason().map(str::to_string),
+        };
+        ServiceReport { state, message }
     }
 }
 

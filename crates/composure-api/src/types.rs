@@ -81,6 +81,8 @@ pub struct ProjectStatus {
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     Converging,
+    /// Every replica runs (healthy, when checked), or ran to completion and is not
+    /// restarted (a one-off job: the message then says so).
     Running,
     Degraded,
     Failed,

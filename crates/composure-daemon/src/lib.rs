@@ -1,1 +1,93 @@
-//! placeholder
+//! The Composure daemon as a library: [`run`] keeps the projects in its store running on a
+//! container runtime and serves the HTTP API on a Unix socket until told to stop.
+//!
+//! The store is the truth for desired state and tasks; the runtime is the truth for what
+//! runs. The daemon keeps nothing in memory that a restart would lose: a restarted daemon
+//! reads its projects from the store and adopts the containers that still run. Stopping the
+//! daemon never stops containers.
+//!
+//! Parts:
+//! - `controller`: one task per project owns its reconcile loop (observe the runtime, run
+//!   the pure reconciler of `composure_core`, apply its plan) and is its tasks' only writer;
+//! - `watch`: runtime events wake the controller of their project;
+//! - `api`: the axum server (wire types in `composure_api`);
+//! - `events`: the event log, in the store and broadcast to watchers.
+
+mod api;
+mod clock;
+mod config;
+mod controller;
+mod error;
+mod events;
+mod shared;
+mod socket;
+mod watch;
+
+use std::sync::Arc;
+
+use composure_runtime::Runtime;
+use composure_store::{DataDirLock, Store};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::DaemonConfig;
+pub use error::DaemonError;
+
+use controller::Controllers;
+use events::EventLog;
+use shared::Shared;
+
+/// The store's file in the data directory.
+const STORE_FILE: &str = "state.db";
+
+/// Runs the daemon until `shutdown` is cancelled: locks the data directory (a second daemon
+/// on it fails with an error naming the holder), opens the store, listens on the socket,
+/// starts a controller for every stored project, and serves the API. On shutdown it stops
+/// accepting calls, ends open streams, stops the controllers and removes the socket file;
+/// containers keep running.
+pub async fn run(
+    config: DaemonConfig,
+    runtime: Arc<dyn Runtime>,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let _lock = DataDirLock::acquire(&config.data_dir).map_err(DaemonError::Lock)?;
+    let store =
+        Arc::new(Store::open(&config.data_dir.join(STORE_FILE)).map_err(DaemonError::Store)?);
+    let projects = store.projects().map_err(DaemonError::Store)?;
+    let listener = socket::bind(&config.socket).await?;
+    if let Err(err) = runtime.ping().await {
+        tracing::warn!(error = %err, "the container engine does not answer yet; projects converge once it does");
+    }
+
+    let stop = shutdown.child_token();
+    let shared = Arc::new(Shared {
+        events: EventLog::new(store.clone()),
+        store,
+        runtime,
+        controllers: Controllers::new(stop.child_token()),
+        data_dir: config.data_dir.clone(),
+        writes: tokio::sync::Mutex::new(()),
+        shutdown: stop.clone(),
+    });
+    for project in &projects {
+        Controllers::start(&shared, &project.name);
+    }
+    let background = TaskTracker::new();
+    background.spawn(watch::route_runtime_events(shared.clone(), stop.clone()));
+    tracing::info!(socket = %config.socket.display(), projects = projects.len(), "daemon ready");
+
+    let served = axum::serve(listener, api::router(shared.clone()))
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .await;
+    stop.cancel();
+    shared.controllers.stop().await;
+    background.close();
+    background.wait().await;
+    socket::remove(&config.socket);
+    tracing::info!("daemon stopped; containers keep running");
+    served.map_err(DaemonError::Serve)
+}

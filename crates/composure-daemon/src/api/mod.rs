@@ -1,0 +1,60 @@
+//! The HTTP API (see `composure_api` for the endpoints and wire types).
+
+mod error;
+mod projects;
+mod streams;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use composure_api::{EngineInfo, Info};
+use serde::de::DeserializeOwned;
+
+pub(crate) use error::ApiError;
+
+use crate::shared::Shared;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/info", get(info))
+        .route("/v1/projects", get(projects::list))
+        .route(
+            "/v1/projects/{name}",
+            get(projects::status)
+                .put(projects::put)
+                .delete(projects::delete),
+        )
+        .route("/v1/projects/{name}/scale", post(projects::scale))
+        .route("/v1/projects/{name}/restart", post(projects::restart))
+        .route("/v1/projects/{name}/logs", get(streams::logs))
+        .route("/v1/events", get(streams::events))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+async fn info(State(shared): State<Arc<Shared>>) -> Result<Json<Info>, ApiError> {
+    let engine = shared.runtime.ping().await?;
+    Ok(Json(Info {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        engine: EngineInfo {
+            name: engine.name,
+            version: engine.version,
+        },
+        data_dir: shared.data_dir.display().to_string(),
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".to_string())
+}
+
+/// A JSON request body; what does not read is a 400 that says where and why.
+pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::BadRequest(format!("invalid request body: {err}")))
+}

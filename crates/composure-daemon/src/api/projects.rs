@@ -1,0 +1,245 @@
+//! The project endpoints: desired state in (put, scale, restart, delete), status out.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use composure_api::{
+    DeleteQuery, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse, RestartRequest,
+    RevisionResponse, ScaleRequest,
+};
+use composure_compose::model::{Project, project_from_json};
+use composure_compose::names::validate_project_name;
+use composure_core::spec::{ServiceSpec, service_specs};
+use composure_store::{ProjectMeta, StoredProject};
+use indexmap::IndexMap;
+
+use super::views::{self, stored_specs};
+use super::{ApiError, json_body};
+use crate::controller::Controllers;
+use crate::events::NewEvent;
+use crate::shared::Shared;
+
+type SharedState = State<Arc<Shared>>;
+
+pub(super) async fn list(
+    State(shared): SharedState,
+) -> Result<Json<Vec<ProjectSummary>>, ApiError> {
+    let mut summaries = Vec::new();
+    for project in shared.store.projects()? {
+        let tasks = shared.store.tasks(&project.name)?;
+        let report = shared.controllers.report(&project.name);
+        summaries.push(views::summary(&project, &tasks, &report));
+    }
+    Ok(Json(summaries))
+}
+
+pub(super) async fn status(
+    State(shared): SharedState,
+    Path(name): Path<String>,
+) -> Result<Json<ProjectStatus>, ApiError> {
+    let project = stored(&shared, &name)?;
+    let tasks = shared.store.tasks(&name)?;
+    let report = shared.controllers.report(&name);
+    Ok(Json(views::status(&project, &tasks, &report)))
+}
+
+/// Sets a project's desired state. The body's project must read as the canonical model;
+/// what does not is a 400 naming the place (`services.web.ports[0]: ...`).
+pub(super) async fn put(
+    State(shared): SharedState,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<PutProjectResponse>, ApiError> {
+    validate_project_name(&name)
+        .map_err(|err| ApiError::BadRequest(format!("invalid project name `{name}`: {err}")))?;
+    let request: PutProject = json_body(&body)?;
+    let mut project = project_from_json(request.project)
+        .map_err(|err| ApiError::BadRequest(format!("invalid project: {err}")))?;
+    if let Some(named) = project.name.as_deref()
+        && named != name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the project is named `{named}` but was sent as `{name}`"
+        )));
+    }
+    project.name = Some(name.clone());
+    let specs = service_specs(&project)
+        .map_err(|err| ApiError::BadRequest(format!("invalid project: {err}")))?;
+    let spec = canonical(&project)?;
+    let meta = ProjectMeta {
+        working_dir: request.working_dir,
+        files: request.files,
+    };
+
+    let _writes = shared.writes.lock().await;
+    let previous = shared.store.project(&name)?;
+    if previous.as_ref().is_some_and(|p| p.removing.is_some()) {
+        return Err(being_removed(&name));
+    }
+    let changed_services = changed_services(previous.as_ref(), &specs);
+    let unchanged = previous.as_ref().filter(|p| {
+        p.spec == spec && p.meta.working_dir == meta.working_dir && p.meta.files == meta.files
+    });
+    let revision = match unchanged {
+        Some(previous) => previous.revision,
+        None => {
+            let revision = shared.store.put_project(&name, &spec, &meta)?;
+            let message = if changed_services.is_empty() {
+                format!("revision {revision}")
+            } else {
+                format!(
+                    "revision {revision}: {} changed",
+                    changed_services.join(", ")
+                )
+            };
+            shared
+                .events
+                .record(NewEvent::project(&name, "updated", message));
+            revision
+        }
+    };
+    Controllers::start(&shared, &name);
+    Ok(Json(PutProjectResponse {
+        revision,
+        changed_services,
+    }))
+}
+
+/// Marks the project for removal; its controller removes it in the background.
+pub(super) async fn delete(
+    State(shared): SharedState,
+    Path(name): Path<String>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
+    let _writes = shared.writes.lock().await;
+    let project = stored(&shared, &name)?;
+    if project.removing.is_none() {
+        shared.store.mark_project_removing(&name, query.volumes)?;
+        shared.events.record(NewEvent::project(
+            &name,
+            "removing",
+            "removal requested".to_string(),
+        ));
+    }
+    Controllers::start(&shared, &name);
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Sets the replicas of services: a new revision of the project whose specs are unchanged
+/// but for the replicas, so no running task is replaced.
+pub(super) async fn scale(
+    State(shared): SharedState,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<RevisionResponse>, ApiError> {
+    let request: ScaleRequest = json_body(&body)?;
+    let _writes = shared.writes.lock().await;
+    let stored = stored(&shared, &name)?;
+    if stored.removing.is_some() {
+        return Err(being_removed(&name));
+    }
+    let mut project = project_from_json(stored.spec.clone())
+        .map_err(|err| ApiError::Internal(format!("the stored project does not read: {err}")))?;
+    for (service_name, &replicas) in &request.services {
+        let service = project
+            .services
+            .get_mut(service_name)
+            .ok_or_else(|| no_service(&name, service_name))?;
+        service.scale = None;
+        service.deploy.get_or_insert_with(Default::default).replicas = Some(u64::from(replicas));
+    }
+    let revision = shared
+        .store
+        .put_project(&name, &canonical(&project)?, &stored.meta)?;
+    let scaled: Vec<String> = request
+        .services
+        .iter()
+        .map(|(service, replicas)| format!("{service} to {replicas}"))
+        .collect();
+    shared.events.record(NewEvent::project(
+        &name,
+        "scaled",
+        format!("scaled {}", scaled.join(", ")),
+    ));
+    shared.controllers.wake(&name);
+    Ok(Json(RevisionResponse { revision }))
+}
+
+/// Replaces the tasks of services (all when none are named) with new ones.
+pub(super) async fn restart(
+    State(shared): SharedState,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<RevisionResponse>, ApiError> {
+    let request: RestartRequest = if body.is_empty() {
+        RestartRequest::default()
+    } else {
+        json_body(&body)?
+    };
+    let stored = stored(&shared, &name)?;
+    if stored.removing.is_some() {
+        return Err(being_removed(&name));
+    }
+    let specs = stored_specs(&stored);
+    if let Some(unknown) = request.services.iter().find(|s| !specs.contains_key(*s)) {
+        return Err(no_service(&name, unknown));
+    }
+    shared
+        .controllers
+        .restart(&name, request.services)
+        .await
+        .map_err(ApiError::Internal)?;
+    let revision = shared.store.revision()?;
+    Ok(Json(RevisionResponse { revision }))
+}
+
+pub(super) fn stored(shared: &Shared, name: &str) -> Result<StoredProject, ApiError> {
+    shared
+        .store
+        .project(name)?
+        .ok_or_else(|| ApiError::no_project(name))
+}
+
+pub(super) fn no_service(project: &str, service: &str) -> ApiError {
+    ApiError::BadRequest(format!("no service `{service}` in project `{project}`"))
+}
+
+fn being_removed(name: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "project `{name}` is being removed; try again once it is gone"
+    ))
+}
+
+fn canonical(project: &Project) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(project)
+        .map_err(|err| ApiError::Internal(format!("cannot serialize the project: {err}")))
+}
+
+/// Services added, removed, or whose spec hash changed.
+fn changed_services(
+    previous: Option<&StoredProject>,
+    specs: &IndexMap<String, ServiceSpec>,
+) -> Vec<String> {
+    let before = previous.map(stored_specs).unwrap_or_default();
+    let mut changed: Vec<String> = specs
+        .values()
+        .filter(|spec| {
+            before
+                .get(&spec.name)
+                .is_none_or(|old| old.spec_hash != spec.spec_hash)
+        })
+        .map(|spec| spec.name.clone())
+        .collect();
+    changed.extend(
+        before
+            .keys()
+            .filter(|name| !specs.contains_key(*name))
+            .cloned(),
+    );
+    changed
+}

@@ -1,0 +1,178 @@
+//! The engine's types as the API shows them. Explicit conversions keep the wire format
+//! independent of the engine's model.
+
+use composure_api as api;
+use composure_compose::model::project_from_json;
+use composure_core::spec::{ServiceSpec, service_specs};
+use composure_core::{DesiredState, Health, Task, TaskState};
+use composure_store::{StoredEvent, StoredProject};
+use indexmap::IndexMap;
+
+use crate::controller::Report;
+
+/// The service specs of a stored project (none if it no longer reads, which a `PUT`
+/// prevents).
+pub(crate) fn stored_specs(project: &StoredProject) -> IndexMap<String, ServiceSpec> {
+    project_from_json(project.spec.clone())
+        .ok()
+        .and_then(|project| service_specs(&project).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn task_view(task: &Task) -> api::TaskView {
+    api::TaskView {
+        id: task.id.0.clone(),
+        service: task.service.clone(),
+        slot: task.slot,
+        container_id: task.container_id.clone(),
+        container_name: task
+            .container_id
+            .as_ref()
+            .map(|_| format!("{}-{}-{}", task.project, task.service, task.slot)),
+        state: task_state(task.state),
+        desired: match task.desired {
+            DesiredState::Running => api::DesiredState::Running,
+            DesiredState::Shutdown => api::DesiredState::Shutdown,
+        },
+        health: health(task.health),
+        restarts: task.attempt,
+        exit_code: task.exit_code,
+        error: task.error.clone(),
+        started_at: task.started_at,
+    }
+}
+
+fn task_state(state: TaskState) -> api::TaskState {
+    match state {
+        TaskState::Pending => api::TaskState::Pending,
+        TaskState::Creating => api::TaskState::Creating,
+        TaskState::Starting => api::TaskState::Starting,
+        TaskState::Running => api::TaskState::Running,
+        TaskState::Complete => api::TaskState::Complete,
+        TaskState::Failed => api::TaskState::Failed,
+        TaskState::Shutdown => api::TaskState::Shutdown,
+    }
+}
+
+fn health(health: Health) -> api::Health {
+    match health {
+        Health::None => api::Health::None,
+        Health::Starting => api::Health::Starting,
+        Health::Healthy => api::Health::Healthy,
+        Health::Unhealthy => api::Health::Unhealthy,
+    }
+}
+
+pub(crate) fn event_view(event: StoredEvent) -> api::Event {
+    api::Event {
+        revision: event.revision,
+        time: event.time,
+        project: event.project,
+        service: event.service,
+        slot: event.slot,
+        task: event.task,
+        kind: event.kind,
+        message: event.message,
+    }
+}
+
+fn is_running(task: &Task) -> bool {
+    task.desired == DesiredState::Running && task.state == TaskState::Running
+}
+
+/// Each service's counts and status: desired from the spec, running and healthy from the
+/// tasks, status from the controller's last pass.
+pub(crate) fn service_views(
+    specs: &IndexMap<String, ServiceSpec>,
+    tasks: &[Task],
+    report: &Report,
+) -> Vec<api::ServiceStatusView> {
+    specs
+        .values()
+        .map(|spec| {
+            let running: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| t.service == spec.name && is_running(t))
+                .collect();
+            let healthy = running
+                .iter()
+                .filter(|t| matches!(t.health, Health::None | Health::Healthy))
+                .count();
+            let (status, message) = match report.get(&spec.name) {
+                Some(report) => (report.state, report.message.clone()),
+                None => (api::ServiceState::Converging, Some("starting".to_string())),
+            };
+            api::ServiceStatusView {
+                name: spec.name.clone(),
+                desired: spec.replicas,
+                running: count(running.len()),
+                healthy: count(healthy),
+                status,
+                message,
+            }
+        })
+        .collect()
+}
+
+/// The project's status: its worst service's.
+pub(crate) fn project_state(
+    removing: bool,
+    services: &[api::ServiceStatusView],
+) -> api::ProjectState {
+    use api::ServiceState as S;
+    if removing {
+        return api::ProjectState::Removing;
+    }
+    let any = |state: S| services.iter().any(|s| s.status == state);
+    if any(S::Failed) {
+        api::ProjectState::Failed
+    } else if any(S::Degraded) {
+        api::ProjectState::Degraded
+    } else if any(S::Converging) {
+        api::ProjectState::Converging
+    } else {
+        api::ProjectState::Running
+    }
+}
+
+pub(crate) fn summary(
+    project: &StoredProject,
+    tasks: &[Task],
+    report: &Report,
+) -> api::ProjectSummary {
+    let specs = stored_specs(project);
+    let services = service_views(&specs, tasks, report);
+    api::ProjectSummary {
+        name: project.name.clone(),
+        revision: project.revision,
+        status: project_state(project.removing.is_some(), &services),
+        services: count(services.len()),
+        running: services.iter().map(|s| s.running).sum(),
+        desired: services.iter().map(|s| s.desired).sum(),
+    }
+}
+
+pub(crate) fn status(
+    project: &StoredProject,
+    tasks: &[Task],
+    report: &Report,
+) -> api::ProjectStatus {
+    let specs = stored_specs(project);
+    let services = service_views(&specs, tasks, report);
+    let mut tasks: Vec<&Task> = tasks.iter().collect();
+    let order = |service: &str| specs.get_index_of(service).unwrap_or(usize::MAX);
+    tasks.sort_by(|a, b| {
+        (order(&a.service), a.slot, a.created_at).cmp(&(order(&b.service), b.slot, b.created_at))
+    });
+    api::ProjectStatus {
+        name: project.name.clone(),
+        revision: project.revision,
+        status: project_state(project.removing.is_some(), &services),
+        services,
+        tasks: tasks.into_iter().map(task_view).collect(),
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,12 @@
+//! What the daemon is told at start.
+
+use std::path::PathBuf;
+
+/// Where the daemon keeps its state and where it listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Holds `state.db` (the store) and `lock` (one daemon per data directory).
+    pub data_dir: PathBuf,
+    /// The API's Unix socket; its parent directory is created if missing.
+    pub socket: PathBuf,
+}

@@ -1,0 +1,256 @@
+//! Project controllers: one tokio task per project owns that project's reconcile loop and is
+//! the only writer of its tasks. It runs a pass when woken (an API change, a runtime event,
+//! a restart delay that ends) and at least every [`RESYNC`], since the runtime is the truth
+//! and events are only hints.
+
+mod observe;
+mod pass;
+mod remove;
+mod steps;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use composure_api::ServiceState;
+use composure_core::reconcile::ServiceStatus;
+use indexmap::IndexMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::instant_at;
+use crate::shared::Shared;
+
+/// The longest a controller goes without looking at the runtime.
+const RESYNC: Duration = Duration::from_secs(2);
+
+/// Wake-ups beyond this are dropped: one pending wake-up is as good as many.
+const COMMAND_CAPACITY: usize = 16;
+
+/// How a service did on the last pass, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServiceReport {
+    pub state: ServiceState,
+    pub message: Option<String>,
+}
+
+impl From<&ServiceStatus> for ServiceReport {
+    fn from(status: &ServiceStatus) -> Self {
+        let state = match status {
+            ServiceStatus::Converging { .. } => ServiceState::Converging,
+            ServiceStatus::Running | ServiceStatus::Complete => ServiceState::Running,
+            ServiceStatus::Degraded { .. } => ServiceState::Degraded,
+            ServiceStatus::Failed { .. } => ServiceState::Failed,
+        };
+        let message = match status {
+            ServiceStatus::Complete => Some("ran to completion".to_string()),
+            other => other.reason().map(str::to_string),
+        };
+        ServiceReport { state, message }
+    }
+}
+
+/// The last pass's view of each service, published for the API.
+pub(crate) type Report = IndexMap<String, ServiceReport>;
+
+#[derive(Debug)]
+enum Command {
+    /// Something may have changed: run a pass.
+    Wake,
+    /// Replace the tasks of these services (all when empty).
+    Restart {
+        services: Vec<String>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Handle {
+    commands: mpsc::Sender<Command>,
+    report: Arc<Mutex<Report>>,
+}
+
+/// The running controllers, by project name.
+#[derive(Debug)]
+pub(crate) struct Controllers {
+    handles: Mutex<HashMap<String, Handle>>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Controllers {
+    pub fn new(cancel: CancellationToken) -> Controllers {
+        Controllers {
+            handles: Mutex::new(HashMap::new()),
+            tracker: TaskTracker::new(),
+            cancel,
+        }
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts the controller of `project`, or wakes it when it runs.
+    pub fn start(shared: &Arc<Shared>, project: &str) {
+        let this = &shared.controllers;
+        let mut handles = this.handles();
+        if let Some(handle) = handles.get(project) {
+            let _ = handle.commands.try_send(Command::Wake);
+            return;
+        }
+        let (commands, receiver) = mpsc::channel(COMMAND_CAPACITY);
+        let report = Arc::new(Mutex::new(Report::new()));
+        handles.insert(
+            project.to_string(),
+            Handle {
+                commands,
+                report: report.clone(),
+            },
+        );
+        let controller = Controller {
+            name: project.to_string(),
+            shared: shared.clone(),
+            commands: receiver,
+            report,
+            rng: fastrand::Rng::new(),
+            adopted: false,
+        };
+        let cancel = this.cancel.clone();
+        this.tracker.spawn(controller.run(cancel));
+    }
+
+    /// Asks the controller of `project` to run a pass soon.
+    pub fn wake(&self, project: &str) {
+        if let Some(handle) = self.handles().get(project) {
+            let _ = handle.commands.try_send(Command::Wake);
+        }
+    }
+
+    pub fn wake_all(&self) {
+        for handle in self.handles().values() {
+            let _ = handle.commands.try_send(Command::Wake);
+        }
+    }
+
+    /// The last pass's view of the services of `project`.
+    pub fn report(&self, project: &str) -> Report {
+        self.handles()
+            .get(project)
+            .map(|handle| {
+                handle
+                    .report
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Has the controller of `project` replace the tasks of `services` (all when empty).
+    pub async fn restart(&self, project: &str, services: Vec<String>) -> Result<(), String> {
+        let commands = self
+            .handles()
+            .get(project)
+            .map(|handle| handle.commands.clone())
+            .ok_or_else(|| format!("project `{project}` has no controller"))?;
+        let (reply, answer) = oneshot::channel();
+        commands
+            .send(Command::Restart { services, reply })
+            .await
+            .map_err(|_| format!("the controller of project `{project}` stopped"))?;
+        answer
+            .await
+            .map_err(|_| format!("the controller of project `{project}` stopped"))?
+    }
+
+    /// Runs `forget` (which deletes the project from the store) and drops the controller's
+    /// handle as one step, so that a `PUT` of the same name either sees the project being
+    /// removed or starts a fresh controller.
+    fn forget<R>(&self, project: &str, forget: impl FnOnce() -> R) -> R {
+        let mut handles = self.handles();
+        let result = forget();
+        handles.remove(project);
+        result
+    }
+
+    /// Stops every controller (between two steps of a pass; nothing a restarted daemon
+    /// cannot pick up from the store and the runtime) and waits for them.
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// What a pass says about the next one.
+#[derive(Debug)]
+enum Outcome {
+    /// Run again when woken, at `wake_at` (ms since the epoch) at the latest, and within
+    /// [`RESYNC`] anyway.
+    Again { wake_at: Option<u64> },
+    /// The project is gone: the controller ends.
+    Gone,
+}
+
+/// One project's reconcile loop.
+struct Controller {
+    name: String,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    report: Arc<Mutex<Report>>,
+    rng: fastrand::Rng,
+    /// Whether the first pass (the one that adopts existing containers) is done.
+    adopted: bool,
+}
+
+impl Controller {
+    async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => return,
+                outcome = self.pass() => outcome,
+            };
+            let mut deadline = Instant::now() + RESYNC;
+            match outcome {
+                Outcome::Gone => return,
+                Outcome::Again { wake_at: Some(at) } => {
+                    deadline = deadline.min(Instant::from_std(instant_at(at)));
+                }
+                Outcome::Again { wake_at: None } => {}
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep_until(deadline) => {}
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => return,
+                },
+            }
+            // Many wake-ups while a pass ran make one more pass.
+            while let Ok(command) = self.commands.try_recv() {
+                self.handle(command);
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Wake => {}
+            Command::Restart { services, reply } => {
+                let _ = reply.send(self.restart(&services).map_err(|err| err.to_string()));
+            }
+        }
+    }
+
+    fn publish(&self, report: Report) {
+        *self
+            .report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = report;
+    }
+}

@@ -1,0 +1,341 @@
+//! One reconcile pass over a project: observe the runtime, clean up what nobody wants, then
+//! reconcile each service in start-up order and apply its plan.
+
+use std::sync::Arc;
+
+use composure_compose::model::{ModelError, Project, project_from_json};
+use composure_core::error::SpecError;
+use composure_core::reconcile::{Plan, ServiceStatus, dependency_state, reconcile_service};
+use composure_core::restart::Backoff;
+use composure_core::spec::{DEFAULT_STOP_GRACE_MS, ServiceSpec, service_specs, startup_order};
+use composure_core::{DesiredState, Health, Task, TaskId, TaskState, labels};
+use composure_runtime::{ContainerInfo, RuntimeError};
+use composure_store::StoreError;
+use indexmap::IndexMap;
+
+use super::observe::{self, container_of};
+use super::{Controller, Outcome, Report, ServiceReport};
+use crate::clock::now_ms;
+use crate::error::chain;
+use crate::events::NewEvent;
+
+/// Why a pass stopped early. The next pass starts over, so none of these is fatal.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PassError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the stored project does not read as a project: {0}")]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+}
+
+/// What one pass works on: read once at its start, kept current as the pass changes things.
+pub(super) struct Work {
+    pub project: Arc<Project>,
+    pub working_dir: String,
+    pub specs: IndexMap<String, ServiceSpec>,
+    /// The project's containers as listed at the start of the pass, less those removed.
+    pub containers: Vec<ContainerInfo>,
+    /// Every task of the project, as stored.
+    pub tasks: Vec<Task>,
+    pub now: u64,
+    /// Whether the project's networks and volumes were ensured in this pass.
+    pub resources_ready: bool,
+    /// When the next pass is due at the latest.
+    pub wake_at: Option<u64>,
+}
+
+impl Work {
+    pub fn wake(&mut self, at: u64) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    pub fn index(&self, id: &TaskId) -> Option<usize> {
+        self.tasks.iter().position(|t| &t.id == id)
+    }
+
+    /// The stop grace of a service (Docker's default for one no longer in the project).
+    pub fn grace_ms(&self, service: &str) -> u64 {
+        self.specs
+            .get(service)
+            .map_or(DEFAULT_STOP_GRACE_MS, |spec| spec.stop_grace_ms)
+    }
+}
+
+impl Controller {
+    pub(super) async fn pass(&mut self) -> Outcome {
+        match self.try_pass().await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(project = %self.name, error = %chain(&err), "reconcile pass failed; will retry");
+                Outcome::Again { wake_at: None }
+            }
+        }
+    }
+
+    async fn try_pass(&mut self) -> Result<Outcome, PassError> {
+        let Some(stored) = self.shared.store.project(&self.name)? else {
+            return Ok(Outcome::Gone);
+        };
+        let project = Arc::new(project_from_json(stored.spec.clone())?);
+        if let Some(removing) = &stored.removing {
+            return self.remove(&project, removing.volumes).await;
+        }
+        let specs = service_specs(&project)?;
+        let containers = self.shared.runtime.list(Some(&self.name)).await?;
+        let tasks = self.shared.store.tasks(&self.name)?;
+        let mut work = Work {
+            project,
+            working_dir: stored.meta.working_dir.clone(),
+            specs,
+            containers,
+            tasks,
+            now: now_ms(),
+            resources_ready: false,
+            wake_at: None,
+        };
+        self.observe(&mut work)?;
+        self.clean_up(&mut work).await?;
+        let mut statuses = IndexMap::new();
+        for service in startup_order(&work.specs) {
+            let status = self.reconcile(&service, &mut work).await?;
+            statuses.insert(service, status);
+        }
+        let report: Report = work
+            .specs
+            .keys()
+            .filter_map(|name| Some((name.clone(), ServiceReport::from(statuses.get(name)?))))
+            .collect();
+        self.publish(report);
+        Ok(Outcome::Again {
+            wake_at: work.wake_at,
+        })
+    }
+
+    /// Writes what the runtime shows onto the tasks.
+    fn observe(&mut self, work: &mut Work) -> Result<(), PassError> {
+        let changes = observe::observe(&mut work.tasks, &work.containers, work.now);
+        let changed: Vec<Task> = changes.iter().map(|c| work.tasks[c.task].clone()).collect();
+        if !changed.is_empty() {
+            self.shared.store.put_tasks(&changed)?;
+        }
+        for change in changes {
+            if let Some((kind, message)) = change.event {
+                let task = &work.tasks[change.task];
+                self.shared
+                    .events
+                    .record(NewEvent::task(task, kind, message));
+            }
+        }
+        if !self.adopted {
+            self.adopted = true;
+            let running = work
+                .tasks
+                .iter()
+                .filter(|t| t.desired == DesiredState::Running && t.state == TaskState::Running)
+                .count();
+            if running > 0 {
+                self.shared.events.record(NewEvent::project(
+                    &self.name,
+                    "adopted",
+                    format!("adopted {running} running container(s)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Shuts down what nobody wants: tasks of services that left the project, tasks desired
+    /// shut down whose container is still there, containers that belong to no task, and
+    /// running containers of tasks that ended.
+    async fn clean_up(&mut self, work: &mut Work) -> Result<(), PassError> {
+        for index in 0..work.tasks.len() {
+            let task = &mut work.tasks[index];
+            if task.desired == DesiredState::Running && !work.specs.contains_key(&task.service) {
+                let reason = format!("service `{}` is no longer in the project", task.service);
+                task.desired = DesiredState::Shutdown;
+                task.error.get_or_insert_with(|| reason.clone());
+                self.shared.store.put_task(task)?;
+                self.shared
+                    .events
+                    .record(NewEvent::task(task, "removed", reason));
+            }
+        }
+        for index in 0..work.tasks.len() {
+            let task = &work.tasks[index];
+            let unfinished =
+                !task.state.is_terminal() || container_of(task, &work.containers).is_some();
+            if task.desired == DesiredState::Shutdown && unfinished {
+                self.shutdown_task(work, index).await;
+            }
+        }
+        let orphans: Vec<ContainerInfo> = work
+            .containers
+            .iter()
+            .filter(|c| {
+                c.labels
+                    .get(labels::TASK)
+                    .is_none_or(|id| !work.tasks.iter().any(|t| &t.id.0 == id))
+            })
+            .cloned()
+            .collect();
+        for container in orphans {
+            self.remove_orphan(work, &container).await;
+        }
+        for index in 0..work.tasks.len() {
+            let task = &work.tasks[index];
+            if task.desired == DesiredState::Running && task.state.is_terminal() {
+                self.stop_kept(work, index).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles one service and applies the plan; returns the service's status.
+    async fn reconcile(
+        &mut self,
+        service: &str,
+        work: &mut Work,
+    ) -> Result<ServiceStatus, PassError> {
+        let Some(spec) = work.specs.get(service).cloned() else {
+            return Ok(ServiceStatus::Running);
+        };
+        let service_tasks: Vec<Task> = work
+            .tasks
+            .iter()
+            .filter(|t| t.service == service)
+            .cloned()
+            .collect();
+        let deps = dependency_state(&spec, &work.tasks, &work.specs);
+        let rng = &mut self.rng;
+        let plan = reconcile_service(
+            &spec,
+            &service_tasks,
+            &deps,
+            work.now,
+            &Backoff::default(),
+            &mut || rng.f64(),
+        );
+        if let Some(at) = plan.wake_at {
+            work.wake(at);
+        }
+        let status = plan.status.clone();
+        self.apply(&spec, plan, work).await?;
+        self.launch_due(service, work).await?;
+        Ok(status)
+    }
+
+    /// Fails, shuts down and records tasks as the plan says.
+    async fn apply(
+        &mut self,
+        spec: &ServiceSpec,
+        plan: Plan,
+        work: &mut Work,
+    ) -> Result<(), PassError> {
+        for (id, reason) in &plan.fail {
+            let Some(index) = work.index(id) else {
+                continue;
+            };
+            let task = &mut work.tasks[index];
+            let kind = if task.health == Health::Unhealthy {
+                "unhealthy"
+            } else {
+                "failed"
+            };
+            task.state = TaskState::Failed;
+            task.error = Some(reason.clone());
+            task.finished_at.get_or_insert(work.now);
+            self.shared.store.put_task(task)?;
+            self.shared
+                .events
+                .record(NewEvent::task(task, kind, reason.clone()));
+            if !plan.shutdown.iter().any(|(other, _)| other == id) {
+                // Not replaced (restart policy): stop it, keep it and its logs.
+                self.stop_kept(work, index).await;
+            }
+        }
+        for (id, reason) in &plan.shutdown {
+            let Some(index) = work.index(id) else {
+                continue;
+            };
+            let task = &mut work.tasks[index];
+            task.desired = DesiredState::Shutdown;
+            task.error.get_or_insert_with(|| reason.clone());
+            self.shared.store.put_task(task)?;
+            let kind = if task.slot > spec.replicas {
+                "scaled"
+            } else {
+                "replaced"
+            };
+            self.shared
+                .events
+                .record(NewEvent::task(task, kind, reason.clone()));
+            self.shutdown_task(work, index).await;
+        }
+        for new in &plan.create {
+            let task = Task {
+                id: new_task_id(),
+                project: self.name.clone(),
+                service: spec.name.clone(),
+                slot: new.slot,
+                spec_hash: spec.spec_hash.clone(),
+                desired: DesiredState::Running,
+                state: TaskState::Pending,
+                health: Health::None,
+                container_id: None,
+                exit_code: None,
+                error: None,
+                attempt: new.attempt,
+                created_at: work.now,
+                not_before: new.not_before,
+                started_at: None,
+                finished_at: None,
+            };
+            self.shared.store.put_task(&task)?;
+            let mut message = format!("slot {}: new task", task.slot);
+            if task.attempt > 0 {
+                message.push_str(&format!(" (restart {} in a row)", task.attempt));
+            }
+            if task.not_before > work.now {
+                message.push_str(&format!(", starts in {} ms", task.not_before - work.now));
+            }
+            self.shared
+                .events
+                .record(NewEvent::task(&task, "scheduled", message));
+            work.tasks.push(task);
+        }
+        Ok(())
+    }
+
+    /// Creates and starts the service's pending tasks whose time has come.
+    async fn launch_due(&mut self, service: &str, work: &mut Work) -> Result<(), PassError> {
+        let due: Vec<usize> = work
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.service == service
+                    && t.desired == DesiredState::Running
+                    && matches!(t.state, TaskState::Pending | TaskState::Creating)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        for index in due {
+            let not_before = work.tasks[index].not_before;
+            if not_before > work.now {
+                work.wake(not_before);
+                continue;
+            }
+            self.launch(work, index).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A task id: 16 random hex digits, unique for the life of a store in practice.
+fn new_task_id() -> TaskId {
+    TaskId(format!("{:016x}", fastrand::u64(..)))
+}

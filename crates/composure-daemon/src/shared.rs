@@ -1,0 +1,33 @@
+//! What every part of the daemon shares: the store, the runtime, the event log and the
+//! project controllers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use composure_runtime::Runtime;
+use composure_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::Controllers;
+use crate::events::EventLog;
+
+pub(crate) struct Shared {
+    pub store: Arc<Store>,
+    pub runtime: Arc<dyn Runtime>,
+    pub events: EventLog,
+    pub controllers: Controllers,
+    pub data_dir: PathBuf,
+    /// Held by the API calls that change a project's desired state, so that a put, a scale
+    /// and a delete of the same project never interleave.
+    pub writes: tokio::sync::Mutex<()>,
+    /// Cancelled when the daemon shuts down: ends the controllers and the open streams.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,702 @@
+//! The daemon over the simulated runtime (DESIGN.md, test layer 3): the real store on a
+//! temporary directory, the real control loop, driven through the API client over a
+//! temporary socket, with faults injected in the simulator.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod harness;
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use composure_api::{
+    ClientError, DesiredState, EventsQuery, LogStream, LogsQuery, ProjectState, PutProject,
+    RestartRequest, ScaleRequest, TaskState,
+};
+use composure_core::Health;
+use composure_daemon::{DaemonConfig, DaemonError, run};
+use composure_runtime::sim::SimRuntime;
+use composure_runtime::{Runtime, RuntimeError};
+use futures_util::StreamExt;
+use harness::{Daemon, TIMEOUT, current, running, wait_for};
+use indexmap::IndexMap;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const SHOP: &str = "
+services:
+  web:
+    image: demo
+    deploy:
+      replicas: 2
+  db:
+    image: demo
+";
+
+fn container_id(task: &composure_api::TaskView) -> String {
+    task.container_id
+        .clone()
+        .expect("a running task has a container")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_converges_and_labels_the_containers() {
+    let daemon = Daemon::start().await;
+    let revision = daemon.up("shop", SHOP).await;
+    assert!(revision > 0);
+    let status = daemon.wait_running("shop").await;
+    assert_eq!(current(&status, "web").len(), 2);
+    assert_eq!(current(&status, "db").len(), 1);
+
+    let containers = daemon.containers("shop").await;
+    let mut names: Vec<&str> = containers
+        .iter()
+        .map(|c| c.name.trim_start_matches('/'))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["shop-db-1", "shop-web-1", "shop-web-2"]);
+    let web2 = containers
+        .iter()
+        .find(|c| c.name.ends_with("shop-web-2"))
+        .unwrap();
+    let task = running(&status, "web", 2).unwrap();
+    assert_eq!(web2.labels["io.composure.task"], task.id);
+    assert_eq!(web2.labels["io.composure.project"], "shop");
+    assert_eq!(web2.labels["com.docker.compose.project"], "shop");
+    assert_eq!(web2.labels["com.docker.compose.service"], "web");
+    assert_eq!(web2.labels["com.docker.compose.container-number"], "2");
+    assert_eq!(web2.labels["com.docker.compose.oneoff"], "False");
+    assert_eq!(
+        web2.labels["com.docker.compose.project.working_dir"],
+        "/srv/app"
+    );
+
+    // The same file again changes nothing.
+    let again = daemon
+        .client
+        .put_project("shop", &harness::project("shop", SHOP))
+        .await
+        .unwrap();
+    assert_eq!(again.revision, revision);
+    assert!(again.changed_services.is_empty());
+    let listed = daemon.client.projects().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].running, listed[0].desired), (3, 3));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_container_is_replaced_by_a_new_task() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let before = running(&status, "web", 1).unwrap().clone();
+
+    daemon.sim.crash(&container_id(&before), 3).unwrap();
+    let status = daemon
+        .wait_status("shop", "slot 1 to get a new running task", |s| {
+            running(s, "web", 1).is_some_and(|t| t.id != before.id)
+        })
+        .await;
+    let after = running(&status, "web", 1).unwrap();
+    assert_ne!(after.container_id, before.container_id);
+    assert_eq!(after.restarts, 1);
+    let old = status.tasks.iter().find(|t| t.id == before.id).unwrap();
+    assert_eq!(old.state, TaskState::Failed);
+    assert_eq!(old.desired, DesiredState::Shutdown);
+    assert_eq!(old.exit_code, Some(3));
+    // The other slot was not touched.
+    assert!(
+        status
+            .tasks
+            .iter()
+            .filter(|t| t.slot == 2 && t.service == "web")
+            .count()
+            == 1
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_container_is_replaced() {
+    let daemon = Daemon::start().await;
+    let yaml = "
+services:
+  api:
+    image: demo
+    healthcheck:
+      test: [\"CMD\", \"/demo-app\", \"probe\"]
+";
+    daemon.up("checked", yaml).await;
+    let status = daemon
+        .wait_status("checked", "the api task to run", |s| {
+            running(s, "api", 1).is_some()
+        })
+        .await;
+    let before = running(&status, "api", 1).unwrap().clone();
+
+    daemon
+        .sim
+        .set_health(&container_id(&before), Health::Unhealthy)
+        .unwrap();
+    let status = daemon
+        .wait_status("checked", "the unhealthy task to be replaced", |s| {
+            running(s, "api", 1).is_some_and(|t| t.id != before.id)
+        })
+        .await;
+    let old = status.tasks.iter().find(|t| t.id == before.id).unwrap();
+    assert_eq!(old.state, TaskState::Failed);
+    assert!(
+        old.error.as_deref().unwrap_or("").contains("unhealthy"),
+        "{old:?}"
+    );
+    let containers = daemon.containers("checked").await;
+    assert!(
+        containers
+            .iter()
+            .all(|c| Some(&c.id) != before.container_id.as_ref())
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_removed_by_hand_is_recreated() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let before = running(&status, "db", 1).unwrap().clone();
+
+    daemon.sim.remove_by_hand(&container_id(&before)).unwrap();
+    let status = daemon
+        .wait_status("shop", "db to be recreated", |s| {
+            running(s, "db", 1).is_some_and(|t| t.id != before.id)
+        })
+        .await;
+    let old = status.tasks.iter().find(|t| t.id == before.id).unwrap();
+    assert_eq!(
+        old.error.as_deref(),
+        Some("container removed outside Composure")
+    );
+    assert_eq!(daemon.containers("shop").await.len(), 3);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_daemon_adopts_its_containers() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let before = daemon.wait_running("shop").await;
+    let (dir, sim) = daemon.stop().await;
+    // Stopping the daemon stopped no container.
+    let containers = sim.list(Some("shop")).await.unwrap();
+    assert_eq!(containers.len(), 3);
+
+    let daemon = Daemon::start_on(dir, sim).await;
+    wait_for("the new daemon to adopt", || {
+        let client = daemon.client.clone();
+        async move {
+            let query = EventsQuery {
+                project: Some("shop".into()),
+                since: None,
+                follow: false,
+            };
+            let events: Vec<_> = client.events(&query).await.ok()?.collect().await;
+            events
+                .iter()
+                .any(|e| e.as_ref().is_ok_and(|e| e.kind == "adopted"))
+                .then_some(())
+        }
+    })
+    .await;
+    let after = daemon.wait_running("shop").await;
+    assert_eq!(after.tasks, before.tasks, "same tasks, same containers");
+    let mut ids: Vec<String> = daemon
+        .containers("shop")
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let mut before_ids: Vec<String> = containers.into_iter().map(|c| c.id).collect();
+    ids.sort();
+    before_ids.sort();
+    assert_eq!(ids, before_ids);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_up_and_down_keeps_the_other_slots() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let first = running(&status, "web", 1).unwrap().id.clone();
+
+    let up = ScaleRequest {
+        services: IndexMap::from([("web".to_string(), 3)]),
+    };
+    daemon.client.scale("shop", &up).await.unwrap();
+    let status = daemon
+        .wait_status("shop", "three web replicas", |s| {
+            (1..=3).all(|slot| running(s, "web", slot).is_some())
+        })
+        .await;
+    assert_eq!(running(&status, "web", 1).unwrap().id, first);
+
+    let down = ScaleRequest {
+        services: IndexMap::from([("web".to_string(), 1)]),
+    };
+    daemon.client.scale("shop", &down).await.unwrap();
+    let status = daemon
+        .wait_status("shop", "one web replica", |s| current(s, "web").len() == 1)
+        .await;
+    assert_eq!(running(&status, "web", 1).unwrap().id, first);
+    wait_for("the scaled-down containers to go", || async {
+        let web = daemon
+            .containers("shop")
+            .await
+            .into_iter()
+            .filter(|c| c.labels.get("io.composure.service").map(String::as_str) == Some("web"))
+            .count();
+        (web == 1).then_some(())
+    })
+    .await;
+    let status = daemon.wait_running("shop").await;
+    assert_eq!(
+        status
+            .services
+            .iter()
+            .find(|s| s.name == "web")
+            .unwrap()
+            .desired,
+        1
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_waits_for_its_dependency_to_be_healthy() {
+    let daemon = Daemon::start().await;
+    let yaml = "
+services:
+  web:
+    image: demo
+    depends_on:
+      db:
+        condition: service_healthy
+  db:
+    image: demo
+    healthcheck:
+      test: [\"CMD\", \"/demo-app\", \"probe\"]
+";
+    daemon.up("deps", yaml).await;
+    let status = daemon
+        .wait_status("deps", "web to wait for db", |s| {
+            running(s, "db", 1).is_some()
+                && s.services.iter().any(|svc| {
+                    svc.name == "web" && svc.message.as_deref().is_some_and(|m| m.contains("db"))
+                })
+        })
+        .await;
+    assert!(
+        current(&status, "web").is_empty(),
+        "no web task before db is healthy: {status:?}"
+    );
+
+    let db = running(&status, "db", 1).unwrap();
+    daemon
+        .sim
+        .set_health(&container_id(db), Health::Healthy)
+        .unwrap();
+    daemon.wait_running("deps").await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_replaces_the_tasks_of_a_service() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let old: Vec<String> = current(&status, "web")
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
+    let db = running(&status, "db", 1).unwrap().id.clone();
+
+    let request = RestartRequest {
+        services: vec!["web".into()],
+    };
+    daemon.client.restart("shop", &request).await.unwrap();
+    let status = daemon
+        .wait_status("shop", "new web tasks", |s| {
+            (1..=2).all(|slot| running(s, "web", slot).is_some_and(|t| !old.contains(&t.id)))
+        })
+        .await;
+    assert_eq!(running(&status, "db", 1).unwrap().id, db);
+    assert_eq!(running(&status, "web", 1).unwrap().restarts, 0);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_leaves_nothing_behind() {
+    let daemon = Daemon::start().await;
+    let yaml = "
+services:
+  web:
+    image: demo
+    volumes:
+      - data:/data
+volumes:
+  data: {}
+";
+    daemon.up("gone", yaml).await;
+    daemon.wait_running("gone").await;
+
+    daemon.client.delete_project("gone", true).await.unwrap();
+    wait_for("the project to be forgotten", || async {
+        match daemon.client.project("gone").await {
+            Err(err) if err.is_not_found() => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(daemon.containers("gone").await.is_empty());
+    assert!(daemon.sim.networks().iter().all(|n| !n.starts_with("gone")));
+    assert!(daemon.sim.volumes().iter().all(|v| !v.starts_with("gone")));
+    assert!(daemon.client.projects().await.unwrap().is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_a_clear_400() {
+    let daemon = Daemon::start().await;
+    let bad = PutProject {
+        project: json!({"services": {"web": {"image": "demo", "ports": [{"target": "eighty"}]}}}),
+        working_dir: "/srv/app".into(),
+        files: vec![],
+    };
+    let err = daemon.client.put_project("shop", &bad).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("services.web.ports"), "{err}");
+
+    let good = harness::project("shop", SHOP);
+    let err = daemon
+        .client
+        .put_project("Not A Name", &good)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+
+    let err = daemon.client.project("nothing").await.unwrap_err();
+    assert!(err.is_not_found());
+    assert_eq!(err.to_string(), "no project `nothing`");
+
+    daemon.up("shop", SHOP).await;
+    let scale = ScaleRequest {
+        services: IndexMap::from([("nope".to_string(), 2)]),
+    };
+    let err = daemon.client.scale("shop", &scale).await.unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert!(err.to_string().contains("no service `nope`"), "{err}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn engine_down_is_a_503_and_the_daemon_recovers() {
+    let daemon = Daemon::start().await;
+    daemon.client.info().await.unwrap();
+    daemon.sim.engine_down(true);
+    let err = daemon.client.info().await.unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert!(err.to_string().contains("unavailable"), "{err}");
+
+    // Desired state is accepted while the engine is away, and applied when it is back.
+    daemon.up("shop", SHOP).await;
+    assert_ne!(daemon.status("shop").await.status, ProjectState::Running);
+    daemon.sim.engine_down(false);
+    daemon.client.info().await.unwrap();
+    daemon.wait_running("shop").await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_kept_and_streamed() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+
+    let history = EventsQuery {
+        project: Some("shop".into()),
+        since: None,
+        follow: false,
+    };
+    let events: Vec<_> = daemon
+        .client
+        .events(&history)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let events: Vec<_> = events.into_iter().map(Result::unwrap).collect();
+    for kind in ["updated", "scheduled", "created", "started"] {
+        assert!(
+            events.iter().any(|e| e.kind == kind),
+            "no {kind} in {events:?}"
+        );
+    }
+    assert!(events.windows(2).all(|w| w[0].revision < w[1].revision));
+
+    let last = events.last().unwrap().revision;
+    let live = EventsQuery {
+        project: Some("shop".into()),
+        since: Some(last),
+        follow: true,
+    };
+    let mut stream = daemon.client.events(&live).await.unwrap();
+    let db = running(&status, "db", 1).unwrap();
+    daemon.sim.crash(&container_id(db), 1).unwrap();
+    let died = tokio::time::timeout(TIMEOUT, async {
+        while let Some(event) = stream.next().await {
+            let event = event.unwrap();
+            assert!(event.revision > last);
+            if event.kind == "died" {
+                return event;
+            }
+        }
+        panic!("the event stream ended");
+    })
+    .await
+    .expect("a died event");
+    assert_eq!(died.service.as_deref(), Some("db"));
+    // The daemon ends open streams when it stops.
+    daemon.stop().await;
+    let rest: Vec<_> = tokio::time::timeout(TIMEOUT, stream.collect::<Vec<_>>())
+        .await
+        .expect("the stream ends with the daemon");
+    drop(rest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let socket = dir.path().join("run").join("composure.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    // A killed daemon's socket: the file stays, nobody listens.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+
+    let daemon = Daemon::start_on(dir, Arc::new(SimRuntime::new())).await;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    // A second daemon on the same data directory is refused, naming the holder.
+    let second = run(
+        DaemonConfig {
+            data_dir: daemon.dir.path().join("data"),
+            socket: daemon.dir.path().join("other.sock"),
+        },
+        daemon.sim.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(second, DaemonError::Lock(_)), "{second:?}");
+    assert!(second.to_string().contains("in use"), "{second}");
+
+    // A second daemon on the same socket is refused too.
+    let other_dir = tempfile::tempdir().unwrap();
+    let second = run(
+        DaemonConfig {
+            data_dir: other_dir.path().to_path_buf(),
+            socket: socket.clone(),
+        },
+        daemon.sim.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(second, DaemonError::SocketInUse { .. }),
+        "{second:?}"
+    );
+
+    daemon.stop().await;
+    assert!(!socket.exists());
+    let err = harness_client_error(&socket).await;
+    assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+}
+
+async fn harness_client_error(socket: &std::path::Path) -> ClientError {
+    composure_api::Client::new(socket).info().await.unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_spec_replaces_the_tasks_of_that_service_only() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let web = running(&status, "web", 1).unwrap().clone();
+    let db = running(&status, "db", 1).unwrap().clone();
+
+    let changed = SHOP.replace("  web:\n    image: demo", "  web:\n    image: demo2");
+    let answer = daemon
+        .client
+        .put_project("shop", &harness::project("shop", &changed))
+        .await
+        .unwrap();
+    assert_eq!(answer.changed_services, ["web"]);
+    let status = daemon
+        .wait_status("shop", "web to run the new spec", |s| {
+            running(s, "web", 1).is_some_and(|t| t.id != web.id)
+                && running(s, "web", 2).is_some()
+                && current(s, "web").len() == 2
+        })
+        .await;
+    assert_eq!(running(&status, "db", 1).unwrap().id, db.id);
+    let images: Vec<String> = daemon
+        .containers("shop")
+        .await
+        .into_iter()
+        .filter(|c| c.labels["io.composure.service"] == "web")
+        .map(|c| c.image)
+        .collect();
+    assert_eq!(images, ["demo2", "demo2"]);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_restart_no_a_crashed_task_stays_failed() {
+    let daemon = Daemon::start().await;
+    let yaml = "
+services:
+  job:
+    image: demo
+    restart: \"no\"
+";
+    daemon.up("once", yaml).await;
+    let status = daemon
+        .wait_status("once", "the job to run", |s| running(s, "job", 1).is_some())
+        .await;
+    let task = running(&status, "job", 1).unwrap().clone();
+    daemon.sim.crash(&container_id(&task), 2).unwrap();
+    let status = daemon
+        .wait_status("once", "the project to fail", |s| {
+            s.status == ProjectState::Failed
+        })
+        .await;
+    assert_eq!(status.tasks.len(), 1, "not replaced: {status:?}");
+    assert_eq!(status.tasks[0].state, TaskState::Failed);
+    let message = status.services[0].message.clone().unwrap_or_default();
+    assert!(message.contains("exited with code 2"), "{message}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_fails_the_task_with_the_reason_and_retries_with_backoff() {
+    let daemon = Daemon::start().await;
+    daemon.sim.set_image_missing("ghost");
+    let yaml = "
+services:
+  web:
+    image: ghost
+";
+    daemon.up("ghost", yaml).await;
+    let status = daemon
+        .wait_status("ghost", "the failure to show", |s| {
+            s.tasks.iter().any(|t| t.state == TaskState::Failed)
+                && s.status == ProjectState::Degraded
+        })
+        .await;
+    let failed = status
+        .tasks
+        .iter()
+        .find(|t| t.state == TaskState::Failed)
+        .unwrap();
+    assert!(
+        failed.error.as_deref().unwrap_or("").contains("ghost"),
+        "{failed:?}"
+    );
+    assert!(daemon.containers("ghost").await.is_empty());
+    daemon
+        .wait_status("ghost", "a retry", |s| {
+            s.tasks.iter().any(|t| t.restarts >= 1)
+        })
+        .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_merge_the_replicas_of_a_service() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let web1 = container_id(running(&status, "web", 1).unwrap());
+    let web2 = container_id(running(&status, "web", 2).unwrap());
+    let db = container_id(running(&status, "db", 1).unwrap());
+    daemon.sim.emit_log(&web1, "one").unwrap();
+    daemon.sim.emit_stderr(&web2, "two").unwrap();
+    daemon.sim.emit_log(&db, "db line").unwrap();
+
+    let query = LogsQuery {
+        service: Some("web".into()),
+        follow: false,
+        tail: None,
+    };
+    let entries: Vec<_> = daemon
+        .client
+        .logs("shop", &query)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let lines: Vec<(u32, LogStream, &str)> = entries
+        .iter()
+        .map(|e| (e.slot, e.stream, e.line.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(1, LogStream::Stdout, "one"), (2, LogStream::Stderr, "two")]
+    );
+    assert!(entries.iter().all(|e| e.service == "web"));
+
+    let follow = LogsQuery {
+        service: None,
+        follow: true,
+        tail: Some(0),
+    };
+    let mut stream = daemon.client.logs("shop", &follow).await.unwrap();
+    daemon.sim.emit_log(&db, "later").unwrap();
+    let entry = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .expect("a followed line")
+        .expect("the stream is open")
+        .unwrap();
+    assert_eq!(
+        (entry.service.as_str(), entry.line.as_str()),
+        ("db", "later")
+    );
+
+    let unknown = LogsQuery {
+        service: Some("nope".into()),
+        ..LogsQuery::default()
+    };
+    let Err(err) = daemon.client.logs("shop", &unknown).await else {
+        panic!("logs of an unknown service");
+    };
+    assert_eq!(err.status(), Some(400));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_create_failure_is_retried_without_failing_the_task() {
+    let daemon = Daemon::start().await;
+    daemon
+        .sim
+        .fail_next_create(RuntimeError::Conflict("the engine is busy".into()));
+    daemon
+        .up("busy", "services:\n  web:\n    image: demo\n")
+        .await;
+    let status = daemon.wait_running("busy").await;
+    assert_eq!(status.tasks.len(), 1, "one task, retried: {status:?}");
+    assert_eq!(status.tasks[0].restarts, 0);
+    daemon.stop().await;
+}

@@ -209,5 +209,5 @@ fn bad_inputs_get_clear_errors() {
         .output()
         .expect("runs");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another Composure daemon"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -755,3 +755,44 @@ configs:
         "written files go with the container"
     );
 }
+
+/// Faults injected with the docker CLI, as a user would.
+struct CliFaults;
+
+#[async_trait::async_trait]
+impl composure_runtime::contract::Faults for CliFaults {
+    async fn crash(&self, id: &str) -> Result<i64, String> {
+        docker_cli(&["kill", "-s", "KILL", id])?;
+        Ok(137)
+    }
+
+    async fn remove_by_hand(&self, id: &str) -> Result<(), String> {
+        docker_cli(&["rm", "-f", id]).map(|_| ())
+    }
+}
+
+fn docker_cli(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("docker").args(args).output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The runtime contract that the simulator also passes: the fake and the real engine agree.
+#[tokio::test]
+async fn runtime_contract_holds_against_docker() {
+    test_image();
+    let secrets = tempfile::tempdir().unwrap();
+    let rt = runtime(secrets.path()).await;
+    let prefix = project_name("ctr");
+    let _guards: Vec<Cleanup> = composure_runtime::contract::CHECKS
+        .iter()
+        .map(|check| Cleanup::new(&format!("{prefix}-{check}")))
+        .chain([Cleanup::new(&format!("{prefix}-managed-label-filtering-other"))])
+        .collect();
+    if let Err(e) = composure_runtime::contract::run_all(&rt, &CliFaults, &prefix).await {
+        panic!("{e}");
+    }
+}

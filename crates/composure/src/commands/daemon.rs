@@ -17,6 +17,7 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
         Some(s) => s.clone(),
         None => client::socket_path(global)?,
     };
+    init_logging();
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     serve(args.data_dir.clone(), socket, shutdown).await?;
@@ -24,10 +25,20 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
 }
 
 async fn serve(data_dir: PathBuf, socket: PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let runtime = DockerRuntime::connect().await.context("cannot reach the Docker Engine")?;
+    let runtime = DockerRuntime::connect()
+        .await
+        .context("cannot reach the Docker Engine")?
+        .with_secrets_dir(data_dir.join("files"));
     let config = DaemonConfig { data_dir, socket };
     run_daemon(config, Arc::new(runtime), shutdown).await?;
     Ok(())
+}
+
+/// The daemon's log on stderr; `RUST_LOG` chooses the detail (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// SIGTERM and SIGINT stop the daemon; containers keep running.

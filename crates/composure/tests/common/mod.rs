@@ -17,7 +17,7 @@ fn repo_root() -> PathBuf {
 pub fn ensure_image() {
     let lock_path = std::env::temp_dir().join("composure-test-image.lock");
     let lock = std::fs::File::create(&lock_path).expect("create lock file");
-    fs4::fs_std::FileExt::lock_exclusive(&lock).expect("lock");
+    lock.lock().expect("lock");
     let present = Command::new("docker")
         .args(["image", "inspect", IMAGE])
         .stdout(Stdio::null())
@@ -32,7 +32,7 @@ pub fn ensure_image() {
             .expect("build.sh runs");
         assert!(status.success(), "building {IMAGE} failed");
     }
-    fs4::fs_std::FileExt::unlock(&lock).expect("unlock");
+    lock.unlock().expect("unlock");
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
@@ -188,6 +188,9 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
+        // Through the daemon first, so that it does not recreate what is removed behind its
+        // back; then by label, for whatever a dead daemon left.
+        let _ = self.run(&["down", "-v"]);
         let label = format!("label=com.docker.compose.project={}", self.name);
         let ids = docker_lines(&["ps", "-aq", "--filter", &label]);
         if !ids.is_empty() {

@@ -36,12 +36,132 @@ pub struct GlobalArgs {
     /// Alternate environment files (default: .env in the project directory)
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
+    /// The daemon to talk to (default: unix:///run/composure/composure.sock)
+    #[arg(short = 'H', long, env = "COMPOSURE_HOST", value_name = "unix:///PATH")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Submit the project to the daemon and wait until it runs as declared
+    Up(UpArgs),
+    /// Stop and remove the project's containers and networks (and volumes with -v)
+    Down(DownArgs),
+    /// List the project's tasks: one line per replica
+    Ps(PsArgs),
+    /// Show the output of the project's containers
+    Logs(LogsArgs),
+    /// Set the number of replicas of services: `scale web=3 worker=2`
+    Scale(ScaleArgs),
+    /// Replace the tasks of services (all when none is named)
+    Restart(RestartArgs),
+    /// Show what the daemon does and sees, as it happens
+    Events(EventsArgs),
     /// Parse, resolve and render the compose file in canonical form
     Config(ConfigArgs),
+    /// Run the daemon: the control plane and the local agent
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Return once the daemon has the project, without waiting for it to converge
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Give up waiting after this many seconds (the daemon keeps trying)
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+    /// Services to run (with their dependencies); default: all
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Also remove the project's named volumes
+    #[arg(short, long)]
+    pub volumes: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Show ended tasks too (the history of each slot)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only these services
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Keep following the output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of each container's output
+    #[arg(short = 'n', long, value_name = "LINES")]
+    pub tail: Option<usize>,
+    /// Only these services
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// SERVICE=REPLICAS pairs
+    #[arg(required = true, value_name = "SERVICE=REPLICAS")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Events of every project, not only this one
+    #[arg(long)]
+    pub all_projects: bool,
+    /// Print the past events and exit instead of following
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where the daemon keeps its state
+    #[arg(long, default_value = "/var/lib/composure", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The Unix socket of the API (default: the --host path, else /run/composure/composure.sock)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -72,6 +192,7 @@ impl GlobalArgs {
                 .cloned()
                 .collect(),
             env_files: append(&self.env_files, &later.env_files),
+            host: later.host.clone().or_else(|| self.host.clone()),
         }
     }
 }

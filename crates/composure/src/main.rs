@@ -1,4 +1,4 @@
-//! `composure`: the command-line interface (and, in later versions, the daemon).
+//! `composure`: the command-line interface and the daemon, in one binary.
 
 mod cli;
 mod commands;
@@ -10,10 +10,21 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Config(args) => commands::config::run(&cli.global.then(&args.global), args),
+        Command::Up(args) => commands::up::run(&cli.global.then(&args.global), args).await,
+        Command::Down(args) => commands::down::run(&cli.global.then(&args.global), args).await,
+        Command::Ps(args) => commands::ps::run(&cli.global.then(&args.global), args).await,
+        Command::Logs(args) => commands::logs::run(&cli.global.then(&args.global), args).await,
+        Command::Scale(args) => commands::scale::scale(&cli.global.then(&args.global), args).await,
+        Command::Restart(args) => {
+            commands::scale::restart(&cli.global.then(&args.global), args).await
+        }
+        Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
+        Command::Daemon(args) => commands::daemon::run(&cli.global.then(&args.global), args).await,
     };
     match result {
         Ok(code) => code,

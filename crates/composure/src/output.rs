@@ -44,3 +44,115 @@ fn paint(text: &str, severity: Severity) -> String {
     };
     format!("{colour}{text}\x1b[0m")
 }
+
+fn stdout_colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn stderr_colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+pub fn success(text: &str) -> String {
+    if stderr_colour() { format!("\x1b[32m✔ {text}\x1b[0m") } else { format!("✔ {text}") }
+}
+
+pub fn failure(text: &str) -> String {
+    if stderr_colour() { format!("\x1b[31m✘ {text}\x1b[0m") } else { format!("✘ {text}") }
+}
+
+/// One line of `up` progress for a service: `web  2/2 running, 2 healthy`.
+pub fn service_progress(service: &composure_api::ServiceStatusView) -> String {
+    use composure_api::ServiceState;
+    let mark = match service.status {
+        ServiceState::Running => "✔",
+        ServiceState::Converging => "…",
+        ServiceState::Degraded => "!",
+        ServiceState::Failed => "✘",
+    };
+    let mut line = format!(
+        "{mark} {:<16} {}/{} running",
+        service.name, service.running, service.desired
+    );
+    if service.healthy > 0 {
+        line.push_str(&format!(", {} healthy", service.healthy));
+    }
+    if let Some(message) = &service.message {
+        line.push_str(&format!(" — {message}"));
+    }
+    line
+}
+
+/// `composure ps` as a table.
+pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
+    use comfy_table::{Table, presets::NOTHING};
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(["NAME", "SERVICE", "SLOT", "STATE", "HEALTH", "RESTARTS", "CONTAINER", "LAST ERROR"]);
+    for t in tasks {
+        table.add_row([
+            t.container_name.clone().unwrap_or_else(|| "-".into()),
+            t.service.clone(),
+            t.slot.to_string(),
+            word(&t.state),
+            word(&t.health),
+            t.restarts.to_string(),
+            t.container_id.as_deref().map_or("-".into(), |id| id.chars().take(12).collect()),
+            t.error.clone().unwrap_or_default(),
+        ]);
+    }
+    table.to_string()
+}
+
+/// The wire name of an enum value (`running`, `healthy`).
+fn word<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// `web-1 |` prefixes for log lines, padded to line up and coloured per service.
+#[derive(Debug, Default)]
+pub struct Prefixes {
+    colours: std::collections::HashMap<String, usize>,
+    width: usize,
+}
+
+impl Prefixes {
+    pub fn get(&mut self, service: &str, slot: u32) -> String {
+        const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+        let next = self.colours.len();
+        let colour = *self.colours.entry(service.to_string()).or_insert(next);
+        let label = format!("{service}-{slot}");
+        self.width = self.width.max(label.len());
+        let padded = format!("{label:<width$} |", width = self.width);
+        if stdout_colour() {
+            format!("\x1b[{}m{padded}\x1b[0m", COLOURS[colour % COLOURS.len()])
+        } else {
+            padded
+        }
+    }
+}
+
+/// `composure events` as text.
+pub fn event_line(event: &composure_api::Event) -> String {
+    let who = match (&event.service, event.slot) {
+        (Some(s), Some(n)) => format!("{}/{s}-{n}", event.project),
+        (Some(s), None) => format!("{}/{s}", event.project),
+        _ => event.project.clone(),
+    };
+    format!("{} {who} {}: {}", format_time(event.time), event.kind, event.message)
+}
+
+/// Milliseconds since the epoch as `HH:MM:SS.mmm` (UTC), enough to read a sequence.
+fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        ms % 1000
+    )
+}

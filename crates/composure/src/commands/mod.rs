@@ -1,4 +1,12 @@
 //! One module per verb.
 
+pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod down;
+pub mod events;
+pub mod logs;
 pub mod project;
+pub mod ps;
+pub mod scale;
+pub mod up;

@@ -1,0 +1,298 @@
+//! The wire format of the daemon's HTTP API. These are not the engine's model types: the
+//! daemon converts explicitly, so the API can stay stable while the engine's types move.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/info`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// The daemon's version.
+    pub version: String,
+    pub engine: EngineInfo,
+    pub data_dir: String,
+}
+
+/// The container engine the daemon drives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// `PUT /v1/projects/{name}`: the desired state of a project.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PutProject {
+    /// The canonical project JSON, as `composure config --format json` prints it.
+    pub project: serde_json::Value,
+    /// The project directory (relative paths in the file were resolved against it).
+    pub working_dir: String,
+    /// The compose files the project was loaded from.
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// The answer to `PUT /v1/projects/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutProjectResponse {
+    /// The store revision that holds this desired state.
+    pub revision: u64,
+    /// Services added, removed or whose spec changed (scaling alone is not a change of spec).
+    pub changed_services: Vec<String>,
+}
+
+/// Where a project stands as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectState {
+    Converging,
+    Running,
+    Degraded,
+    Failed,
+    Removing,
+}
+
+/// One line of `GET /v1/projects`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectSummary {
+    pub name: String,
+    pub revision: u64,
+    pub status: ProjectState,
+    /// How many services the project has.
+    pub services: u32,
+    /// Tasks running now, over all services.
+    pub running: u32,
+    /// Replicas asked for, over all services.
+    pub desired: u32,
+}
+
+/// `GET /v1/projects/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectStatus {
+    pub name: String,
+    pub revision: u64,
+    pub status: ProjectState,
+    pub services: Vec<ServiceStatusView>,
+    pub tasks: Vec<TaskView>,
+}
+
+/// Where a service stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    Converging,
+    Running,
+    Degraded,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatusView {
+    pub name: String,
+    /// Replicas asked for.
+    pub desired: u32,
+    /// Tasks whose container runs.
+    pub running: u32,
+    /// Running tasks that pass their health check (or have none).
+    pub healthy: u32,
+    pub status: ServiceState,
+    /// Why the service is not running as asked, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What was last observed of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Pending,
+    Creating,
+    Starting,
+    Running,
+    Complete,
+    Failed,
+    Shutdown,
+}
+
+/// What the control plane wants for a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    Running,
+    Shutdown,
+}
+
+/// A container's health check result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// The container has no health check.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// One task of a project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: String,
+    pub service: String,
+    pub slot: u32,
+    #[serde(default)]
+    pub container_id: Option<String>,
+    #[serde(default)]
+    pub container_name: Option<String>,
+    pub state: TaskState,
+    pub desired: DesiredState,
+    pub health: Health,
+    /// How many tasks this slot had before this one for the same spec.
+    pub restarts: u32,
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub started_at: Option<u64>,
+}
+
+/// `DELETE /v1/projects/{name}?volumes=…`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteQuery {
+    /// Also remove the project's named volumes.
+    #[serde(default)]
+    pub volumes: bool,
+}
+
+/// `POST /v1/projects/{name}/scale`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    /// Service name → replicas.
+    pub services: IndexMap<String, u32>,
+}
+
+/// `POST /v1/projects/{name}/restart`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartRequest {
+    /// The services to restart; empty means all of them.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// The answer of the calls that change desired state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionResponse {
+    pub revision: u64,
+}
+
+/// `GET /v1/projects/{name}/logs?service=…&follow=…&tail=…`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsQuery {
+    /// Only this service; all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Keep the stream open for new output.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only the last N lines of each container's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<usize>,
+}
+
+/// Which output stream a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a logs stream (NDJSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub service: String,
+    pub slot: u32,
+    pub task: String,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+/// `GET /v1/events?project=…&since=…&follow=…`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsQuery {
+    /// Only this project's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Only events after this revision (0 or absent: all that are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Keep the stream open for new events (the default); `false` ends it after the history.
+    #[serde(default = "yes")]
+    pub follow: bool,
+}
+
+impl Default for EventsQuery {
+    fn default() -> Self {
+        EventsQuery {
+            project: None,
+            since: None,
+            follow: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One event of an events stream (NDJSON): something the daemon did or saw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The store revision that recorded it; increases along the stream.
+    pub revision: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time: u64,
+    pub project: String,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub slot: Option<u32>,
+    #[serde(default)]
+    pub task: Option<String>,
+    /// `created`, `started`, `died`, `unhealthy`, `replaced`, `scaled`, `failed`, `removed`, …
+    pub kind: String,
+    pub message: String,
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_use_lowercase_words() {
+        let json = serde_json::to_string(&ProjectState::Converging).unwrap();
+        assert_eq!(json, "\"converging\"");
+        let json = serde_json::to_string(&TaskState::Shutdown).unwrap();
+        assert_eq!(json, "\"shutdown\"");
+    }
+
+    #[test]
+    fn events_query_follows_by_default() {
+        let query: EventsQuery = serde_json::from_str("{}").unwrap();
+        assert!(query.follow);
+        assert_eq!(query.since, None);
+    }
+
+    #[test]
+    fn restart_without_services_means_all() {
+        let request: RestartRequest = serde_json::from_str("{}").unwrap();
+        assert!(request.services.is_empty());
+    }
+}

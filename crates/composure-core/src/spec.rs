@@ -1,0 +1,393 @@
+//! What the engine needs of a compose service, derived once per project revision.
+
+use composure_compose::model::{self, Condition, Project, Service};
+use composure_compose::semantic;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::SpecError;
+use crate::restart::{RestartPolicy, millis};
+
+/// Docker's and Compose's default time between the stop signal and the kill.
+pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
+
+/// One service as the reconciler sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// `deploy.replicas`, else `scale`, else 1; 0 allowed. `deploy.mode: global` is 1 (one
+    /// node).
+    pub replicas: u32,
+    /// From `deploy.restart_policy`, else `restart:`, else [`RestartPolicy::default`].
+    pub restart: RestartPolicy,
+    /// From the normalised `depends_on`, in file order.
+    pub depends_on: Vec<Dependency>,
+    /// See [`spec_hash`].
+    pub spec_hash: String,
+    /// A health check in the file (with a test, not disabled). Health checks that come from
+    /// the image's `HEALTHCHECK` are seen at run time only (as a task health other than
+    /// [`crate::Health::None`]).
+    pub has_healthcheck: bool,
+    /// `stop_grace_period`, default [`DEFAULT_STOP_GRACE_MS`].
+    pub stop_grace_ms: u64,
+}
+
+/// One `depends_on` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Condition,
+    /// A missing optional dependency is ignored.
+    pub required: bool,
+    /// Restart this service when the dependency is updated (not acted on yet).
+    pub restart: bool,
+}
+
+/// The specs of every service of `project`, in file order.
+pub fn service_specs(project: &Project) -> Result<IndexMap<String, ServiceSpec>, SpecError> {
+    project
+        .services
+        .iter()
+        .map(|(name, service)| Ok((name.clone(), service_spec(name, service)?)))
+        .collect()
+}
+
+/// The spec of one service.
+pub fn service_spec(name: &str, service: &Service) -> Result<ServiceSpec, SpecError> {
+    Ok(ServiceSpec {
+        name: name.to_string(),
+        replicas: replicas(name, service)?,
+        restart: RestartPolicy::from_service(name, service)?,
+        depends_on: service
+            .depends_on
+            .iter()
+            .map(|(target, dep)| Dependency {
+                service: target.clone(),
+                condition: dep.condition,
+                required: dep.required,
+                restart: dep.restart,
+            })
+            .collect(),
+        spec_hash: spec_hash(service),
+        has_healthcheck: has_healthcheck(service),
+        stop_grace_ms: service
+            .stop_grace_period
+            .map_or(DEFAULT_STOP_GRACE_MS, millis),
+    })
+}
+
+fn replicas(name: &str, service: &Service) -> Result<u32, SpecError> {
+    let mode = service.deploy.as_ref().and_then(|d| d.mode.as_deref());
+    match mode {
+        None | Some("replicated") => {}
+        // One task per node, and this engine is one node.
+        Some("global") => return Ok(1),
+        Some(other) => {
+            return Err(SpecError::Unsupported {
+                service: name.to_string(),
+                field: format!("deploy.mode: {other}"),
+            });
+        }
+    }
+    let replicas = semantic::replicas(service);
+    u32::try_from(replicas).map_err(|_| SpecError::TooManyReplicas {
+        service: name.to_string(),
+        replicas,
+    })
+}
+
+fn has_healthcheck(service: &Service) -> bool {
+    let Some(check) = &service.healthcheck else {
+        return false;
+    };
+    let disabled = check.disable == Some(true);
+    match &check.test {
+        Some(test) => !disabled && test.first().is_some_and(|kind| kind != "NONE"),
+        // Only timings: they tune the image's check, if it has one.
+        None => false,
+    }
+}
+
+/// Hex SHA-256 of the service's canonical JSON: the serde_json form of [`model::Service`]
+/// with object keys sorted (so the order of a mapping in the file does not matter), and
+/// without `deploy.replicas` and `scale`, so that scaling never replaces tasks. Any other
+/// change to the service (image, command, environment, restart policy, ...) changes the hash
+/// and replaces the service's tasks.
+pub fn spec_hash(service: &Service) -> String {
+    let mut service = service.clone();
+    service.scale = None;
+    if let Some(deploy) = service.deploy.as_mut() {
+        deploy.replicas = None;
+        if *deploy == model::Deploy::default() {
+            service.deploy = None;
+        }
+    }
+    let mut hasher = Sha256::new();
+    match serde_json::to_value(&service) {
+        Ok(json) => write_canonical(&json, &mut hasher),
+        // The model is plain data with string keys, so this does not happen; the debug form
+        // is still deterministic and content-sensitive.
+        Err(_) => hasher.update(format!("{service:?}").as_bytes()),
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Feeds `value` to `hasher` as compact JSON with object keys in sorted order.
+fn write_canonical(value: &serde_json::Value, hasher: &mut Sha256) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            hasher.update(b"{");
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    hasher.update(b",");
+                }
+                hasher.update(Value::String(key.clone()).to_string().as_bytes());
+                hasher.update(b":");
+                write_canonical(value, hasher);
+            }
+            hasher.update(b"}");
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    hasher.update(b",");
+                }
+                write_canonical(item, hasher);
+            }
+            hasher.update(b"]");
+        }
+        scalar => hasher.update(scalar.to_string().as_bytes()),
+    }
+}
+
+/// Service names with every service after the services it depends on, otherwise in file
+/// order. Dependencies on services that are not in `specs` are skipped; cycles (which the
+/// loader rejects) are broken where they close instead of looping.
+pub fn startup_order(specs: &IndexMap<String, ServiceSpec>) -> Vec<String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unseen,
+        Visiting,
+        Done,
+    }
+    fn visit(
+        index: usize,
+        specs: &IndexMap<String, ServiceSpec>,
+        marks: &mut [Mark],
+        order: &mut Vec<String>,
+    ) {
+        if marks[index] != Mark::Unseen {
+            return;
+        }
+        marks[index] = Mark::Visiting;
+        for dep in &specs[index].depends_on {
+            if let Some(dep_index) = specs.get_index_of(&dep.service) {
+                visit(dep_index, specs, marks, order);
+            }
+        }
+        marks[index] = Mark::Done;
+        order.push(specs[index].name.clone());
+    }
+    let mut marks = vec![Mark::Unseen; specs.len()];
+    let mut order = Vec::with_capacity(specs.len());
+    for index in 0..specs.len() {
+        visit(index, specs, &mut marks, &mut order);
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restart::RestartCondition;
+    use serde_json::json;
+
+    fn project(services: serde_json::Value) -> Project {
+        serde_json::from_value(json!({ "services": services })).unwrap()
+    }
+
+    fn one(service: serde_json::Value) -> Result<ServiceSpec, SpecError> {
+        service_spec("web", &serde_json::from_value(service).unwrap())
+    }
+
+    #[test]
+    fn full_spec_from_a_service() {
+        let spec = one(json!({
+            "image": "app", "scale": 2, "restart": "on-failure:5",
+            "depends_on": {"db": {"condition": "service_healthy", "required": true},
+                           "cache": {"condition": "service_started", "required": false,
+                                     "restart": true}},
+            "healthcheck": {"test": ["CMD", "true"]},
+            "stop_grace_period": "1m30s",
+        }))
+        .unwrap();
+        assert_eq!(spec.name, "web");
+        assert_eq!(spec.replicas, 2);
+        assert_eq!(spec.restart.condition, RestartCondition::OnFailure);
+        assert_eq!(spec.restart.max_attempts, Some(5));
+        assert_eq!(
+            spec.depends_on,
+            vec![
+                Dependency {
+                    service: "db".into(),
+                    condition: Condition::ServiceHealthy,
+                    required: true,
+                    restart: false
+                },
+                Dependency {
+                    service: "cache".into(),
+                    condition: Condition::ServiceStarted,
+                    required: false,
+                    restart: true
+                },
+            ]
+        );
+        assert!(spec.has_healthcheck);
+        assert_eq!(spec.stop_grace_ms, 90_000);
+        assert_eq!(spec.spec_hash.len(), 64);
+    }
+
+    #[test]
+    fn defaults() {
+        let spec = one(json!({"image": "app"})).unwrap();
+        assert_eq!(spec.replicas, 1);
+        assert_eq!(spec.restart, RestartPolicy::default());
+        assert!(spec.depends_on.is_empty());
+        assert!(!spec.has_healthcheck);
+        assert_eq!(spec.stop_grace_ms, 10_000);
+    }
+
+    #[test]
+    fn replicas_come_from_deploy_then_scale_and_may_be_zero() {
+        let cases = [
+            (
+                json!({"image": "a", "scale": 3, "deploy": {"replicas": 5}}),
+                5,
+            ),
+            (json!({"image": "a", "scale": 3}), 3),
+            (json!({"image": "a", "deploy": {"replicas": 0}}), 0),
+            (json!({"image": "a", "deploy": {"mode": "global"}}), 1),
+            (
+                json!({"image": "a", "deploy": {"mode": "replicated", "replicas": 2}}),
+                2,
+            ),
+        ];
+        for (service, replicas) in cases {
+            assert_eq!(
+                one(service.clone()).unwrap().replicas,
+                replicas,
+                "{service}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_modes_and_absurd_replicas_are_errors() {
+        let err = one(json!({"image": "a", "deploy": {"mode": "replicated-job"}})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service `web`: `deploy.mode: replicated-job` is not supported yet"
+        );
+        let err = one(json!({"image": "a", "scale": 5_000_000_000u64})).unwrap_err();
+        assert!(matches!(err, SpecError::TooManyReplicas { .. }), "{err}");
+    }
+
+    #[test]
+    fn healthcheck_counts_only_with_a_test_and_not_disabled() {
+        let cases = [
+            (json!({"test": ["CMD-SHELL", "true"]}), true),
+            (json!({"test": ["NONE"]}), false),
+            (json!({"test": ["CMD", "true"], "disable": true}), false),
+            (json!({"disable": true}), false),
+            (json!({"interval": "5s"}), false),
+        ];
+        for (check, expected) in cases {
+            let spec = one(json!({"image": "a", "healthcheck": check.clone()})).unwrap();
+            assert_eq!(spec.has_healthcheck, expected, "{check}");
+        }
+    }
+
+    #[test]
+    fn hash_ignores_scale_and_key_order_but_not_content() {
+        let hash = |service: serde_json::Value| one(service).unwrap().spec_hash;
+        let base = hash(json!({"image": "a", "environment": {"A": "1", "B": "2"}}));
+        assert_eq!(
+            base,
+            hash(json!({"image": "a", "environment": {"B": "2", "A": "1"}}))
+        );
+        assert_eq!(
+            base,
+            hash(json!({"image": "a", "environment": {"A": "1", "B": "2"}, "scale": 4}))
+        );
+        assert_eq!(
+            base,
+            hash(json!({"image": "a", "environment": {"A": "1", "B": "2"},
+                        "deploy": {"replicas": 3}}))
+        );
+        assert_ne!(
+            base,
+            hash(json!({"image": "a", "environment": {"A": "1", "B": "3"}}))
+        );
+        assert_ne!(
+            base,
+            hash(json!({"image": "b", "environment": {"A": "1", "B": "2"}}))
+        );
+        assert_ne!(
+            base,
+            hash(json!({"image": "a", "environment": {"A": "1", "B": "2"},
+                        "deploy": {"replicas": 3, "restart_policy": {"condition": "none"}}}))
+        );
+    }
+
+    #[test]
+    fn specs_keep_file_order() {
+        let specs = service_specs(&project(json!({
+            "b": {"image": "x"}, "a": {"image": "x"}, "c": {"image": "x"},
+        })))
+        .unwrap();
+        assert_eq!(specs.keys().collect::<Vec<_>>(), ["b", "a", "c"]);
+        let err = service_specs(&project(json!({
+            "ok": {"image": "x"}, "bad": {"image": "x", "restart": "often"},
+        })))
+        .unwrap_err();
+        assert!(err.to_string().contains("service `bad`"), "{err}");
+    }
+
+    #[test]
+    fn startup_order_puts_dependencies_first() {
+        let specs = service_specs(&project(json!({
+            "web": {"image": "x", "depends_on": ["api", "cache"]},
+            "api": {"image": "x", "depends_on": ["db", "migrate"]},
+            "migrate": {"image": "x", "depends_on": ["db"]},
+            "cache": {"image": "x"},
+            "db": {"image": "x"},
+            "lonely": {"image": "x", "depends_on": {"ghost": {"required": false}}},
+        })))
+        .unwrap();
+        assert_eq!(
+            startup_order(&specs),
+            ["db", "migrate", "api", "cache", "web", "lonely"]
+        );
+    }
+
+    #[test]
+    fn startup_order_survives_a_cycle() {
+        let specs = service_specs(&project(json!({
+            "a": {"image": "x", "depends_on": ["b"]},
+            "b": {"image": "x", "depends_on": ["a"]},
+        })))
+        .unwrap();
+        let order = startup_order(&specs);
+        assert_eq!(order.len(), 2);
+        assert!(order.contains(&"a".to_string()) && order.contains(&"b".to_string()));
+    }
+}

@@ -1,0 +1,489 @@
+//! Property tests of the reconciler: a tiny model of the world runs the plans (created tasks
+//! start once their delay is over, shut-down tasks stop) while faults happen at random
+//! (crashes, health checks turning unhealthy, containers vanishing, scaling, spec changes,
+//! dependencies coming and going). After every step the invariants must hold; once the
+//! faults stop, the service must settle.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::HashSet;
+
+use composure_core::{
+    Backoff, DependencyState, DesiredState, Health, Plan, RestartCondition, RestartPolicy,
+    ServiceSpec, ServiceStatus, Task, TaskId, TaskState, reconcile_service,
+};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// One thing that happens to the world before a reconcile pass.
+#[derive(Clone, Debug)]
+enum Event {
+    /// A running task's container exits (0: completes, else fails).
+    Exit {
+        pick: usize,
+        code: i64,
+    },
+    /// A running task's health check fails.
+    Unhealthy {
+        pick: usize,
+    },
+    /// A task's container is removed behind the engine's back (any live state).
+    Vanish {
+        pick: usize,
+    },
+    /// A task's container cannot be created (it fails before it runs).
+    CreateFails {
+        pick: usize,
+    },
+    Scale(u32),
+    SpecChange,
+    Deps(bool),
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    events: Vec<Event>,
+    /// Time that passes after the pass, in ms.
+    dt: u64,
+    random: f64,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        4 => (any::<usize>(), prop_oneof![Just(0i64), 1i64..3, Just(137)])
+            .prop_map(|(pick, code)| Event::Exit { pick, code }),
+        2 => any::<usize>().prop_map(|pick| Event::Unhealthy { pick }),
+        1 => any::<usize>().prop_map(|pick| Event::Vanish { pick }),
+        1 => any::<usize>().prop_map(|pick| Event::CreateFails { pick }),
+        1 => (0u32..6).prop_map(Event::Scale),
+        1 => Just(Event::SpecChange),
+        1 => any::<bool>().prop_map(Event::Deps),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        proptest::collection::vec(event(), 0..3),
+        prop_oneof![0u64..500, 0u64..20_000],
+        0.0f64..1.0,
+    )
+        .prop_map(|(events, dt, random)| Step { events, dt, random })
+}
+
+fn condition() -> impl Strategy<Value = RestartCondition> {
+    prop_oneof![
+        Just(RestartCondition::Never),
+        Just(RestartCondition::OnFailure),
+        Just(RestartCondition::Any),
+        Just(RestartCondition::UnlessStopped),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = RestartPolicy> {
+    (
+        condition(),
+        prop_oneof![Just(0u64), 0u64..10_000],
+        proptest::option::of(1u32..6),
+        proptest::option::of(1u64..60_000),
+    )
+        .prop_map(
+            |(condition, delay_ms, max_attempts, window_ms)| RestartPolicy {
+                condition,
+                delay_ms,
+                max_attempts,
+                window_ms,
+            },
+        )
+}
+
+fn backoff() -> impl Strategy<Value = Backoff> {
+    (1u64..1_000, 0u64..60_000, 0u64..20_000).prop_map(|(base_ms, extra, stable_ms)| Backoff {
+        base_ms,
+        max_ms: base_ms + extra,
+        stable_ms,
+    })
+}
+
+/// The world: the store's tasks and the containers behind them, in one list.
+struct World {
+    spec: ServiceSpec,
+    backoff: Backoff,
+    tasks: Vec<Task>,
+    deps_ready: bool,
+    now: u64,
+    next_id: u64,
+    next_hash: u64,
+    /// Every task ever told to shut down.
+    shut: HashSet<TaskId>,
+}
+
+fn live(task: &Task) -> bool {
+    task.desired == DesiredState::Running && !task.state.is_terminal()
+}
+
+impl World {
+    fn new(spec: ServiceSpec, backoff: Backoff) -> World {
+        World {
+            spec,
+            backoff,
+            tasks: Vec::new(),
+            deps_ready: true,
+            now: 1_000_000,
+            next_id: 0,
+            next_hash: 0,
+            shut: HashSet::new(),
+        }
+    }
+
+    /// What the runtime does on its own: due tasks start, health checks pass, shut-down
+    /// tasks stop.
+    fn progress(&mut self) {
+        let now = self.now;
+        let checked = self.spec.has_healthcheck;
+        for task in &mut self.tasks {
+            if task.desired == DesiredState::Shutdown {
+                if task.state != TaskState::Shutdown {
+                    task.state = TaskState::Shutdown;
+                    task.finished_at.get_or_insert(now);
+                }
+                continue;
+            }
+            match task.state {
+                TaskState::Pending if now >= task.not_before => {
+                    task.state = TaskState::Running;
+                    task.started_at = Some(now);
+                    task.health = if checked {
+                        Health::Starting
+                    } else {
+                        Health::None
+                    };
+                }
+                TaskState::Running if task.health == Health::Starting => {
+                    task.health = Health::Healthy;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn pick(&mut self, pick: usize, which: impl Fn(&Task) -> bool) -> Option<&mut Task> {
+        let candidates: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| live(&self.tasks[i]) && which(&self.tasks[i]))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let index = candidates[pick % candidates.len()];
+        Some(&mut self.tasks[index])
+    }
+
+    fn happen(&mut self, event: &Event) {
+        let now = self.now;
+        match *event {
+            Event::Exit { pick, code } => {
+                if let Some(task) = self.pick(pick, |t| t.state == TaskState::Running) {
+                    task.state = if code == 0 {
+                        TaskState::Complete
+                    } else {
+                        TaskState::Failed
+                    };
+                    task.exit_code = Some(code);
+                    task.finished_at = Some(now);
+                }
+            }
+            Event::Unhealthy { pick } => {
+                if let Some(task) = self.pick(pick, |t| t.state == TaskState::Running) {
+                    task.health = Health::Unhealthy;
+                }
+            }
+            Event::Vanish { pick } => {
+                if let Some(task) = self.pick(pick, |_| true) {
+                    task.state = TaskState::Failed;
+                    task.error = Some("container vanished".into());
+                    task.finished_at = Some(now);
+                }
+            }
+            Event::CreateFails { pick } => {
+                if let Some(task) = self.pick(pick, |t| t.state == TaskState::Pending) {
+                    task.state = TaskState::Failed;
+                    task.error = Some("image missing".into());
+                    task.finished_at = Some(now);
+                }
+            }
+            Event::Scale(replicas) => self.spec.replicas = replicas,
+            Event::SpecChange => {
+                self.next_hash += 1;
+                self.spec.spec_hash = format!("hash-{}", self.next_hash);
+            }
+            Event::Deps(ready) => self.deps_ready = ready,
+        }
+    }
+
+    fn reconcile(&self, random: f64) -> Plan {
+        let deps = if self.deps_ready {
+            DependencyState::ready()
+        } else {
+            DependencyState::waiting("waiting for db (service_healthy)")
+        };
+        reconcile_service(
+            &self.spec,
+            &self.tasks,
+            &deps,
+            self.now,
+            &self.backoff,
+            &mut || random,
+        )
+    }
+
+    fn task_mut(&mut self, id: &TaskId) -> &mut Task {
+        self.tasks.iter_mut().find(|t| &t.id == id).unwrap()
+    }
+
+    /// Applies `plan` the way the daemon does, in one go.
+    fn apply(&mut self, plan: &Plan) {
+        let now = self.now;
+        for (id, reason) in &plan.fail {
+            let task = self.task_mut(id);
+            task.state = TaskState::Failed;
+            task.error = Some(reason.clone());
+            task.finished_at = Some(now);
+        }
+        for (id, _) in &plan.shutdown {
+            self.task_mut(id).desired = DesiredState::Shutdown;
+            self.shut.insert(id.clone());
+        }
+        for new in &plan.create {
+            self.next_id += 1;
+            self.tasks.push(Task {
+                id: TaskId(format!("t{}", self.next_id)),
+                project: "p".into(),
+                service: self.spec.name.clone(),
+                slot: new.slot,
+                spec_hash: self.spec.spec_hash.clone(),
+                desired: DesiredState::Running,
+                state: TaskState::Pending,
+                health: Health::None,
+                container_id: None,
+                exit_code: None,
+                error: None,
+                attempt: new.attempt,
+                created_at: now,
+                not_before: new.not_before,
+                started_at: None,
+                finished_at: None,
+            });
+        }
+    }
+
+    /// Checks what a plan may ask, before it is applied.
+    fn check_plan(&self, plan: &Plan) -> Result<(), TestCaseError> {
+        for (id, _) in plan.shutdown.iter().chain(&plan.fail) {
+            let task = self.tasks.iter().find(|t| &t.id == id);
+            prop_assert!(task.is_some(), "plan names unknown task {id}");
+            prop_assert!(
+                task.unwrap().desired == DesiredState::Running,
+                "plan touches shut-down task {id}"
+            );
+        }
+        let limit = self.spec.restart.delay_ms.max(self.backoff.max_ms);
+        let max_attempts = self.spec.restart.max_attempts.unwrap_or(u32::MAX);
+        for new in &plan.create {
+            prop_assert!(
+                (1..=self.spec.replicas).contains(&new.slot),
+                "create in slot {} of {}",
+                new.slot,
+                self.spec.replicas
+            );
+            prop_assert!(new.not_before >= self.now);
+            prop_assert!(
+                new.not_before - self.now <= limit,
+                "delay {} over {limit}",
+                new.not_before - self.now
+            );
+            prop_assert!(new.attempt <= max_attempts, "attempt {}", new.attempt);
+            prop_assert_eq!(new.attempt, self.expected_attempt(new.slot, plan));
+            let ran_before = self.tasks.iter().any(|t| t.slot == new.slot);
+            prop_assert!(
+                self.deps_ready || ran_before,
+                "first start of slot {} while dependencies are not ready",
+                new.slot
+            );
+        }
+        if let Some(wake_at) = plan.wake_at {
+            prop_assert!(wake_at > self.now);
+        }
+        Ok(())
+    }
+
+    /// The attempt of a new task in `slot`: one more than the task it replaces after an end
+    /// or a failed health check of the same spec, unless that one ran long enough to count
+    /// as a success; otherwise 0 (first start, scale up, spec change).
+    fn expected_attempt(&self, slot: u32, plan: &Plan) -> u32 {
+        let Some(prev) = self.tasks.iter().rev().find(|t| t.slot == slot) else {
+            return 0;
+        };
+        let replaced = plan.shutdown.iter().any(|(id, _)| id == &prev.id);
+        if !replaced || prev.spec_hash != self.spec.spec_hash {
+            return 0;
+        }
+        let ran = match (prev.started_at, prev.finished_at) {
+            (Some(started), Some(finished)) => finished - started,
+            (Some(started), None) => self.now - started,
+            (None, _) => 0,
+        };
+        if ran >= self.spec.restart.success_after_ms(&self.backoff) {
+            0
+        } else {
+            prev.attempt + 1
+        }
+    }
+
+    /// Checks the world after a plan was applied.
+    fn check_world(&self) -> Result<(), TestCaseError> {
+        let mut slots = HashSet::new();
+        for task in self.tasks.iter().filter(|t| live(t)) {
+            prop_assert!(
+                slots.insert(task.slot),
+                "two live tasks in slot {}",
+                task.slot
+            );
+            prop_assert!(
+                (1..=self.spec.replicas).contains(&task.slot),
+                "live task in slot {} of {}",
+                task.slot,
+                self.spec.replicas
+            );
+        }
+        // Stronger: a slot has at most one current task, live or ended (the reconciler shuts
+        // down what it replaces in the same plan).
+        let mut current = HashSet::new();
+        for task in self
+            .tasks
+            .iter()
+            .filter(|t| t.desired == DesiredState::Running)
+        {
+            prop_assert!(
+                current.insert(task.slot),
+                "two current tasks in slot {}",
+                task.slot
+            );
+        }
+        for task in &self.tasks {
+            if self.shut.contains(&task.id) {
+                prop_assert_eq!(task.desired, DesiredState::Shutdown, "{} revived", &task.id);
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, step: &Step, faults: bool) -> Result<Plan, TestCaseError> {
+        self.progress();
+        if faults {
+            for event in &step.events {
+                self.happen(event);
+            }
+        }
+        let plan = self.reconcile(step.random);
+        self.check_plan(&plan)?;
+        self.apply(&plan);
+        self.check_world()?;
+        Ok(plan)
+    }
+}
+
+fn spec(replicas: u32, restart: RestartPolicy, has_healthcheck: bool) -> ServiceSpec {
+    ServiceSpec {
+        name: "web".into(),
+        replicas,
+        restart,
+        depends_on: Vec::new(),
+        spec_hash: "hash-0".into(),
+        has_healthcheck,
+        stop_grace_ms: 10_000,
+    }
+}
+
+/// Enough quiet passes for any slot to be replaced, wait out its delay, start and pass its
+/// health check.
+const QUIET_STEPS: usize = 8;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn invariants_hold_and_the_service_settles(
+        restart in policy(),
+        backoff in backoff(),
+        replicas in 0u32..5,
+        has_healthcheck in any::<bool>(),
+        steps in proptest::collection::vec(step(), 0..60),
+        quiet_random in 0.0f64..1.0,
+    ) {
+        let mut world = World::new(spec(replicas, restart.clone(), has_healthcheck), backoff);
+        for step in &steps {
+            world.step(step, true)?;
+            world.now += step.dt;
+        }
+
+        // The faults stop and the dependencies are ready: the service settles.
+        world.deps_ready = true;
+        let quiet = Step { events: Vec::new(), dt: 0, random: quiet_random };
+        for _ in 0..QUIET_STEPS {
+            let plan = world.step(&quiet, false)?;
+            world.now = plan.wake_at.unwrap_or(world.now).max(world.now + 1);
+        }
+        world.progress();
+        let plan = world.reconcile(quiet_random);
+        prop_assert!(
+            plan.create.is_empty() && plan.shutdown.is_empty() && plan.fail.is_empty(),
+            "not settled: {plan:?}"
+        );
+        prop_assert!(
+            !matches!(plan.status, ServiceStatus::Converging { .. } | ServiceStatus::Degraded { .. }),
+            "status {:?}", plan.status
+        );
+        // Every slot ended up running, or finished in a way the policy keeps.
+        for slot in 1..=world.spec.replicas {
+            let current: Vec<&Task> = world
+                .tasks
+                .iter()
+                .filter(|t| t.slot == slot && t.desired == DesiredState::Running)
+                .collect();
+            prop_assert_eq!(current.len(), 1, "slot {}", slot);
+            let task = current[0];
+            let running = task.state == TaskState::Running
+                && matches!(task.health, Health::None | Health::Healthy);
+            prop_assert!(running || task.state.is_terminal(), "slot {slot}: {task:?}");
+        }
+        // Under `always` without a limit, the service converges: every slot runs.
+        let keeps_running = matches!(restart.condition, RestartCondition::Any | RestartCondition::UnlessStopped)
+            && restart.max_attempts.is_none();
+        if keeps_running {
+            prop_assert_eq!(&plan.status, &ServiceStatus::Running);
+            let running = world
+                .tasks
+                .iter()
+                .filter(|t| live(t) && t.state == TaskState::Running)
+                .count();
+            prop_assert_eq!(running, world.spec.replicas as usize);
+        }
+    }
+
+    /// No delay ever exceeds max(policy delay, backoff max) nor goes under the policy delay;
+    /// a first start waits for nothing.
+    #[test]
+    fn restart_delays_are_bounded(
+        restart in policy(),
+        backoff in backoff(),
+        attempt in 0u32..64,
+        random in 0.0f64..1.0,
+    ) {
+        let delay = composure_core::restart_delay(&restart, &backoff, attempt, random);
+        prop_assert!(delay <= restart.delay_ms.max(backoff.max_ms));
+        if attempt == 0 {
+            prop_assert_eq!(delay, 0);
+        } else {
+            prop_assert!(delay >= restart.delay_ms);
+        }
+    }
+}

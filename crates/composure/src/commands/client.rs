@@ -1,0 +1,77 @@
+//! Reaching the daemon: where its socket is, and starting one when none runs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use composure_api::Client;
+
+use crate::cli::GlobalArgs;
+
+pub const DEFAULT_SOCKET: &str = "/run/composure/composure.sock";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/composure";
+
+/// The socket named by `--host unix:///PATH` (or `COMPOSURE_HOST`), else the default.
+pub fn socket_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    match global.host.as_deref() {
+        None => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Some(host) => match host.strip_prefix("unix://") {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ => bail!("unsupported --host `{host}`: write unix:///path/to/composure.sock"),
+        },
+    }
+}
+
+pub fn client(global: &GlobalArgs) -> anyhow::Result<Client> {
+    Ok(Client::new(socket_path(global)?))
+}
+
+/// Whether a daemon answers on the client's socket.
+pub async fn daemon_answers(client: &Client) -> bool {
+    client.info().await.is_ok()
+}
+
+/// Starts `composure daemon` as a detached background process (its own process group, so
+/// the terminal's Ctrl-C does not reach it) and waits until it answers.
+pub async fn spawn_background_daemon(client: &Client, data_dir: &Path) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let log_path = data_dir.join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the composure executable")?;
+    let child = std::process::Command::new(exe)
+        .arg("daemon")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--socket")
+        .arg(client.socket())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().context("cannot share the log file")?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("cannot start `composure daemon`")?;
+    let pid = child.id();
+    wait_until_up(client, Duration::from_secs(15)).await.with_context(|| {
+        format!("the daemon (pid {pid}) did not start; see {}", log_path.display())
+    })?;
+    Ok(pid)
+}
+
+/// Polls the daemon until it answers or the deadline passes.
+pub async fn wait_until_up(client: &Client, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.info().await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Harness for end-to-end tests against the real Docker Engine: the test image, a daemon per
+//! test, projects that clean up after themselves, and waiting on conditions with a deadline.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "composure-test:latest";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds the test image once per machine: tests run in parallel processes, so a file lock
+/// makes the others wait for the first build instead of building it again.
+pub fn ensure_image() {
+    let lock_path = std::env::temp_dir().join("composure-test-image.lock");
+    let lock = std::fs::File::create(&lock_path).expect("create lock file");
+    fs4::fs_std::FileExt::lock_exclusive(&lock).expect("lock");
+    let present = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("docker runs")
+        .success();
+    if !present {
+        let status = Command::new(repo_root().join("examples/demo/build.sh"))
+            .arg(IMAGE)
+            .status()
+            .expect("build.sh runs");
+        assert!(status.success(), "building {IMAGE} failed");
+    }
+    fs4::fs_std::FileExt::unlock(&lock).expect("unlock");
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A `composure daemon` process with its own data directory and socket.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        let dir = tempfile::Builder::new().prefix("composure-e2e-").tempdir().expect("temp dir");
+        let mut daemon = Daemon { dir, child: None };
+        daemon.restart();
+        daemon
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("composure.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// Starts the daemon process (again) on the same data directory.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_composure"))
+            .args(["daemon", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .arg("--socket")
+            .arg(self.socket())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("daemon starts");
+        self.child = Some(child);
+        let host = self.host();
+        wait_for("the daemon to answer", Duration::from_secs(30), || {
+            let out = cli(&host, Path::new("/"), &["ps", "-p", "nonexistent-probe"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            (!stderr.contains("cannot reach the Composure daemon")).then_some(())
+        });
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn cli(host: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_composure"))
+        .current_dir(dir)
+        .env("COMPOSURE_HOST", host)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("composure runs")
+}
+
+/// A compose project in a temporary directory, removed from Docker when dropped (even when
+/// the test failed), by its project label.
+pub struct Project {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub host: String,
+}
+
+impl Project {
+    pub fn new(test: &str, daemon: &Daemon, compose: &str) -> Project {
+        let name = format!("t-{test}-{}", std::process::id());
+        let dir = tempfile::Builder::new().prefix("composure-project-").tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("compose.yaml"), compose.replace("IMAGE", IMAGE)).expect("write");
+        Project { name, dir, host: daemon.host() }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-p", self.name.as_str()];
+        all.extend_from_slice(args);
+        cli(&self.host, self.dir.path(), &all)
+    }
+
+    /// Runs a verb that must succeed; panics with its output otherwise.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "composure {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ps --format json` (live tasks, or all with `all`).
+    pub fn tasks(&self, all: bool) -> Vec<serde_json::Value> {
+        let mut args = vec!["ps", "--format", "json"];
+        if all {
+            args.push("-a");
+        }
+        let out = self.run(&args);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The live task of `service` slot `slot`, once it runs (and is healthy if `healthy`).
+    pub fn running(&self, service: &str, slot: u64, healthy: bool) -> Option<serde_json::Value> {
+        self.tasks(false).into_iter().find(|t| {
+            t["service"] == service
+                && t["slot"] == slot
+                && t["state"] == "running"
+                && (!healthy || t["health"] == "healthy")
+        })
+    }
+
+    pub fn containers(&self) -> Vec<String> {
+        docker_lines(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", self.name)])
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        let ids = docker_lines(&["ps", "-aq", "--filter", &label]);
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = Command::new("docker").args(&args).output();
+        }
+        for kind in ["network", "volume"] {
+            let names = docker_lines(&[kind, "ls", "-q", "--filter", &label]);
+            if !names.is_empty() {
+                let mut args = vec![kind, "rm"];
+                args.extend(names.iter().map(String::as_str));
+                let _ = Command::new("docker").args(&args).output();
+            }
+        }
+    }
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("docker runs")
+}
+
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    String::from_utf8_lossy(&docker(args).stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `docker inspect -f FORMAT id`, trimmed.
+pub fn inspect(id: &str, format: &str) -> String {
+    String::from_utf8_lossy(&docker(&["inspect", "-f", format, id]).stdout).trim().to_string()
+}

@@ -15,10 +15,12 @@
 //! Each check works in its own project, `<prefix>-<check>` (underscores as dashes), and
 //! removes what it created when it ends, passed or failed. A check that panics (a bug in
 //! the runtime under test) may leave containers behind: the caller's own guard removes the
-//! projects by label.
+//! projects by label (Docker's guard must also cover `<prefix>-managed-label-filtering-other`,
+//! the second project one check uses).
 //!
-//! What the runtime cannot do by itself, making a container crash or disappear behind
-//! Composure's back, the caller provides through [`Faults`].
+//! What the runtime cannot do by itself, making a container crash, disappear behind
+//! Composure's back, or exist without being Composure's, the caller provides through
+//! [`Faults`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +58,14 @@ pub trait Faults: Send + Sync {
     /// returns the exit code the runtime will report for it.
     async fn crash(&self, id: &str) -> Result<i64, String>;
 
-    /// Removes the container behind Composure's back, as `docker rm -f` does.
+    /// Removes the container behind Composure's back, as `docker rm -f` does; fails if
+    /// there is no such container.
     async fn remove_by_hand(&self, id: &str) -> Result<(), String>;
+
+    /// Creates (without starting) a container outside Composure, as `docker create` would:
+    /// named `name`, labelled `io.composure.project=<project>` but without
+    /// `io.composure.managed`. Returns its id. The checks remove it with `remove_by_hand`.
+    async fn create_unmanaged(&self, name: &str, project: &str) -> Result<String, String>;
 }
 
 /// The checks, by name, in the order [`run_all`] runs them.
@@ -140,6 +148,8 @@ pub async fn run_check<R: Runtime>(
         project: Arc::new(project(&name)?),
         name,
         created: Vec::new(),
+        others: Vec::new(),
+        unmanaged: Vec::new(),
     };
     let result = match check {
         "ping" => ping(&mut ctx).await,
@@ -229,43 +239,45 @@ impl<T> Context<T> for Result<T, RuntimeError> {
     }
 }
 
-/// One check's world: its project and the containers it created.
+/// One check's world: its project and what it created.
 struct Ctx<'a, R> {
     rt: &'a R,
     faults: &'a dyn Faults,
     project: Arc<Project>,
     name: String,
+    /// Containers created through the runtime.
     created: Vec<String>,
+    /// Further projects the check uses.
+    others: Vec<Arc<Project>>,
+    /// Containers created outside Composure.
+    unmanaged: Vec<String>,
 }
 
 impl<R: Runtime> Ctx<'_, R> {
     /// A managed container of `service`, slot `slot`, as the engine would ask for it.
     fn spec(&self, service: &str, slot: u32) -> ContainerSpec {
-        let labels = [
-            (labels::MANAGED, "true".to_owned()),
-            (labels::PROJECT, self.name.clone()),
-            (labels::SERVICE, service.to_owned()),
-            (labels::SLOT, slot.to_string()),
-            (labels::TASK, format!("contract-{service}-{slot}")),
-        ];
-        ContainerSpec {
-            name: format!("{}-{service}-{slot}", self.name),
-            project: self.project.clone(),
-            service: service.to_owned(),
-            image: IMAGE.to_owned(),
-            labels: labels
-                .into_iter()
-                .map(|(key, value)| (key.to_owned(), value))
-                .collect(),
-        }
+        spec_in(&self.project, service, slot)
+    }
+
+    /// A second project, `<name>-<suffix>`, cleaned up with this one.
+    fn other_project(&mut self, suffix: &str) -> Result<Arc<Project>, String> {
+        let other = Arc::new(project(&format!("{}-{suffix}", self.name))?);
+        self.others.push(other.clone());
+        Ok(other)
+    }
+
+    async fn create_unmanaged(&mut self, name: &str, project: &str) -> Result<String, String> {
+        let id = self.faults.create_unmanaged(name, project).await?;
+        self.unmanaged.push(id.clone());
+        Ok(id)
     }
 
     fn network(&self, key: &str) -> String {
-        self.project.networks[key].name.clone().unwrap_or_default()
+        network_name(&self.project, key)
     }
 
     fn volume(&self, key: &str) -> String {
-        self.project.volumes[key].name.clone().unwrap_or_default()
+        volume_name(&self.project, key)
     }
 
     async fn create(&mut self, spec: &ContainerSpec) -> Result<String, String> {
@@ -323,24 +335,76 @@ impl<R: Runtime> Ctx<'_, R> {
     /// Removes everything the check may have left: its containers (by id and by project),
     /// networks and volumes. Errors are ignored: this runs after failures too.
     async fn cleanup(&mut self) {
+        for id in std::mem::take(&mut self.unmanaged) {
+            let _ = self.faults.remove_by_hand(&id).await;
+        }
         let mut ids = std::mem::take(&mut self.created);
-        if let Ok(listed) = self.rt.list(Some(&self.name)).await {
-            ids.extend(listed.into_iter().map(|c| c.id));
+        let projects: Vec<Arc<Project>> = std::iter::once(self.project.clone())
+            .chain(self.others.iter().cloned())
+            .collect();
+        for project in &projects {
+            let name = project.name.clone().unwrap_or_default();
+            if let Ok(listed) = self.rt.list(Some(&name)).await {
+                ids.extend(listed.into_iter().map(|c| c.id));
+            }
         }
         for id in ids {
             let _ = self.rt.remove(&id).await;
         }
-        for (key, network) in &self.project.networks {
-            if network.external != Some(true) {
-                let _ = self.rt.remove_network(&self.network(key)).await;
+        for project in &projects {
+            for (key, network) in &project.networks {
+                if network.external != Some(true) {
+                    let _ = self.rt.remove_network(&network_name(project, key)).await;
+                }
             }
-        }
-        for (key, volume) in &self.project.volumes {
-            if volume.external != Some(true) {
-                let _ = self.rt.remove_volume(&self.volume(key)).await;
+            for (key, volume) in &project.volumes {
+                if volume.external != Some(true) {
+                    let _ = self.rt.remove_volume(&volume_name(project, key)).await;
+                }
             }
         }
     }
+}
+
+/// A managed container of `service` in `project`, slot `slot`, as the engine would ask
+/// for it.
+fn spec_in(project: &Arc<Project>, service: &str, slot: u32) -> ContainerSpec {
+    let name = project.name.clone().unwrap_or_default();
+    let labels = [
+        (labels::MANAGED, "true".to_owned()),
+        (labels::PROJECT, name.clone()),
+        (labels::SERVICE, service.to_owned()),
+        (labels::SLOT, slot.to_string()),
+        (labels::TASK, format!("contract-{service}-{slot}")),
+    ];
+    ContainerSpec {
+        name: format!("{name}-{service}-{slot}"),
+        project: project.clone(),
+        service: service.to_owned(),
+        image: IMAGE.to_owned(),
+        labels: labels
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    }
+}
+
+/// The engine-side name of a network the project defines (the loader scopes it).
+fn network_name(project: &Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .and_then(|network| network.name.clone())
+        .unwrap_or_default()
+}
+
+/// The engine-side name of a volume the project defines (the loader scopes it).
+fn volume_name(project: &Project, key: &str) -> String {
+    project
+        .volumes
+        .get(key)
+        .and_then(|volume| volume.name.clone())
+        .unwrap_or_default()
 }
 
 /// A subscription to the runtime's events, and what it has delivered so far.
@@ -625,7 +689,8 @@ async fn name_conflict<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     Ok(())
 }
 
-/// `list` returns managed containers only, of the project asked for.
+/// `list` returns managed containers only, of the project asked for; a container without
+/// the managed label is invisible to `inspect` and refused by `stop` and `remove`.
 async fn managed_label_filtering<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     ctx.rt
         .ensure_network(&ctx.project, "default")
@@ -633,23 +698,25 @@ async fn managed_label_filtering<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(),
         .context("ensure_network")?;
     let mine = ctx.create(&ctx.spec("web", 1)).await?;
 
-    let other_project = format!("{}-other", ctx.name);
-    let mut other = ctx.spec("web", 2);
-    other
-        .labels
-        .insert(labels::PROJECT.to_owned(), other_project.clone());
-    let other = ctx.create(&other).await?;
+    let other_project = ctx.other_project("other")?;
+    ctx.rt
+        .ensure_network(&other_project, "default")
+        .await
+        .context("ensure_network of the other project")?;
+    let other = ctx.create(&spec_in(&other_project, "web", 1)).await?;
 
-    let mut unmanaged = ctx.spec("web", 3);
-    unmanaged.labels.shift_remove(labels::MANAGED);
-    let unmanaged = ctx.create(&unmanaged).await?;
+    let unmanaged_name = format!("{}-unmanaged", ctx.name);
+    let unmanaged = ctx
+        .create_unmanaged(&unmanaged_name, &ctx.name.clone())
+        .await?;
 
     let listed = ctx.listed_ids(Some(&ctx.name)).await?;
     ensure!(
         listed == [mine.clone()],
         "list of the project returned {listed:?}, not [{mine}]"
     );
-    let listed = ctx.listed_ids(Some(&other_project)).await?;
+    let other_name = other_project.name.clone().unwrap_or_default();
+    let listed = ctx.listed_ids(Some(&other_name)).await?;
     ensure!(
         listed == [other.clone()],
         "list of the other project returned {listed:?}"
@@ -664,6 +731,25 @@ async fn managed_label_filtering<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(),
         "list returned a container without `{}`",
         labels::MANAGED
     );
+
+    let seen = ctx.rt.inspect(&unmanaged).await.context("inspect")?;
+    ensure!(
+        seen.is_none(),
+        "inspect returned an unmanaged container: {seen:?}"
+    );
+    let stop = ctx.rt.stop(&unmanaged, STOP_GRACE).await;
+    ensure!(stop.is_err(), "stop of an unmanaged container succeeded");
+    let remove = ctx.rt.remove(&unmanaged).await;
+    ensure!(
+        remove.is_err(),
+        "remove of an unmanaged container succeeded"
+    );
+    // It is still there: removing it by hand works.
+    ctx.unmanaged.retain(|id| *id != unmanaged);
+    ctx.faults
+        .remove_by_hand(&unmanaged)
+        .await
+        .map_err(|why| format!("the unmanaged container is gone after a refused remove: {why}"))?;
     Ok(())
 }
 
@@ -748,13 +834,13 @@ async fn unmanaged_containers_have_no_events<R: Runtime>(
     ctx: &mut Ctx<'_, R>,
 ) -> Result<(), String> {
     let mut watch = EventWatch::subscribe(ctx).await?;
-    let mut unmanaged = ctx.spec("web", 1);
-    unmanaged.labels.shift_remove(labels::MANAGED);
-    let unmanaged = ctx.create(&unmanaged).await?;
-    ctx.rt.remove(&unmanaged).await.context("remove")?;
+    let name = format!("{}-unmanaged", ctx.name);
+    let unmanaged = ctx.create_unmanaged(&name, &ctx.name.clone()).await?;
+    ctx.unmanaged.retain(|id| *id != unmanaged);
+    ctx.faults.remove_by_hand(&unmanaged).await?;
     // Events come in order: once the managed container's arrives, the unmanaged one's
     // would have.
-    let managed = ctx.create(&ctx.spec("web", 2)).await?;
+    let managed = ctx.create(&ctx.spec("web", 1)).await?;
     watch
         .wait_for("created", |e| {
             e.container_id == managed && e.kind == EventKind::Created
@@ -805,18 +891,26 @@ async fn remove_running_container<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<()
     Ok(())
 }
 
-/// ensure_network is idempotent; a missing external network is NotFound; create does not
-/// create networks; remove_network of a missing network succeeds.
+/// ensure_network is idempotent; a missing external network is InvalidSpec (the user
+/// must create it); a container whose network is missing fails to be created or started
+/// with NotFound (Docker checks at start); remove_network of a missing network succeeds.
 async fn networks<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     let network = ctx.network("default");
-    let orphan = ctx.rt.create(&ctx.spec("web", 1)).await;
-    if let Ok(id) = &orphan {
-        ctx.created.push(id.clone());
-    }
+    let orphan = match ctx.rt.create(&ctx.spec("web", 1)).await {
+        Ok(id) => {
+            ctx.created.push(id.clone());
+            ctx.rt.start(&id).await
+        }
+        Err(error) => Err(error),
+    };
     ensure!(
         matches!(orphan, Err(RuntimeError::NotFound(_))),
-        "create without the network `{network}` gave {orphan:?}, not NotFound"
+        "creating and starting a container without its network `{network}` gave {orphan:?}, \
+         not NotFound"
     );
+    for id in std::mem::take(&mut ctx.created) {
+        ctx.rt.remove(&id).await.context("remove")?;
+    }
     for call in ["first", "second"] {
         ctx.rt
             .ensure_network(&ctx.project, "default")
@@ -825,10 +919,10 @@ async fn networks<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     }
     let outside = ctx.rt.ensure_network(&ctx.project, "outside").await;
     ensure!(
-        matches!(outside, Err(RuntimeError::NotFound(_))),
-        "ensure_network of a missing external network gave {outside:?}, not NotFound"
+        matches!(outside, Err(RuntimeError::InvalidSpec(_))),
+        "ensure_network of a missing external network gave {outside:?}, not InvalidSpec"
     );
-    let id = ctx.create(&ctx.spec("web", 1)).await?;
+    let id = ctx.run("web", 1).await?;
     ctx.rt.remove(&id).await.context("remove")?;
     ctx.rt
         .remove_network(&network)
@@ -845,7 +939,7 @@ async fn networks<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     Ok(())
 }
 
-/// ensure_volume is idempotent; a missing external volume is NotFound; a volume in use by a
+/// ensure_volume is idempotent; a missing external volume is InvalidSpec; a volume in use by a
 /// container cannot be removed; remove_volume of a missing volume succeeds.
 async fn volumes<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     let volume = ctx.volume("data");
@@ -857,8 +951,8 @@ async fn volumes<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     }
     let outside = ctx.rt.ensure_volume(&ctx.project, "outside").await;
     ensure!(
-        matches!(outside, Err(RuntimeError::NotFound(_))),
-        "ensure_volume of a missing external volume gave {outside:?}, not NotFound"
+        matches!(outside, Err(RuntimeError::InvalidSpec(_))),
+        "ensure_volume of a missing external volume gave {outside:?}, not InvalidSpec"
     );
     ctx.rt
         .ensure_network(&ctx.project, "default")

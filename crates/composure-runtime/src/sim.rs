@@ -8,6 +8,14 @@
 //! event stream, as an engine does, and log lines are whatever the test
 //! [emits](SimRuntime::emit_log).
 //!
+//! Where the Docker runtime has a behaviour the engine may depend on, the simulator copies
+//! it: `create` adds Composure's identity labels (managed, project, service and the
+//! `com.docker.compose.*` ones) over the caller's; a container's networks must exist when it
+//! starts, not when it is created; named volumes are created with the container that mounts
+//! them; containers without the managed label are invisible to `list` and `inspect`, and
+//! `stop` and `remove` refuse them; `remove` of a running container kills it (exit 137).
+//! The contract checks (`crate::contract`) hold both to this.
+//!
 //! `SimRuntime` is a handle: clones share one simulated engine, so a test keeps one to
 //! inject faults while the code under test owns another (or a "restarted daemon" picks up
 //! the containers the previous one left).
@@ -24,6 +32,7 @@ use async_trait::async_trait;
 use composure_compose::model::Project;
 use composure_core::Health;
 use futures_util::stream::BoxStream;
+use indexmap::IndexMap;
 use tokio::sync::{broadcast, watch};
 
 use self::state::{Change, KILLED, State};
@@ -96,18 +105,18 @@ impl SimRuntime {
     /// container does not exist or is not running.
     pub fn crash(&self, id: &str, exit_code: i64) -> Result<()> {
         let now = self.now();
-        self.fault(|state| state.exit(id, exit_code, false, now))
+        self.fault(|state| Ok(((), state.exit(id, exit_code, false, now)?)))
     }
 
     /// The container is killed for running out of memory (exit code 137, `oom_killed`).
     pub fn oom(&self, id: &str) -> Result<()> {
         let now = self.now();
-        self.fault(|state| state.exit(id, KILLED, true, now))
+        self.fault(|state| Ok(((), state.exit(id, KILLED, true, now)?)))
     }
 
     /// The container's health check reports `health`.
     pub fn set_health(&self, id: &str, health: Health) -> Result<()> {
-        self.fault(|state| state.set_health(id, health))
+        self.fault(|state| Ok(((), state.set_health(id, health)?)))
     }
 
     /// Someone runs `docker rm -f` on the container behind Composure's back.
@@ -117,8 +126,14 @@ impl SimRuntime {
             if state.find(id).is_none() {
                 return Err(RuntimeError::NotFound(format!("container `{id}`")));
             }
-            state.remove(id, now)
+            Ok(((), state.remove(id, now)?))
         })
+    }
+
+    /// Someone creates a container outside Composure (`docker create`), with `labels`;
+    /// it is not started. Returns its id.
+    pub fn create_unmanaged(&self, name: &str, labels: IndexMap<String, String>) -> Result<String> {
+        self.fault(|state| state.create_unmanaged(name, labels))
     }
 
     /// The next [`Runtime::create`] fails with `error` (once).
@@ -185,7 +200,7 @@ impl SimRuntime {
                 stream,
                 text: line.to_owned(),
             });
-            Ok(Vec::new())
+            Ok(((), Vec::new()))
         })
     }
 
@@ -203,11 +218,11 @@ impl SimRuntime {
     }
 
     /// Applies a fault: works whether the engine is up or down.
-    fn fault(&self, f: impl FnOnce(&mut State) -> Result<Vec<Change>>) -> Result<()> {
+    fn fault<T>(&self, f: impl FnOnce(&mut State) -> Result<(T, Vec<Change>)>) -> Result<T> {
         let mut state = self.state();
-        let changes = f(&mut state)?;
+        let (value, changes) = f(&mut state)?;
         self.publish(changes);
-        Ok(())
+        Ok(value)
     }
 
     /// Runs an engine call: fails while the engine is down.
@@ -278,7 +293,13 @@ impl Runtime for SimRuntime {
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>> {
-        self.call(|state| Ok((state.find(id).map(|c| c.info.clone()), Vec::new())))
+        self.call(|state| {
+            let info = state
+                .find(id)
+                .filter(|c| c.is_managed())
+                .map(|c| c.info.clone());
+            Ok((info, Vec::new()))
+        })
     }
 
     async fn ensure_image(&self, project: &Project, service: &str) -> Result<String> {
@@ -296,12 +317,18 @@ impl Runtime for SimRuntime {
 
     async fn stop(&self, id: &str, _grace: Duration) -> Result<()> {
         let now = self.now();
-        self.call(|state| Ok(((), state.stop(id, now)?)))
+        self.call(|state| {
+            state.check_managed(id)?;
+            Ok(((), state.stop(id, now)?))
+        })
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
         let now = self.now();
-        self.call(|state| Ok(((), state.remove(id, now)?)))
+        self.call(|state| {
+            state.check_managed(id)?;
+            Ok(((), state.remove(id, now)?))
+        })
     }
 
     async fn ensure_network(&self, project: &Project, key: &str) -> Result<()> {
@@ -360,5 +387,17 @@ impl crate::contract::Faults for SimRuntime {
 
     async fn remove_by_hand(&self, id: &str) -> std::result::Result<(), String> {
         SimRuntime::remove_by_hand(self, id).map_err(|error| error.to_string())
+    }
+
+    async fn create_unmanaged(
+        &self,
+        name: &str,
+        project: &str,
+    ) -> std::result::Result<String, String> {
+        let labels = IndexMap::from([(
+            composure_core::labels::PROJECT.to_owned(),
+            project.to_owned(),
+        )]);
+        SimRuntime::create_unmanaged(self, name, labels).map_err(|error| error.to_string())
     }
 }

@@ -546,3 +546,10 @@ fn the_data_dir_lock_is_exclusive_and_names_its_holder() {
     let again = DataDirLock::acquire(&data).unwrap();
     drop(again);
 }
+
+#[test]
+fn the_store_and_the_lock_can_be_shared_and_sent() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Store>();
+    shared::<DataDirLock>();
+}

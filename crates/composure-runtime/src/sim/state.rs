@@ -145,13 +145,8 @@ impl State {
                 spec.name
             )));
         }
+        // Like Docker, networks are only needed at start.
         let networks = service_networks(&spec.project, service)?;
-        if let Some(missing) = networks
-            .iter()
-            .find(|name| !self.networks.contains_key(*name))
-        {
-            return Err(RuntimeError::NotFound(format!("network `{missing}`")));
-        }
         // Like Docker, a named volume that does not exist yet is created on the fly.
         let volumes = service_volumes(&spec.project, service);
         for volume in &volumes {
@@ -162,6 +157,7 @@ impl State {
         let id = format!("sim-{}", self.next_container);
         let mut container_labels = service.labels.clone();
         container_labels.extend(spec.labels.clone());
+        container_labels.extend(identity_labels(project_name(&spec.project)?, &spec.service));
         let info = ContainerInfo {
             id: id.clone(),
             name: spec.name.clone(),
@@ -183,6 +179,52 @@ impl State {
         let change = Change::of(&container, EventKind::Created);
         self.containers.insert(id.clone(), container);
         Ok((id, vec![change]))
+    }
+
+    /// A container created outside Composure (no managed label unless `labels` has it).
+    pub(crate) fn create_unmanaged(
+        &mut self,
+        name: &str,
+        labels: IndexMap<String, String>,
+    ) -> Result<(String, Vec<Change>), RuntimeError> {
+        if self.find(name).is_some() {
+            return Err(RuntimeError::Conflict(format!(
+                "the container name `{name}` is already in use"
+            )));
+        }
+        self.next_container += 1;
+        let id = format!("sim-{}", self.next_container);
+        let container = Container {
+            info: ContainerInfo {
+                id: id.clone(),
+                name: name.to_owned(),
+                image: "unmanaged".to_owned(),
+                labels,
+                status: ContainerStatus::Created,
+                health: Health::None,
+                started_at: None,
+                finished_at: None,
+                addresses: IndexMap::new(),
+            },
+            networks: Vec::new(),
+            volumes: Vec::new(),
+            has_healthcheck: false,
+            logs: Vec::new(),
+        };
+        let change = Change::of(&container, EventKind::Created);
+        self.containers.insert(id.clone(), container);
+        Ok((id, vec![change]))
+    }
+
+    /// Refuses to act on a container that exists but is not Composure's (as the Docker
+    /// runtime does): Composure never touches containers it does not manage.
+    pub(crate) fn check_managed(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.find(id) {
+            Some(container) if !container.is_managed() => Err(RuntimeError::Other(format!(
+                "container `{id}` is not managed by Composure; it is left alone"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn start(&mut self, id: &str, now: u64) -> Result<Vec<Change>, RuntimeError> {
@@ -294,7 +336,9 @@ impl State {
             return Ok(());
         }
         if network.external == Some(true) {
-            return Err(RuntimeError::NotFound(format!("external network `{name}`")));
+            return Err(RuntimeError::InvalidSpec(format!(
+                "network `{name}` is declared external but does not exist; create it first"
+            )));
         }
         self.next_network += 1;
         self.networks.insert(
@@ -334,7 +378,9 @@ impl State {
             return Ok(());
         }
         if volume.external == Some(true) {
-            return Err(RuntimeError::NotFound(format!("external volume `{name}`")));
+            return Err(RuntimeError::InvalidSpec(format!(
+                "volume `{name}` is declared external but does not exist; create it first"
+            )));
         }
         self.volumes.insert(name, ());
         Ok(())
@@ -413,6 +459,19 @@ fn service_volumes(project: &Project, service: &Service) -> Vec<String> {
             resource_name(project, key, volume.name.as_deref()).ok()
         })
         .collect()
+}
+
+/// The labels that make a container Composure's (and `docker compose`'s); they win over
+/// the caller's, as in the Docker runtime.
+fn identity_labels(project: &str, service: &str) -> [(String, String); 6] {
+    [
+        (labels::MANAGED.to_owned(), "true".to_owned()),
+        (labels::PROJECT.to_owned(), project.to_owned()),
+        (labels::SERVICE.to_owned(), service.to_owned()),
+        (labels::COMPOSE_PROJECT.to_owned(), project.to_owned()),
+        (labels::COMPOSE_SERVICE.to_owned(), service.to_owned()),
+        (labels::COMPOSE_ONEOFF.to_owned(), "False".to_owned()),
+    ]
 }
 
 /// Whether the service defines a health check that is not turned off.

@@ -437,3 +437,75 @@ async fn a_service_on_an_undefined_service_is_invalid() {
         Err(RuntimeError::InvalidSpec(_))
     ));
 }
+
+#[tokio::test]
+async fn composure_s_identity_labels_win_over_the_caller_s() {
+    let (sim, project) = setup().await;
+    let mut odd = spec(&project, "web", 1);
+    odd.labels
+        .insert(labels::PROJECT.to_owned(), "elsewhere".to_owned());
+    odd.labels.insert(labels::SLOT.to_owned(), "1".to_owned());
+    let id = sim.create(&odd).await.unwrap();
+    let info = sim.inspect(&id).await.unwrap().unwrap();
+    let label = |key: &str| info.labels.get(key).map(String::as_str);
+    assert_eq!(label(labels::MANAGED), Some("true"));
+    assert_eq!(label(labels::PROJECT), Some("app"));
+    assert_eq!(label(labels::SERVICE), Some("web"));
+    assert_eq!(label(labels::COMPOSE_PROJECT), Some("app"));
+    assert_eq!(
+        label(labels::SLOT),
+        Some("1"),
+        "the caller's other labels are kept"
+    );
+}
+
+#[tokio::test]
+async fn containers_created_outside_composure_are_left_alone() {
+    let (sim, _project) = setup().await;
+    let mut events = sim.events();
+    let labels = [(labels::PROJECT.to_owned(), "app".to_owned())]
+        .into_iter()
+        .collect();
+    let id = sim.create_unmanaged("by-hand", labels).unwrap();
+    assert_eq!(sim.inspect(&id).await.unwrap(), None);
+    assert!(sim.list(None).await.unwrap().is_empty());
+    assert!(matches!(
+        sim.stop(&id, GRACE).await,
+        Err(RuntimeError::Other(_))
+    ));
+    assert!(matches!(sim.remove(&id).await, Err(RuntimeError::Other(_))));
+    assert_eq!(sim.containers().len(), 1, "it is still there");
+    sim.remove_by_hand(&id).unwrap();
+    assert!(sim.containers().is_empty());
+    assert!(
+        drain(&mut events).is_empty(),
+        "unmanaged containers cause no events"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_network_fails_the_start_and_a_missing_external_one_is_invalid() {
+    let sim = SimRuntime::new();
+    let project = project();
+    let id = sim.create(&spec(&project, "web", 1)).await.unwrap();
+    assert!(matches!(
+        sim.start(&id).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+
+    let yaml = "services: {web: {image: x}}\n\
+                networks: {ext: {external: true}}\n\
+                volumes: {ext: {external: true}}\n";
+    let source = MemorySource::new().with("/q/compose.yaml", yaml);
+    let mut options = LoadOptions::new("/q");
+    options.project_name = Some("q".into());
+    let external = load_with(&options, &source).unwrap().project;
+    assert!(matches!(
+        sim.ensure_network(&external, "ext").await,
+        Err(RuntimeError::InvalidSpec(_))
+    ));
+    assert!(matches!(
+        sim.ensure_volume(&external, "ext").await,
+        Err(RuntimeError::InvalidSpec(_))
+    ));
+}

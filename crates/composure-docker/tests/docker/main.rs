@@ -769,6 +769,11 @@ impl composure_runtime::contract::Faults for CliFaults {
     async fn remove_by_hand(&self, id: &str) -> Result<(), String> {
         docker_cli(&["rm", "-f", id]).map(|_| ())
     }
+
+    async fn create_unmanaged(&self, name: &str, project: &str) -> Result<String, String> {
+        let label = format!("io.composure.project={project}");
+        docker_cli(&["create", "--name", name, "--label", &label, test_image(), "web"])
+    }
 }
 
 fn docker_cli(args: &[&str]) -> Result<String, String> {

@@ -54,11 +54,19 @@ fn stderr_colour() -> bool {
 }
 
 pub fn success(text: &str) -> String {
-    if stderr_colour() { format!("\x1b[32m✔ {text}\x1b[0m") } else { format!("✔ {text}") }
+    if stderr_colour() {
+        format!("\x1b[32m✔ {text}\x1b[0m")
+    } else {
+        format!("✔ {text}")
+    }
 }
 
 pub fn failure(text: &str) -> String {
-    if stderr_colour() { format!("\x1b[31m✘ {text}\x1b[0m") } else { format!("✘ {text}") }
+    if stderr_colour() {
+        format!("\x1b[31m✘ {text}\x1b[0m")
+    } else {
+        format!("✘ {text}")
+    }
 }
 
 /// One line of `up` progress for a service: `web  2/2 running, 2 healthy`.
@@ -88,7 +96,16 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
     use comfy_table::{Table, presets::NOTHING};
     let mut table = Table::new();
     table.load_preset(NOTHING);
-    table.set_header(["NAME", "SERVICE", "SLOT", "STATE", "HEALTH", "RESTARTS", "CONTAINER", "LAST ERROR"]);
+    table.set_header([
+        "NAME",
+        "SERVICE",
+        "SLOT",
+        "STATE",
+        "HEALTH",
+        "RESTARTS",
+        "CONTAINER",
+        "LAST ERROR",
+    ]);
     for t in tasks {
         table.add_row([
             t.container_name.clone().unwrap_or_else(|| "-".into()),
@@ -97,7 +114,9 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
             word(&t.state),
             word(&t.health),
             t.restarts.to_string(),
-            t.container_id.as_deref().map_or("-".into(), |id| id.chars().take(12).collect()),
+            t.container_id
+                .as_deref()
+                .map_or("-".into(), |id| id.chars().take(12).collect()),
             t.error.clone().unwrap_or_default(),
         ]);
     }
@@ -142,7 +161,12 @@ pub fn event_line(event: &composure_api::Event) -> String {
         (Some(s), None) => format!("{}/{s}", event.project),
         _ => event.project.clone(),
     };
-    format!("{} {who} {}: {}", format_time(event.time), event.kind, event.message)
+    format!(
+        "{} {who} {}: {}",
+        format_time(event.time),
+        event.kind,
+        event.message
+    )
 }
 
 /// Milliseconds since the epoch as `HH:MM:SS.mmm` (UTC), enough to read a sequence.

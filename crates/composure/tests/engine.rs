@@ -47,7 +47,10 @@ services:
 const LONG: Duration = Duration::from_secs(90);
 
 fn container_of(task: &serde_json::Value) -> String {
-    task["container_id"].as_str().expect("container id").to_string()
+    task["container_id"]
+        .as_str()
+        .expect("container id")
+        .to_string()
 }
 
 #[test]
@@ -59,23 +62,52 @@ fn up_converges_in_dependency_order_and_down_leaves_nothing() {
 
     let tasks = p.tasks(false);
     assert_eq!(tasks.len(), 3, "{tasks:#?}");
-    assert!(tasks.iter().all(|t| t["state"] == "running" && t["health"] == "healthy"), "{tasks:#?}");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["state"] == "running" && t["health"] == "healthy"),
+        "{tasks:#?}"
+    );
     // Names and labels as docker compose makes them.
     let web1 = p.running("web", 1, true).expect("web-1");
     let id = container_of(&web1);
     assert_eq!(inspect(&id, "{{.Name}}"), format!("/{}-web-1", p.name));
-    assert_eq!(inspect(&id, "{{index .Config.Labels \"com.docker.compose.service\"}}"), "web");
-    assert_eq!(inspect(&id, "{{.HostConfig.RestartPolicy.Name}}"), "no", "Composure decides restarts");
+    assert_eq!(
+        inspect(
+            &id,
+            "{{index .Config.Labels \"com.docker.compose.service\"}}"
+        ),
+        "web"
+    );
+    assert_eq!(
+        inspect(&id, "{{.HostConfig.RestartPolicy.Name}}"),
+        "no",
+        "Composure decides restarts"
+    );
 
     // service_healthy: web started only after kv passed a health check.
     let kv = container_of(&p.running("kv", 1, true).expect("kv-1"));
-    let kv_healthy_at = inspect(&kv, "{{range .State.Health.Log}}{{if eq .ExitCode 0}}{{.End}}\n{{end}}{{end}}");
-    let first_healthy = kv_healthy_at.lines().next().expect("kv passed a check").to_string();
+    let kv_healthy_at = inspect(
+        &kv,
+        "{{range .State.Health.Log}}{{if eq .ExitCode 0}}{{.End}}\n{{end}}{{end}}",
+    );
+    let first_healthy = kv_healthy_at
+        .lines()
+        .next()
+        .expect("kv passed a check")
+        .to_string();
     let web_started = inspect(&id, "{{.State.StartedAt}}");
-    assert!(web_started.as_str() >= first_healthy.as_str(), "web started {web_started}, kv healthy {first_healthy}");
+    assert!(
+        web_started.as_str() >= first_healthy.as_str(),
+        "web started {web_started}, kv healthy {first_healthy}"
+    );
 
     p.ok(&["down", "-v"]);
-    assert!(p.containers().is_empty(), "containers left: {:?}", p.containers());
+    assert!(
+        p.containers().is_empty(),
+        "containers left: {:?}",
+        p.containers()
+    );
     let label = format!("label=com.docker.compose.project={}", p.name);
     assert!(common::docker_lines(&["network", "ls", "-q", "--filter", &label]).is_empty());
     assert!(common::docker_lines(&["volume", "ls", "-q", "--filter", &label]).is_empty());
@@ -90,11 +122,15 @@ fn a_crashed_container_is_replaced() {
     let before = container_of(&p.running("web", 1, false).expect("web-1"));
     assert!(docker(&["kill", &before]).status.success());
     let after = wait_for("a new task in slot 1", LONG, || {
-        p.running("web", 1, false).filter(|t| container_of(t) != before)
+        p.running("web", 1, false)
+            .filter(|t| container_of(t) != before)
     });
     assert_eq!(after["restarts"], 1, "{after:#}");
     let history = p.tasks(true);
-    assert!(history.iter().any(|t| t["state"] == "failed"), "the crashed task stays in the history: {history:#?}");
+    assert!(
+        history.iter().any(|t| t["state"] == "failed"),
+        "the crashed task stays in the history: {history:#?}"
+    );
 }
 
 #[test]
@@ -122,7 +158,9 @@ services:
     });
     assert_eq!(replaced["service"], "web");
     wait_for("a replacement task", LONG, || {
-        p.tasks(false).into_iter().find(|t| t["restarts"].as_u64() >= Some(1))
+        p.tasks(false)
+            .into_iter()
+            .find(|t| t["restarts"].as_u64() >= Some(1))
     });
 }
 
@@ -135,7 +173,8 @@ fn a_container_removed_by_hand_is_recreated() {
     let before = container_of(&p.running("web", 1, false).expect("web-1"));
     assert!(docker(&["rm", "-f", &before]).status.success());
     wait_for("a new container in slot 1", LONG, || {
-        p.running("web", 1, false).filter(|t| container_of(t) != before)
+        p.running("web", 1, false)
+            .filter(|t| container_of(t) != before)
     });
 }
 
@@ -147,11 +186,18 @@ fn a_killed_daemon_adopts_running_containers() {
     p.ok(&["up", "--wait-timeout", "90"]);
     let mut before: Vec<String> = p.tasks(false).iter().map(container_of).collect();
     before.sort();
-    let started: Vec<String> = before.iter().map(|id| inspect(id, "{{.State.StartedAt}}")).collect();
+    let started: Vec<String> = before
+        .iter()
+        .map(|id| inspect(id, "{{.State.StartedAt}}"))
+        .collect();
 
     daemon.kill();
     // Stopping the daemon never stops user containers.
-    assert!(before.iter().all(|id| inspect(id, "{{.State.Running}}") == "true"));
+    assert!(
+        before
+            .iter()
+            .all(|id| inspect(id, "{{.State.Running}}") == "true")
+    );
     daemon.restart();
 
     // The restarted daemon reports the same containers, and over several resync periods
@@ -163,7 +209,10 @@ fn a_killed_daemon_adopts_running_containers() {
         assert_eq!(now, before, "daemon log:\n{}", daemon.log());
         std::thread::sleep(Duration::from_millis(500));
     }
-    let restarted: Vec<String> = before.iter().map(|id| inspect(id, "{{.State.StartedAt}}")).collect();
+    let restarted: Vec<String> = before
+        .iter()
+        .map(|id| inspect(id, "{{.State.StartedAt}}"))
+        .collect();
     assert_eq!(started, restarted, "containers were restarted");
     assert_eq!(p.containers().len(), before.len(), "no extra containers");
 }
@@ -176,11 +225,22 @@ fn scale_up_and_down() {
     p.ok(&["up", "--wait-timeout", "60"]);
     let first = container_of(&p.running("web", 1, false).expect("web-1"));
     p.ok(&["scale", "web=3"]);
-    wait_for("3 running replicas", LONG, || (p.running("web", 3, false).is_some() && p.running("web", 2, false).is_some()).then_some(()));
-    assert_eq!(container_of(&p.running("web", 1, false).expect("web-1")), first, "scaling up touches no running replica");
+    wait_for("3 running replicas", LONG, || {
+        (p.running("web", 3, false).is_some() && p.running("web", 2, false).is_some()).then_some(())
+    });
+    assert_eq!(
+        container_of(&p.running("web", 1, false).expect("web-1")),
+        first,
+        "scaling up touches no running replica"
+    );
     p.ok(&["scale", "web=1"]);
-    wait_for("one replica left", LONG, || (p.containers().len() == 1).then_some(()));
-    assert_eq!(container_of(&p.running("web", 1, false).expect("web-1")), first);
+    wait_for("one replica left", LONG, || {
+        (p.containers().len() == 1).then_some(())
+    });
+    assert_eq!(
+        container_of(&p.running("web", 1, false).expect("web-1")),
+        first
+    );
 }
 
 #[test]
@@ -188,14 +248,25 @@ fn bad_inputs_get_clear_errors() {
     ensure_image();
     let daemon = Daemon::start();
     // A missing image: nothing to pull from; the error names the service.
-    let p = Project::new("noimage", &daemon, "services:\n  ghost:\n    image: composure-no-such-image:1\n");
+    let p = Project::new(
+        "noimage",
+        &daemon,
+        "services:\n  ghost:\n    image: composure-no-such-image:1\n",
+    );
     let out = p.run(&["up", "--wait-timeout", "15"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ghost") && stderr.contains("composure-no-such-image"), "{stderr}");
+    assert!(
+        stderr.contains("ghost") && stderr.contains("composure-no-such-image"),
+        "{stderr}"
+    );
 
     // An invalid file never reaches the daemon.
-    let bad = Project::new("badfile", &daemon, "services:\n  web:\n    image: x\n    ports: [\"99999:80\"]\n");
+    let bad = Project::new(
+        "badfile",
+        &daemon,
+        "services:\n  web:\n    image: x\n    ports: [\"99999:80\"]\n",
+    );
     let out = bad.run(&["up", "-d"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("compose.yaml:4"));
@@ -209,5 +280,9 @@ fn bad_inputs_get_clear_errors() {
         .output()
         .expect("runs");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another Composure daemon"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another Composure daemon"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -772,12 +772,23 @@ impl composure_runtime::contract::Faults for CliFaults {
 
     async fn create_unmanaged(&self, name: &str, project: &str) -> Result<String, String> {
         let label = format!("io.composure.project={project}");
-        docker_cli(&["create", "--name", name, "--label", &label, test_image(), "web"])
+        docker_cli(&[
+            "create",
+            "--name",
+            name,
+            "--label",
+            &label,
+            test_image(),
+            "web",
+        ])
     }
 }
 
 fn docker_cli(args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new("docker").args(args).output().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -795,7 +806,9 @@ async fn runtime_contract_holds_against_docker() {
     let _guards: Vec<Cleanup> = composure_runtime::contract::CHECKS
         .iter()
         .map(|check| Cleanup::new(&format!("{prefix}-{check}")))
-        .chain([Cleanup::new(&format!("{prefix}-managed-label-filtering-other"))])
+        .chain([Cleanup::new(&format!(
+            "{prefix}-managed-label-filtering-other"
+        ))])
         .collect();
     if let Err(e) = composure_runtime::contract::run_all(&rt, &CliFaults, &prefix).await {
         panic!("{e}");

@@ -58,9 +58,14 @@ pub async fn spawn_background_daemon(client: &Client, data_dir: &Path) -> anyhow
         .spawn()
         .context("cannot start `composure daemon`")?;
     let pid = child.id();
-    wait_until_up(client, Duration::from_secs(15)).await.with_context(|| {
-        format!("the daemon (pid {pid}) did not start; see {}", log_path.display())
-    })?;
+    wait_until_up(client, Duration::from_secs(15))
+        .await
+        .with_context(|| {
+            format!(
+                "the daemon (pid {pid}) did not start; see {}",
+                log_path.display()
+            )
+        })?;
     Ok(pid)
 }
 

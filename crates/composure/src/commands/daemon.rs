@@ -24,7 +24,11 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(data_dir: PathBuf, socket: PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve(
+    data_dir: PathBuf,
+    socket: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect()
         .await
         .context("cannot reach the Docker Engine")?
@@ -38,16 +42,20 @@ async fn serve(data_dir: PathBuf, socket: PathBuf, shutdown: CancellationToken) 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// SIGTERM and SIGINT stop the daemon; containers keep running.
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

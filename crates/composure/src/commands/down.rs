@@ -18,7 +18,9 @@ pub async fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<ExitCod
             Err(e) if e.is_not_found() => break,
             Err(e) => return Err(e.into()),
             Ok(_) if Instant::now() >= deadline => {
-                anyhow::bail!("project {name} is still being removed after 300s; see `composure ps`")
+                anyhow::bail!(
+                    "project {name} is still being removed after 300s; see `composure ps`"
+                )
             }
             Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

@@ -11,14 +11,25 @@ use crate::commands::{client, project};
 use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<ExitCode> {
-    let project = if args.all_projects { None } else { Some(project::project_name(global)?) };
-    let query = EventsQuery { project, since: Some(0), follow: !args.no_follow };
+    let project = if args.all_projects {
+        None
+    } else {
+        Some(project::project_name(global)?)
+    };
+    let query = EventsQuery {
+        project,
+        since: Some(0),
+        follow: !args.no_follow,
+    };
     let mut events = client::client(global)?.events(&query).await?;
     while let Some(event) = events.next().await {
         let event = event?;
         match args.format {
             ListFormat::Json => {
-                println!("{}", serde_json::to_string(&event).context("cannot encode event")?)
+                println!(
+                    "{}",
+                    serde_json::to_string(&event).context("cannot encode event")?
+                )
             }
             ListFormat::Table => println!("{}", output::event_line(&event)),
         }

@@ -17,7 +17,11 @@ pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<ExitCod
         [one] => Some(one.clone()),
         _ => None,
     };
-    let query = LogsQuery { service, follow: args.follow, tail: args.tail };
+    let query = LogsQuery {
+        service,
+        follow: args.follow,
+        tail: args.tail,
+    };
     let mut lines = client.logs(&name, &query).await?;
     let mut prefixes = output::Prefixes::default();
     while let Some(entry) = lines.next().await {
@@ -25,7 +29,11 @@ pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<ExitCod
         if !args.services.is_empty() && !args.services.contains(&entry.service) {
             continue;
         }
-        println!("{} {}", prefixes.get(&entry.service, entry.slot), entry.line);
+        println!(
+            "{} {}",
+            prefixes.get(&entry.service, entry.slot),
+            entry.line
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,9 @@ pub fn load_options(global: &GlobalArgs, services: &[String]) -> anyhow::Result<
     let mut options = LoadOptions::new(cwd);
     options.files.clone_from(&global.files);
     options.project_name.clone_from(&global.project_name);
-    options.project_directory.clone_from(&global.project_directory);
+    options
+        .project_directory
+        .clone_from(&global.project_directory);
     options.profiles.clone_from(&global.profiles);
     options.env_files.clone_from(&global.env_files);
     options.services = services.to_vec();
@@ -30,7 +32,8 @@ pub fn project_name(global: &GlobalArgs) -> anyhow::Result<String> {
     if let Some(name) = &global.project_name {
         return Ok(name.clone());
     }
-    let loaded = load(&load_options(global, &[])?)
-        .context("cannot tell which project: name it with -p, or run this where its compose file is")?;
+    let loaded = load(&load_options(global, &[])?).context(
+        "cannot tell which project: name it with -p, or run this where its compose file is",
+    )?;
     Ok(loaded.project.name.unwrap_or_default())
 }

@@ -18,10 +18,15 @@ pub async fn run(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<ExitCode>
         .filter(|t| args.all || t.desired == DesiredState::Running)
         .filter(|t| args.services.is_empty() || args.services.contains(&t.service))
         .collect();
-    tasks.sort_by(|a, b| (&a.service, a.slot, a.started_at).cmp(&(&b.service, b.slot, b.started_at)));
+    tasks.sort_by(|a, b| {
+        (&a.service, a.slot, a.started_at).cmp(&(&b.service, b.slot, b.started_at))
+    });
     match args.format {
         ListFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&tasks).context("cannot encode tasks")?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&tasks).context("cannot encode tasks")?
+            );
         }
         ListFormat::Table => println!("{}", output::task_table(&tasks)),
     }

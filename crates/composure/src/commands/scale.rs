@@ -12,14 +12,18 @@ use crate::commands::{client, project};
 pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> anyhow::Result<ExitCode> {
     let services = parse_targets(&args.targets)?;
     let name = project::project_name(global)?;
-    let response = client::client(global)?.scale(&name, &ScaleRequest { services }).await?;
+    let response = client::client(global)?
+        .scale(&name, &ScaleRequest { services })
+        .await?;
     println!("Scaled (revision {}).", response.revision);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn restart(global: &GlobalArgs, args: &RestartArgs) -> anyhow::Result<ExitCode> {
     let name = project::project_name(global)?;
-    let request = RestartRequest { services: args.services.clone() };
+    let request = RestartRequest {
+        services: args.services.clone(),
+    };
     let response = client::client(global)?.restart(&name, &request).await?;
     println!("Restarting (revision {}).", response.revision);
     Ok(ExitCode::SUCCESS)
@@ -32,9 +36,9 @@ fn parse_targets(targets: &[String]) -> anyhow::Result<IndexMap<String, u32>> {
         let Some((service, replicas)) = target.split_once('=') else {
             bail!("`{target}`: write SERVICE=REPLICAS, e.g. web=3");
         };
-        let replicas: u32 = replicas
-            .parse()
-            .with_context(|| format!("`{target}`: the number of replicas must be a whole number"))?;
+        let replicas: u32 = replicas.parse().with_context(|| {
+            format!("`{target}`: the number of replicas must be a whole number")
+        })?;
         if services.insert(service.to_string(), replicas).is_some() {
             bail!("service `{service}` is named twice");
         }

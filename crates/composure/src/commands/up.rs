@@ -30,7 +30,10 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
             eprintln!(
                 "No daemon was running: running one in the foreground. Ctrl-C stops the daemon; containers keep running."
             );
-            foreground = Some(daemon::spawn_in_process(data_dir, client.socket().to_path_buf())?);
+            foreground = Some(daemon::spawn_in_process(
+                data_dir,
+                client.socket().to_path_buf(),
+            )?);
             client::wait_until_up(&client, Duration::from_secs(15)).await?;
         }
     }
@@ -38,7 +41,11 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let body = PutProject {
         project: serde_json::to_value(&loaded.project).context("cannot encode the project")?,
         working_dir: loaded.project_directory.display().to_string(),
-        files: loaded.files.iter().map(|f| f.display().to_string()).collect(),
+        files: loaded
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
     };
     let response = client.put_project(&name, &body).await?;
     if args.detach {
@@ -55,7 +62,11 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
 
 /// Prints each service's progress as it changes until the project runs (exit 0) or fails
 /// (exit 1, with the failing tasks' errors and last log lines).
-pub async fn wait_converged(client: &Client, name: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+pub async fn wait_converged(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + timeout;
     let mut shown: HashMap<String, String> = HashMap::new();
     loop {
@@ -69,7 +80,10 @@ pub async fn wait_converged(client: &Client, name: &str, timeout: Duration) -> a
         }
         match status.status {
             ProjectState::Running => {
-                eprintln!("{}", output::success(&format!("Project {name} is running.")));
+                eprintln!(
+                    "{}",
+                    output::success(&format!("Project {name} is running."))
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             ProjectState::Failed => {
@@ -95,9 +109,19 @@ pub async fn wait_converged(client: &Client, name: &str, timeout: Duration) -> a
 /// Names each service that is not running as declared, why, and the last lines its
 /// failing task wrote.
 async fn report_failure(client: &Client, status: &ProjectStatus) {
-    for service in status.services.iter().filter(|s| s.status != ServiceState::Running) {
-        let reason = service.message.as_deref().unwrap_or("not running as declared");
-        eprintln!("{}", output::failure(&format!("service {}: {reason}", service.name)));
+    for service in status
+        .services
+        .iter()
+        .filter(|s| s.status != ServiceState::Running)
+    {
+        let reason = service
+            .message
+            .as_deref()
+            .unwrap_or("not running as declared");
+        eprintln!(
+            "{}",
+            output::failure(&format!("service {}: {reason}", service.name))
+        );
         let failed = status
             .tasks
             .iter()
@@ -107,7 +131,11 @@ async fn report_failure(client: &Client, status: &ProjectStatus) {
             if let Some(error) = &task.error {
                 eprintln!("  last task ({}-{}): {error}", task.service, task.slot);
             }
-            let query = LogsQuery { service: Some(service.name.clone()), follow: false, tail: Some(10) };
+            let query = LogsQuery {
+                service: Some(service.name.clone()),
+                follow: false,
+                tail: Some(10),
+            };
             if let Ok(mut lines) = client.logs(&status.name, &query).await {
                 let mut printed = false;
                 while let Some(Ok(entry)) = lines.next().await {

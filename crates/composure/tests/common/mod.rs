@@ -42,7 +42,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -55,7 +58,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
-        let dir = tempfile::Builder::new().prefix("composure-e2e-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("composure-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let mut daemon = Daemon { dir, child: None };
         daemon.restart();
         daemon
@@ -134,9 +140,20 @@ pub struct Project {
 impl Project {
     pub fn new(test: &str, daemon: &Daemon, compose: &str) -> Project {
         let name = format!("t-{test}-{}", std::process::id());
-        let dir = tempfile::Builder::new().prefix("composure-project-").tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("compose.yaml"), compose.replace("IMAGE", IMAGE)).expect("write");
-        Project { name, dir, host: daemon.host() }
+        let dir = tempfile::Builder::new()
+            .prefix("composure-project-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            compose.replace("IMAGE", IMAGE),
+        )
+        .expect("write");
+        Project {
+            name,
+            dir,
+            host: daemon.host(),
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -182,7 +199,12 @@ impl Project {
     }
 
     pub fn containers(&self) -> Vec<String> {
-        docker_lines(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", self.name)])
+        docker_lines(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.name),
+        ])
     }
 }
 
@@ -210,7 +232,10 @@ impl Drop for Project {
 }
 
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("docker runs")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs")
 }
 
 pub fn docker_lines(args: &[&str]) -> Vec<String> {
@@ -223,5 +248,7 @@ pub fn docker_lines(args: &[&str]) -> Vec<String> {
 
 /// `docker inspect -f FORMAT id`, trimmed.
 pub fn inspect(id: &str, format: &str) -> String {
-    String::from_utf8_lossy(&docker(&["inspect", "-f", format, id]).stdout).trim().to_string()
+    String::from_utf8_lossy(&docker(&["inspect", "-f", format, id]).stdout)
+        .trim()
+        .to_string()
 }

@@ -107,10 +107,10 @@ pub struct PsArgs {
     pub services: Vec<String>,
 }
 
+/// `-f` means `--follow` here, as in `docker compose logs`: the project flags go before
+/// the verb (`composure -f compose.yaml logs -f`).
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[command(flatten)]
-    pub global: GlobalArgs,
     /// Keep following the output
     #[arg(short, long)]
     pub follow: bool,

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
         Command::Up(args) => commands::up::run(&cli.global.then(&args.global), args).await,
         Command::Down(args) => commands::down::run(&cli.global.then(&args.global), args).await,
         Command::Ps(args) => commands::ps::run(&cli.global.then(&args.global), args).await,
-        Command::Logs(args) => commands::logs::run(&cli.global.then(&args.global), args).await,
+        Command::Logs(args) => commands::logs::run(&cli.global, args).await,
         Command::Scale(args) => commands::scale::scale(&cli.global.then(&args.global), args).await,
         Command::Restart(args) => {
             commands::scale::restart(&cli.global.then(&args.global), args).await

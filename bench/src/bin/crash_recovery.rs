@@ -323,6 +323,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Picks one phase's samples out of [`Phases`].
+type PhaseOf = fn(&Phases) -> &[Duration];
+
 fn report(first: &[Vec<Duration>], repeated: &[Vec<Duration>], phases: &[Phases]) {
     println!("## Crash recovery: SIGKILL of the process → the published port answers 200 again\n");
     println!(
@@ -372,7 +375,7 @@ fn report(first: &[Vec<Duration>], repeated: &[Vec<Duration>], phases: &[Phases]
     println!("|---|---:|---:|---:|");
     let p50 =
         |v: &[Duration]| Summary::of(v).map_or("-".to_string(), |s| format!("{:.0}", ms(s.p50)));
-    let rows: [(&str, fn(&Phases) -> &[Duration]); 5] = [
+    let rows: [(&str, PhaseOf); 5] = [
         ("`die` (the engine saw the exit)", |p| &p.died),
         ("old container removed (`destroy`)", |p| &p.removed),
         ("replacement created (`create`)", |p| &p.created),

@@ -30,6 +30,8 @@ mod deps;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use deps::{DependencyState, condition_name, dependency_state};
@@ -162,6 +164,7 @@ pub fn reconcile_service(
         backoff,
         random,
         gate: Gate::new(spec, tasks, tracked.active(), now),
+        failures: tracked.failures(),
         create: Vec::new(),
         shutdown: Vec::new(),
         fail: Vec::new(),
@@ -270,6 +273,21 @@ impl Tracked {
             }
         }
         tracked
+    }
+
+    /// What failed in the rollout (and in the update a rollback undoes), by task: an old
+    /// task's failure is told in its own spec's words.
+    fn failures(&self) -> BTreeMap<TaskId, String> {
+        let Some(rollout) = &self.rollout else {
+            return BTreeMap::new();
+        };
+        let cause = rollout.cause.iter().flat_map(|c| &c.failures);
+        rollout
+            .failures
+            .iter()
+            .chain(cause)
+            .map(|f| (f.task.clone(), f.reason.clone()))
+            .collect()
     }
 
     /// The rollout that drives this pass: the one to the spec's version.
@@ -470,6 +488,8 @@ struct Pass<'a> {
     backoff: &'a Backoff,
     random: &'a mut dyn FnMut() -> f64,
     gate: Gate,
+    /// Known failure reasons, by task (see [`Tracked::failures`]).
+    failures: BTreeMap<TaskId, String>,
     create: Vec<NewTask>,
     shutdown: Vec<(TaskId, String)>,
     fail: Vec<(TaskId, String)>,
@@ -555,7 +575,12 @@ impl Pass<'_> {
                 None
             }
             Some(old) if old.state == TaskState::Running && old.health == Health::Unhealthy => {
-                let reason = rollout::unhealthy_reason(self.spec);
+                // Its health check is its own spec's, not this one's.
+                let reason = self
+                    .failures
+                    .get(&old.id)
+                    .cloned()
+                    .unwrap_or_else(|| "unhealthy: health check failed".to_string());
                 self.fail.push((old.id.clone(), reason.clone()));
                 self.stop(old, format!("replaced: {reason}"));
                 None

@@ -220,3 +220,36 @@ fn a_version_that_never_gets_healthy_is_rolled_back_and_up_says_why() {
         "unhealthy: health check failed: /demo-app probe tcp 127.0.0.1:9"
     );
 }
+
+#[test]
+fn changing_only_the_replicas_in_the_file_restarts_nothing() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let file = |replicas: u32| {
+        format!(
+            "services:\n  web:\n    image: IMAGE\n    command: [\"web\", \"--port\", \"8080\"]\n    deploy:\n      replicas: {replicas}\n"
+        )
+    };
+    let p = Project::new("replicas", &daemon, &file(2));
+    p.ok(&["up", "--wait-timeout", "60"]);
+    let before: Vec<String> = [1, 2]
+        .iter()
+        .map(|&slot| container_of(&p.running("web", slot, false).expect("running")))
+        .collect();
+
+    write(&p, &file(3));
+    p.ok(&["up", "--wait-timeout", "60"]);
+    let after: Vec<String> = [1, 2]
+        .iter()
+        .map(|&slot| container_of(&p.running("web", slot, false).expect("running")))
+        .collect();
+    assert_eq!(after, before, "the running replicas were not touched");
+    assert!(p.running("web", 3, false).is_some());
+    let out = p.run(&["rollout", "status", "web"]);
+    assert!(!out.status.success(), "no rolling update happened");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no rolling update"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -540,13 +540,22 @@ impl Pass<'_> {
         let rank = |t: &Task| {
             (
                 is_live(t),
-                rollout::is_ready(t, self.spec),
+                self.serves(t),
                 t.state == TaskState::Running,
                 t.created_at,
             )
         };
         wanted.sort_by(|a, b| rank(b).cmp(&rank(a)).then(a.id.cmp(&b.id)));
         wanted
+    }
+
+    /// Whether `task` is ready to serve, judged by its own spec's health check.
+    fn serves(&self, task: &Task) -> bool {
+        if task.spec_hash == self.spec.spec_hash {
+            rollout::is_ready(task, self.spec)
+        } else {
+            rollout::is_ready_as_old(task)
+        }
     }
 
     fn slot(&mut self, slot: u32, history: &[&Task], deps: &DependencyState) -> Outcome {
@@ -585,7 +594,7 @@ impl Pass<'_> {
                 self.stop(old, format!("replaced: {reason}"));
                 None
             }
-            Some(old) if !rollout::is_ready(old, self.spec) => {
+            Some(old) if !self.serves(old) => {
                 self.stop(old, "spec changed (it was not ready yet)".to_string());
                 None
             }

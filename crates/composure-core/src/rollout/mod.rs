@@ -338,6 +338,14 @@ pub fn is_ready(task: &Task, spec: &ServiceSpec) -> bool {
         }
 }
 
+/// Ready to serve, for a task of another spec than the service's (an old one during an
+/// update): running, and healthy if it has a health check. Its own spec may differ in that
+/// (a check added or removed by the update), but a checked container reports its health as
+/// starting until the check passes, so no health at all means no check.
+pub fn is_ready_as_old(task: &Task) -> bool {
+    task.state == TaskState::Running && matches!(task.health, Health::None | Health::Healthy)
+}
+
 /// How and when `task` failed, if it did: it failed, it is unhealthy, or it ran to
 /// completion while the restart policy wants it running.
 fn failure(task: &Task, spec: &ServiceSpec, now: u64) -> Option<(String, u64)> {

@@ -271,6 +271,28 @@ fn start_first_updates_one_slot_at_a_time_and_keeps_the_old_task_until_the_new_o
 }
 
 #[test]
+fn adding_a_health_check_keeps_the_old_unchecked_tasks_until_the_new_ones_pass_it() {
+    let mut world = World::running(spec(
+        2,
+        config(Order::StartFirst, 1, FailureAction::Rollback),
+        false,
+    ));
+    world.change("v2");
+    world.spec.has_healthcheck = true;
+    let plan = world.pass();
+    assert!(plan.shutdown.is_empty(), "{plan:?}");
+    assert_eq!(plan.create.len(), 1);
+    let new1 = world.live(1, "v2").unwrap();
+    world.start(&new1);
+    assert!(world.pass().shutdown.is_empty());
+    world.ready(&new1);
+    let plan = world.pass();
+    assert_eq!(plan.shutdown.len(), 1);
+    assert!(world.live(2, "v1").is_some());
+    assert_eq!(world.slots_on("v2"), BTreeSet::from([1]));
+}
+
+#[test]
 fn stop_first_stops_the_old_task_before_the_new_one_is_created() {
     let mut world = World::running(spec(
         1,

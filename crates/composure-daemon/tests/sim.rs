@@ -639,6 +639,7 @@ async fn logs_merge_the_replicas_of_a_service() {
         service: Some("web".into()),
         follow: false,
         tail: None,
+        task: None,
     };
     let entries: Vec<_> = daemon
         .client
@@ -662,6 +663,7 @@ async fn logs_merge_the_replicas_of_a_service() {
         service: None,
         follow: true,
         tail: Some(0),
+        task: None,
     };
     let mut stream = daemon.client.logs("shop", &follow).await.unwrap();
     daemon.sim.emit_log(&db, "later").unwrap();

@@ -6,6 +6,7 @@
 mod observe;
 mod pass;
 mod remove;
+mod rollout;
 mod steps;
 
 use std::collections::HashMap;
@@ -53,7 +54,18 @@ impl From<&ServiceStatus> for ServiceReport {
 }
 
 /// The last pass's view of each service, published for the API.
-pub(crate) type Report = IndexMap<String, ServiceReport>;
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// The project revision the pass worked from (0: no pass yet).
+    pub revision: u64,
+    pub services: IndexMap<String, ServiceReport>,
+}
+
+impl Report {
+    pub fn get(&self, service: &str) -> Option<&ServiceReport> {
+        self.services.get(service)
+    }
+}
 
 #[derive(Debug)]
 enum Command {
@@ -104,7 +116,7 @@ impl Controllers {
             return;
         }
         let (commands, receiver) = mpsc::channel(COMMAND_CAPACITY);
-        let report = Arc::new(Mutex::new(Report::new()));
+        let report = Arc::new(Mutex::new(Report::default()));
         handles.insert(
             project.to_string(),
             Handle {

@@ -7,6 +7,7 @@ use composure_compose::model::{ModelError, Project, project_from_json};
 use composure_core::error::SpecError;
 use composure_core::reconcile::{Plan, ServiceStatus, dependency_state, reconcile_service};
 use composure_core::restart::Backoff;
+use composure_core::rollout::Rollout;
 use composure_core::spec::{DEFAULT_STOP_GRACE_MS, ServiceSpec, service_specs, startup_order};
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState, labels};
 use composure_runtime::{ContainerInfo, RuntimeError};
@@ -35,12 +36,16 @@ pub(super) enum PassError {
 /// What one pass works on: read once at its start, kept current as the pass changes things.
 pub(super) struct Work {
     pub project: Arc<Project>,
+    /// The project revision this pass works from.
+    pub revision: u64,
     pub working_dir: String,
     pub specs: IndexMap<String, ServiceSpec>,
     /// The project's containers as listed at the start of the pass, less those removed.
     pub containers: Vec<ContainerInfo>,
     /// Every task of the project, as stored.
     pub tasks: Vec<Task>,
+    /// Each service's latest rollout, as stored (kept current as the pass stores new ones).
+    pub rollouts: IndexMap<String, Rollout>,
     pub now: u64,
     /// Whether the project's networks and volumes were ensured in this pass.
     pub resources_ready: bool,
@@ -87,12 +92,20 @@ impl Controller {
         let specs = service_specs(&project)?;
         let containers = self.shared.runtime.list(Some(&self.name)).await?;
         let tasks = self.shared.store.tasks(&self.name)?;
+        let rollouts = self
+            .shared
+            .store
+            .rollouts(&self.name)?
+            .into_iter()
+            .collect();
         let mut work = Work {
             project,
+            revision: stored.revision,
             working_dir: stored.meta.working_dir.clone(),
             specs,
             containers,
             tasks,
+            rollouts,
             now: now_ms(),
             resources_ready: false,
             wake_at: None,
@@ -104,11 +117,14 @@ impl Controller {
             let status = self.reconcile(&service, &mut work).await?;
             statuses.insert(service, status);
         }
-        let report: Report = work
-            .specs
-            .keys()
-            .filter_map(|name| Some((name.clone(), ServiceReport::from(statuses.get(name)?))))
-            .collect();
+        let report = Report {
+            revision: work.revision,
+            services: work
+                .specs
+                .keys()
+                .filter_map(|name| Some((name.clone(), ServiceReport::from(statuses.get(name)?))))
+                .collect(),
+        };
         self.publish(report);
         Ok(Outcome::Again {
             wake_at: work.wake_at,
@@ -191,6 +207,16 @@ impl Controller {
                 self.stop_kept(work, index).await;
             }
         }
+        let gone: Vec<String> = work
+            .rollouts
+            .keys()
+            .filter(|service| !work.specs.contains_key(*service))
+            .cloned()
+            .collect();
+        for service in gone {
+            self.shared.store.delete_rollout(&self.name, &service)?;
+            work.rollouts.shift_remove(&service);
+        }
         Ok(())
     }
 
@@ -215,6 +241,7 @@ impl Controller {
             &spec,
             &service_tasks,
             &deps,
+            work.rollouts.get(service),
             work.now,
             &Backoff::default(),
             &mut || rng.f64(),
@@ -223,6 +250,13 @@ impl Controller {
             work.wake(at);
         }
         let status = plan.status.clone();
+        if let Some(rollout) = plan.rollout.clone() {
+            self.store_rollout(work, service, rollout)?;
+        }
+        if let Some(reason) = plan.rollback {
+            self.roll_back(work, &spec, &reason).await?;
+            return Ok(status);
+        }
         self.apply(&spec, plan, work).await?;
         self.launch_due(service, work).await?;
         Ok(status)
@@ -286,6 +320,7 @@ impl Controller {
                 state: TaskState::Pending,
                 health: Health::None,
                 container_id: None,
+                container_name: None,
                 exit_code: None,
                 error: None,
                 attempt: new.attempt,

@@ -1,0 +1,102 @@
+//! The L4 proxy: each accepted connection is relayed to one backend.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::backend::Backend;
+use crate::error::NetError;
+use crate::upstream::Upstream;
+
+/// A listener whose connections go, each whole, to one ready backend of a service.
+///
+/// The backend is picked by the power of two choices on open connections; when
+/// connecting fails, other backends are tried (up to `max_attempts` in all) before the
+/// client's connection is closed. Bytes are copied both ways until both sides have
+/// finished; a half-close (one side shutting down its writing) is passed on, so
+/// request/response protocols that signal the end of a request that way work.
+#[derive(Debug)]
+pub struct TcpProxy {
+    listener: TcpListener,
+    upstream: Arc<Upstream>,
+}
+
+impl TcpProxy {
+    pub async fn bind(addr: SocketAddr, upstream: Arc<Upstream>) -> Result<Self, NetError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NetError::Bind { addr, source })?;
+        Ok(TcpProxy { listener, upstream })
+    }
+
+    /// The address actually bound (port 0 asks for an ephemeral port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
+    /// Accepts connections until `shutdown` completes. Connections already relayed go on
+    /// until they end by themselves; [`Upstream::drain`] waits for them.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(relay(stream, peer, Arc::clone(&self.upstream)));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
+            }
+        }
+    }
+}
+
+/// An accept error (most often: out of file descriptors) must not become a busy loop.
+pub(crate) async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+async fn relay(mut client: TcpStream, peer: SocketAddr, upstream: Arc<Upstream>) {
+    let _ = client.set_nodelay(true);
+    let mut tried: Vec<Arc<Backend>> = Vec::new();
+    loop {
+        let lease = match upstream.pick(&tried) {
+            Ok(lease) => lease,
+            Err(why) => {
+                tracing::warn!(service = upstream.name(), %peer, ?why, "no backend for connection");
+                return;
+            }
+        };
+        let backend = lease.backend();
+        let timeout = upstream.config().connect_timeout;
+        match tokio::time::timeout(timeout, TcpStream::connect(backend.addr)).await {
+            Ok(Ok(mut server)) => {
+                backend.success();
+                let _ = server.set_nodelay(true);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                    tracing::debug!(service = upstream.name(), %peer, error = %e, "relay ended");
+                }
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(service = upstream.name(), addr = %backend.addr, error = %e, "connect failed");
+            }
+            Err(_) => {
+                tracing::debug!(service = upstream.name(), addr = %backend.addr, "connect timed out");
+            }
+        }
+        backend.failure(upstream.ejection());
+        tried.push(Arc::clone(backend));
+    }
+}

@@ -15,4 +15,6 @@ pub enum NetError {
     Route(String),
     #[error("invalid listener configuration: {0}")]
     Config(String),
+    #[error("proxy threads: {0}")]
+    Io(#[source] std::io::Error),
 }

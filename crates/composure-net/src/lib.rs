@@ -15,6 +15,9 @@
 //!   either from a [`ListenerConfig`].
 //! - [`Router`]: host (exact or `*.wildcard`) and path-prefix rules, so that several
 //!   services share one HTTP listener.
+//! - [`Workers`]: the proxy's own threads, one single-threaded runtime each; every
+//!   listener's `serve_on` accepts on all of them. (`serve` runs on the caller's runtime,
+//!   which suits tests; on a multi-threaded runtime it is about half as fast.)
 //!
 //! # Draining
 //!
@@ -60,8 +63,10 @@ mod error;
 mod http;
 mod listener;
 mod router;
+mod serve;
 mod tcp;
 mod upstream;
+mod workers;
 
 pub use backend::BackendMetrics;
 pub use config::{ListenerConfig, Protocol, RouteConfig};
@@ -72,3 +77,4 @@ pub use listener::Listener;
 pub use router::{HostMatch, Route, Router};
 pub use tcp::TcpProxy;
 pub use upstream::{Upstream, UpstreamConfig};
+pub use workers::Workers;

@@ -10,6 +10,7 @@ use crate::http::HttpProxy;
 use crate::router::{Route, Router};
 use crate::tcp::TcpProxy;
 use crate::upstream::Upstream;
+use crate::workers::Workers;
 
 /// One published port, bound and ready to serve.
 #[derive(Debug)]
@@ -80,11 +81,25 @@ impl Listener {
         }
     }
 
-    /// Serves until `shutdown` completes (see [`TcpProxy::serve`], [`HttpProxy::serve`]).
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    /// Serves on the current runtime until `shutdown` completes (see
+    /// [`TcpProxy::serve`], [`HttpProxy::serve`]).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NetError> {
         match self {
             Listener::Tcp(p) => p.serve(shutdown).await,
             Listener::Http(p) => p.serve(shutdown).await,
+        }
+    }
+
+    /// Serves on the proxy's own threads until `shutdown` completes; the way to run it
+    /// in the daemon (see [`Workers`]).
+    pub async fn serve_on(
+        self,
+        workers: &Workers,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NetError> {
+        match self {
+            Listener::Tcp(p) => p.serve_on(workers, shutdown).await,
+            Listener::Http(p) => p.serve_on(workers, shutdown).await,
         }
     }
 }

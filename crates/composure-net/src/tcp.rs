@@ -3,13 +3,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
 
 use crate::backend::Backend;
 use crate::error::NetError;
+use crate::serve::{self, Serve};
 use crate::upstream::Upstream;
+use crate::workers::Workers;
 
 /// A listener whose connections go, each whole, to one ready backend of a service.
 ///
@@ -43,31 +46,36 @@ impl TcpProxy {
         &self.upstream
     }
 
-    /// Accepts connections until `shutdown` completes. Connections already relayed go on
-    /// until they end by themselves; [`Upstream::drain`] waits for them.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tokio::spawn(relay(stream, peer, Arc::clone(&self.upstream)));
-                    }
-                    Err(e) => accept_failed(e).await,
-                },
-            }
-        }
+    /// Accepts connections on the current runtime until `shutdown` completes.
+    /// Connections already relayed go on until they end by themselves;
+    /// [`Upstream::drain`] waits for them.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NetError> {
+        let relay = Arc::new(Relay(self.upstream));
+        serve::run(self.listener, vec![Handle::current()], relay, shutdown).await
+    }
+
+    /// Like [`serve`](Self::serve), with the threads of `workers` accepting and relaying.
+    pub async fn serve_on(
+        self,
+        workers: &Workers,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NetError> {
+        let relay = Arc::new(Relay(self.upstream));
+        serve::run(self.listener, workers.handles(), relay, shutdown).await
     }
 }
 
-/// An accept error (most often: out of file descriptors) must not become a busy loop.
-pub(crate) async fn accept_failed(e: std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_millis(10)).await;
+struct Relay(Arc<Upstream>);
+
+impl Serve for Relay {
+    const WAIT_FOR_CONNECTIONS: bool = false;
+
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, _: watch::Receiver<bool>) {
+        relay(stream, peer, &self.0).await;
+    }
 }
 
-async fn relay(mut client: TcpStream, peer: SocketAddr, upstream: Arc<Upstream>) {
+async fn relay(mut client: TcpStream, peer: SocketAddr, upstream: &Upstream) {
     let _ = client.set_nodelay(true);
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     loop {

@@ -404,3 +404,43 @@ async fn routes_can_be_replaced_while_running() {
     handle.replace(Router::single(Arc::clone(&up_b)));
     assert_eq!(get(&client, addr, "/").await.1, "b");
 }
+
+#[tokio::test]
+async fn worker_threads_serve_and_shut_down_gracefully() {
+    let a = HttpBackend::start("a").await;
+    let (_tx, up) = upstream("web", vec![a.endpoint()], UpstreamConfig::default());
+    let proxy = composure_net::HttpProxy::bind("127.0.0.1:0".parse().unwrap(), Router::single(up))
+        .await
+        .unwrap();
+    let addr = proxy.local_addr();
+    let workers = composure_net::Workers::start(2).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(async move {
+        proxy
+            .serve_on(&workers, async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // Several client connections, spread over both threads.
+    let clients: Vec<HttpClient> = (0..6).map(|_| client()).collect();
+    for c in &clients {
+        assert_eq!(get(c, addr, "/").await, (StatusCode::OK, "a".into()));
+    }
+
+    let held = tokio::spawn({
+        let client = clients[0].clone();
+        async move { get(&client, addr, "/hold").await }
+    });
+    a.wait_held().await;
+    stop.send(()).unwrap();
+    // The request in flight is answered before the proxy stops.
+    a.release();
+    assert_eq!(held.await.unwrap(), (StatusCode::OK, "a".into()));
+    tokio::time::timeout(DEADLINE, served)
+        .await
+        .expect("the proxy stops once its connections are done")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+}

@@ -153,3 +153,42 @@ async fn no_backend_closes_the_connection() {
     stream.read_to_end(&mut answer).await.unwrap();
     assert!(answer.is_empty());
 }
+
+#[tokio::test]
+async fn worker_threads_relay_connections() {
+    let a = TcpBackend::start("a").await;
+    let (_tx, up) = upstream("db", vec![a.endpoint()], UpstreamConfig::default());
+    let proxy = composure_net::TcpProxy::bind("127.0.0.1:0".parse().unwrap(), up)
+        .await
+        .unwrap();
+    let addr = proxy.local_addr();
+    let workers = composure_net::Workers::start(2).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(async move {
+        proxy
+            .serve_on(&workers, async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let answers = futures_join(addr).await;
+    assert!(answers.iter().all(|a| a == "a:hi"), "{answers:?}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(DEADLINE, served)
+        .await
+        .expect("the proxy stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// Ten exchanges at once.
+async fn futures_join(addr: SocketAddr) -> Vec<String> {
+    let tasks: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(async move { exchange(addr, "hi").await }))
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}

@@ -16,12 +16,14 @@ use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
 
 use crate::error::NetError;
 use crate::router::Router;
-use crate::tcp::accept_failed;
+use crate::serve::{self, Serve};
+use crate::workers::Workers;
 
 use forward::{Client, forward};
 
@@ -50,8 +52,14 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct HttpProxy {
     listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// What every connection of the listener, on every thread, uses.
+#[derive(Debug)]
+struct Shared {
     router: RouterHandle,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: auto::Builder<TokioExecutor>,
 }
 
 /// Replaces the routes of a running [`HttpProxy`]; requests already routed are not
@@ -87,10 +95,13 @@ impl HttpProxy {
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
         builder.http2().timer(TokioTimer::new());
+        let shared = Shared {
+            router: RouterHandle(Arc::new(ArcSwap::from_pointee(router))),
+            builder,
+        };
         Ok(HttpProxy {
             listener,
-            router: RouterHandle(Arc::new(ArcSwap::from_pointee(router))),
-            builder: Arc::new(builder),
+            shared: Arc::new(shared),
         })
     }
 
@@ -102,53 +113,69 @@ impl HttpProxy {
     }
 
     pub fn router(&self) -> RouterHandle {
-        self.router.clone()
+        self.shared.router.clone()
     }
 
-    /// Accepts connections until `shutdown` completes, then closes idle connections,
-    /// lets requests in flight finish and returns once every connection has closed.
-    /// Upgraded connections (WebSockets) are not waited for.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let conn = Arc::new(Conn {
-                            client: Client { ip: ip_header(peer), proto: "http" },
-                            router: Arc::clone(&self.router.0),
-                        });
-                        let watcher = graceful.watcher();
-                        let builder = Arc::clone(&self.builder);
-                        tokio::spawn(async move {
-                            serve_connection(&builder, stream, conn, watcher).await;
-                        });
-                    }
-                    Err(e) => accept_failed(e).await,
-                },
-            }
-        }
-        drop(self.listener);
-        graceful.shutdown().await;
+    /// Serves on the current runtime until `shutdown` completes, then closes idle
+    /// connections, lets requests in flight finish and returns once every connection has
+    /// closed. Upgraded connections (WebSockets) are not waited for.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NetError> {
+        serve::run(
+            self.listener,
+            vec![Handle::current()],
+            self.shared,
+            shutdown,
+        )
+        .await
+    }
+
+    /// Like [`serve`](Self::serve), with the threads of `workers` accepting and serving
+    /// connections: the way to run it for throughput (see [`Workers`]).
+    pub async fn serve_on(
+        self,
+        workers: &Workers,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NetError> {
+        serve::run(self.listener, workers.handles(), self.shared, shutdown).await
     }
 }
 
-async fn serve_connection(
-    builder: &auto::Builder<TokioExecutor>,
-    stream: TcpStream,
-    conn: Arc<Conn>,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
-        let conn = Arc::clone(&conn);
-        async move { Ok::<_, Infallible>(forward(req, &conn.router, &conn.client).await) }
-    });
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(served).await {
-        tracing::debug!(error = %e, "client connection ended");
+impl Serve for Shared {
+    const WAIT_FOR_CONNECTIONS: bool = true;
+
+    async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(Conn {
+            client: Client {
+                ip: ip_header(peer),
+                proto: "http",
+            },
+            router: Arc::clone(&self.router.0),
+        });
+        let service = service_fn(move |req| {
+            let conn = Arc::clone(&conn);
+            async move { Ok::<_, Infallible>(forward(req, &conn.router, &conn.client).await) }
+        });
+        let served = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(served);
+        let result = tokio::select! {
+            result = served.as_mut() => result,
+            () = serve::stopped(&mut stop) => {
+                // Idle keep-alive connections close now, busy ones after their answer.
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "client connection ended");
+        }
     }
 }
 

@@ -15,8 +15,13 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Idle connections kept per backend; more are closed when they come back.
-const MAX_IDLE: usize = 1024;
+use crate::workers::thread_slot;
+
+/// Idle connections kept per backend and thread; more are closed when they come back.
+const MAX_IDLE: usize = 256;
+/// Idle connections are kept apart per thread (see [`crate::Workers`]): a connection's
+/// task runs on the thread that opened it, so reusing it there wakes no other thread.
+const SHARDS: usize = 16;
 /// An idle connection older than this is closed rather than reused: most servers close
 /// idle keep-alive connections after a minute or two, and reusing one that the backend
 /// is closing right now is a needless failed attempt.
@@ -26,7 +31,7 @@ pub(crate) type Sender = SendRequest<Incoming>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    shards: [Mutex<Vec<(Sender, Instant)>>; SHARDS],
 }
 
 /// Connecting to a backend failed: nothing was sent.
@@ -66,17 +71,21 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.shard().lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push((sender, Instant::now()));
         }
     }
 
     fn pop(&self) -> Option<(Sender, Instant)> {
-        self.idle
+        self.shard()
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
+    }
+
+    fn shard(&self) -> &Mutex<Vec<(Sender, Instant)>> {
+        &self.shards[thread_slot() % SHARDS]
     }
 }
 

@@ -105,20 +105,30 @@ fn nginx_binary() -> PathBuf {
 struct Children(Vec<Child>);
 
 impl Children {
-    fn spawn(&mut self, cmd: &mut Command) -> anyhow::Result<()> {
+    /// Starts `cmd`; returns its process id.
+    fn spawn(&mut self, cmd: &mut Command) -> anyhow::Result<u32> {
         let child = cmd
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {cmd:?}"))?;
+        let pid = child.id();
         self.0.push(child);
-        Ok(())
+        Ok(pid)
     }
 }
 
 impl Drop for Children {
     fn drop(&mut self) {
         for child in &mut self.0 {
-            let _ = child.kill();
+            // SIGTERM, not SIGKILL: nginx's master stops its workers on SIGTERM, and a
+            // killed master would leave them running.
+            let stopped = Command::new("kill")
+                .arg(child.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !stopped {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
@@ -147,7 +157,7 @@ fn bench(o: &Options) -> anyhow::Result<()> {
         &conf,
         nginx_conf(nginx_port, &backends, o.workers, &nginx_dir),
     )?;
-    children.spawn(
+    let nginx_pid = children.spawn(
         Command::new(nginx_binary())
             .arg("-p")
             .arg(&nginx_dir)
@@ -156,7 +166,7 @@ fn bench(o: &Options) -> anyhow::Result<()> {
             .arg("-e")
             .arg(nginx_dir.join("logs/error.log")),
     )?;
-    contenders.push(("nginx", nginx_port));
+    contenders.push(("nginx", nginx_port, nginx_pid));
     for (name, mode) in [
         ("composure", "workers"),
         ("composure (multi-thread runtime)", "multi-thread"),
@@ -170,16 +180,21 @@ fn bench(o: &Options) -> anyhow::Result<()> {
             &o.workers.to_string(),
         ]);
         cmd.args(backends.iter().map(|b| b.to_string()));
-        children.spawn(&mut cmd)?;
-        contenders.push((name, port));
+        let pid = children.spawn(&mut cmd)?;
+        contenders.push((name, port, pid));
     }
-    let contenders: Vec<(&str, SocketAddr)> = contenders
+    let contenders: Vec<Contender> = contenders
         .into_iter()
-        .map(|(name, port)| (name, SocketAddr::from(([127, 0, 0, 1], port))))
+        .map(|(name, port, pid)| Contender {
+            name,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            pid,
+        })
         .collect();
-    for (_, addr) in &contenders {
-        wait_listening(*addr)?;
+    for c in &contenders {
+        wait_listening(c.addr)?;
     }
+    let ticks = clock_ticks();
 
     println!("# Proxy benchmark\n");
     println!(
@@ -188,45 +203,55 @@ fn bench(o: &Options) -> anyhow::Result<()> {
         o.threads, o.connections, o.duration, o.runs, o.workers
     );
     // Warm every contender up (connection pools, caches).
-    for (_, addr) in &contenders {
-        wrk(*addr, o, 2)?;
+    for c in &contenders {
+        wrk(c, o, 2, ticks)?;
     }
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
     for _ in 0..o.runs {
-        for (i, (_, addr)) in contenders.iter().enumerate() {
-            results[i].push(wrk(*addr, o, o.duration)?);
+        for (i, c) in contenders.iter().enumerate() {
+            results[i].push(wrk(c, o, o.duration, ticks)?);
         }
     }
 
-    println!("| proxy | req/s per run | median req/s | p99 per run | median p99 |");
-    println!("|---|---|---:|---|---:|");
+    println!(
+        "| proxy | req/s per run | median req/s | p99 per run | median p99 | CPU µs per request |"
+    );
+    println!("|---|---|---:|---|---:|---:|");
     let mut summaries = Vec::new();
-    for ((name, _), runs) in contenders.iter().zip(&results) {
+    for (c, runs) in contenders.iter().zip(&results) {
         let s = Summary::of(runs);
         let rps: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
         let p99: Vec<String> = runs.iter().map(|r| latency(r.p99_us)).collect();
         println!(
-            "| {name} | {} | **{:.0}** | {} | **{}** |",
+            "| {} | {} | **{:.0}** | {} | **{}** | {:.1} |",
+            c.name,
             rps.join(", "),
             s.rps,
             p99.join(", "),
-            latency(s.p99_us)
+            latency(s.p99_us),
+            s.cpu_us
         );
         summaries.push(s);
     }
     println!();
     let nginx = &summaries[0];
-    for ((name, _), s) in contenders.iter().zip(&summaries).skip(1) {
+    for (c, s) in contenders.iter().zip(&summaries).skip(1) {
         println!(
-            "{name} / nginx: {:.2}x requests/s, {:.2}x p99 latency (lower is better)",
+            "{} / nginx: {:.2}x requests/s, {:.2}x p99 latency, {:.2}x CPU per request \
+             (lower is better for the last two)",
+            c.name,
             s.rps / nginx.rps,
-            s.p99_us / nginx.p99_us
+            s.p99_us / nginx.p99_us,
+            s.cpu_us / nginx.cpu_us
         );
     }
-    for ((name, _), runs) in contenders.iter().zip(&results) {
+    for (c, runs) in contenders.iter().zip(&results) {
         let errors: u64 = runs.iter().map(|r| r.errors).sum();
         if errors > 0 {
-            println!("WARNING: {name}: {errors} non-2xx answers or socket errors");
+            println!(
+                "WARNING: {}: {errors} non-2xx answers or socket errors",
+                c.name
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&nginx_dir);
@@ -276,16 +301,28 @@ http {{
     )
 }
 
+/// A proxy under test: where it listens, and the process whose CPU time (with its
+/// child processes: nginx's workers) is charged to it.
+struct Contender {
+    name: &'static str,
+    addr: SocketAddr,
+    pid: u32,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Run {
     rps: f64,
     p99_us: f64,
+    requests: u64,
     errors: u64,
+    /// CPU time of the proxy per request, user and system.
+    cpu_us: f64,
 }
 
 struct Summary {
     rps: f64,
     p99_us: f64,
+    cpu_us: f64,
 }
 
 impl Summary {
@@ -293,6 +330,7 @@ impl Summary {
         Summary {
             rps: median(runs.iter().map(|r| r.rps).collect()),
             p99_us: median(runs.iter().map(|r| r.p99_us).collect()),
+            cpu_us: median(runs.iter().map(|r| r.cpu_us).collect()),
         }
     }
 }
@@ -310,7 +348,9 @@ fn latency(us: f64) -> String {
     }
 }
 
-fn wrk(target: SocketAddr, o: &Options, secs: u64) -> anyhow::Result<Run> {
+fn wrk(c: &Contender, o: &Options, secs: u64, ticks: f64) -> anyhow::Result<Run> {
+    let target = c.addr;
+    let cpu_before = cpu_ticks(c.pid);
     let out = Command::new("wrk")
         .args([
             format!("-t{}", o.threads),
@@ -325,14 +365,53 @@ fn wrk(target: SocketAddr, o: &Options, secs: u64) -> anyhow::Result<Run> {
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     }
-    parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))
+    let cpu = cpu_ticks(c.pid).saturating_sub(cpu_before) as f64 / ticks;
+    let mut run = parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))?;
+    run.cpu_us = cpu * 1e6 / run.requests.max(1) as f64;
+    Ok(run)
+}
+
+/// User and system CPU time of `pid` and of its child processes, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let own: u32 = stat.split_whitespace().next()?.parse().ok()?;
+            // The fields after the command name, which may hold spaces.
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let parent: u32 = rest.get(1)?.parse().ok()?;
+            if own != pid && parent != pid {
+                return None;
+            }
+            let user: u64 = rest.get(11)?.parse().ok()?;
+            let system: u64 = rest.get(12)?.parse().ok()?;
+            Some(user + system)
+        })
+        .sum()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn parse_wrk(text: &str) -> anyhow::Result<Run> {
     let mut rps = None;
     let mut p99 = None;
+    let mut requests = None;
     let mut errors = 0;
     for line in text.lines().map(str::trim) {
+        if let Some((n, _)) = line.split_once(" requests in ") {
+            requests = n.trim().parse::<u64>().ok();
+        }
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             rps = Some(v.trim().parse::<f64>()?);
         } else if let Some(v) = line.strip_prefix("99%") {
@@ -351,7 +430,9 @@ fn parse_wrk(text: &str) -> anyhow::Result<Run> {
     Ok(Run {
         rps: rps.context("no Requests/sec")?,
         p99_us: p99.context("no 99% latency")?,
+        requests: requests.context("no request count")?,
         errors,
+        cpu_us: 0.0,
     })
 }
 

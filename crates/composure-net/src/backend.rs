@@ -67,19 +67,23 @@ impl Backend {
     }
 
     pub(crate) fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+        self.active.load(Ordering::SeqCst)
     }
 
     /// Counts one more request or connection in flight until the lease is dropped.
     pub(crate) fn lease(self: &Arc<Self>) -> Lease {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::SeqCst);
         Lease(Arc::clone(self))
     }
 
-    pub(crate) fn is_ejected(&self, now: u64) -> bool {
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_ejected(&self) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);
-        until != 0 && now < until
+        // The clock is only read for a backend that has been ejected at some point.
+        until != 0 && now() < until
     }
 
     /// A connect failure, a failed exchange or a 5xx answer. After `after` in a row the
@@ -105,7 +109,7 @@ impl Backend {
         }
     }
 
-    pub(crate) fn metrics(&self, ready: bool, now: u64) -> BackendMetrics {
+    pub(crate) fn metrics(&self, ready: bool) -> BackendMetrics {
         BackendMetrics {
             task: self.task.clone(),
             addr: self.addr,
@@ -113,7 +117,7 @@ impl Backend {
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             active: self.active(),
-            ejected: self.is_ejected(now),
+            ejected: self.is_ejected(),
         }
     }
 

@@ -1,13 +1,15 @@
 //! A service's backends and the choice of one for each new connection or request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use composure_core::TaskId;
 use tokio::sync::watch;
 
-use crate::backend::{self, Backend, BackendMetrics, Ejection, Lease};
+use crate::backend::{Backend, BackendMetrics, Ejection, Lease};
 use crate::endpoints::Endpoints;
 
 /// How an [`Upstream`] balances, retries and ejects.
@@ -36,8 +38,8 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// The backends of one service: the current set of ready endpoints (read from the
-/// daemon's watch channel at every pick), plus the backends that left the set but still
+/// The backends of one service: the current set of ready endpoints (the daemon's watch
+/// channel is checked for a newer set at every pick), plus the backends that left the set but still
 /// have requests or connections in flight (draining).
 ///
 /// Picks use the power of two choices: two backends at random, the one with fewer
@@ -48,16 +50,29 @@ impl Default for UpstreamConfig {
 pub struct Upstream {
     name: String,
     config: UpstreamConfig,
-    state: Mutex<State>,
+    /// The ready set as last applied. Read without a lock by every pick, so that a proxy
+    /// thread never waits for another (one preempted while holding a lock would stall
+    /// every request of the other).
+    current: ArcSwap<Snapshot>,
+    /// Every backend still known: the ready ones and those draining. Its lock also
+    /// serialises applying a new set.
+    known: Mutex<HashMap<TaskId, Arc<Backend>>>,
 }
 
 #[derive(Debug)]
-struct State {
+struct Snapshot {
+    /// A receiver that has seen exactly the set `ready` was built from: it tells when a
+    /// newer one has been sent.
     rx: watch::Receiver<Endpoints>,
-    /// The ready set, in the order the daemon sent it.
+    /// In the order the daemon sent them.
     ready: Vec<Arc<Backend>>,
-    /// Every backend still known: the ready ones and those draining.
-    known: HashMap<TaskId, Arc<Backend>>,
+}
+
+impl Snapshot {
+    fn is_stale(&self) -> bool {
+        // A closed channel (the daemon forgot the service) keeps the last set.
+        self.rx.has_changed().unwrap_or(false)
+    }
 }
 
 /// Why no backend was picked.
@@ -73,19 +88,16 @@ impl Upstream {
     /// An upstream named `name` (used in logs and error pages) that follows `rx`.
     pub fn new(
         name: impl Into<String>,
-        rx: watch::Receiver<Endpoints>,
+        mut rx: watch::Receiver<Endpoints>,
         config: UpstreamConfig,
     ) -> Arc<Self> {
-        let mut state = State {
-            rx,
-            ready: Vec::new(),
-            known: HashMap::new(),
-        };
-        state.apply();
+        let mut known = HashMap::new();
+        let ready = apply(&mut rx, &mut known);
         Arc::new(Upstream {
             name: name.into(),
             config,
-            state: Mutex::new(state),
+            current: ArcSwap::from_pointee(Snapshot { rx, ready }),
+            known: Mutex::new(known),
         })
     }
 
@@ -100,7 +112,10 @@ impl Upstream {
     /// Requests (HTTP) or connections (TCP) in flight on `task` now, whether it is
     /// ready or draining; 0 for a task the upstream does not know.
     pub fn active(&self, task: &TaskId) -> usize {
-        self.lock().known.get(task).map_or(0, |b| b.active())
+        // Pairs with the fence in `pick`: once a set without `task` has been sent, either
+        // this sees a pick's count, or that pick sees the new set and takes its count back.
+        fence(Ordering::SeqCst);
+        self.lock().get(task).map_or(0, |b| b.active())
     }
 
     /// Waits until `task` has nothing in flight, or until `deadline`. Returns how many
@@ -108,7 +123,8 @@ impl Upstream {
     /// after sending a set without `task`; no new request or connection goes to `task`
     /// once that set is sent.
     pub async fn drain(&self, task: &TaskId, deadline: tokio::time::Instant) -> usize {
-        let backend = self.lock().known.get(task).cloned();
+        fence(Ordering::SeqCst);
+        let backend = self.lock().get(task).cloned();
         match backend {
             Some(b) => b.drained(deadline).await,
             None => 0,
@@ -117,13 +133,11 @@ impl Upstream {
 
     /// Counters of every backend the upstream knows (ready or draining).
     pub fn metrics(&self) -> Vec<BackendMetrics> {
-        let state = self.lock();
-        let now = backend::now();
-        let mut out: Vec<BackendMetrics> =
-            state.ready.iter().map(|b| b.metrics(true, now)).collect();
-        for (task, b) in &state.known {
-            if !state.ready.iter().any(|r| &r.task == task) {
-                out.push(b.metrics(false, now));
+        let ready = self.snapshot();
+        let mut out: Vec<BackendMetrics> = ready.ready.iter().map(|b| b.metrics(true)).collect();
+        for (task, b) in self.lock().iter() {
+            if !ready.ready.iter().any(|r| &r.task == task) {
+                out.push(b.metrics(false));
             }
         }
         out
@@ -138,55 +152,80 @@ impl Upstream {
 
     /// Picks a backend not in `tried` and counts the new request or connection on it.
     pub(crate) fn pick(&self, tried: &[Arc<Backend>]) -> Result<Lease, NoBackend> {
-        let mut state = self.lock();
-        if state.rx.has_changed().unwrap_or(false) {
-            state.apply();
+        loop {
+            let snapshot = self.snapshot();
+            if snapshot.ready.is_empty() {
+                return Err(NoBackend::Empty);
+            }
+            if tried.len() >= self.config.max_attempts.max(1) {
+                return Err(NoBackend::Exhausted);
+            }
+            let lease = choose(&snapshot.ready, tried)
+                .map(|b| b.lease())
+                .ok_or(NoBackend::Exhausted)?;
+            // A set sent while we chose may have dropped this backend, and the daemon
+            // may already have seen it idle: then give the lease back and choose again.
+            fence(Ordering::SeqCst);
+            if !snapshot.is_stale() {
+                lease.backend().count_request();
+                return Ok(lease);
+            }
         }
-        if state.ready.is_empty() {
-            return Err(NoBackend::Empty);
-        }
-        if tried.len() >= self.config.max_attempts.max(1) {
-            return Err(NoBackend::Exhausted);
-        }
-        choose(&state.ready, tried, backend::now())
-            .map(|b| b.lease())
-            .ok_or(NoBackend::Exhausted)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // The state stays consistent whatever panicked while holding the lock.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The newest set, applied first if the daemon has sent one since the last pick.
+    fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        let current = self.current.load();
+        if !current.is_stale() {
+            return current;
+        }
+        drop(current);
+        let mut known = self.lock();
+        // Another thread may have applied it while this one waited for the lock.
+        let current = self.current.load();
+        if current.is_stale() {
+            let mut rx = current.rx.clone();
+            let ready = apply(&mut rx, &mut known);
+            self.current.store(Arc::new(Snapshot { rx, ready }));
+        }
+        drop(current);
+        self.current.load()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<Backend>>> {
+        // The map stays consistent whatever panicked while holding the lock.
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl State {
-    /// Takes the newest endpoint set: keeps the counters of backends that stay, forgets
-    /// those that left once nothing is in flight on them.
-    fn apply(&mut self) {
-        let endpoints = self.rx.borrow_and_update().clone();
-        let mut ready = Vec::with_capacity(endpoints.len());
-        for e in endpoints.iter() {
-            let backend = match self.known.get(&e.task) {
-                Some(b) if b.addr == e.addr => Arc::clone(b),
-                _ => {
-                    let b = Arc::new(Backend::new(e.task.clone(), e.addr));
-                    self.known.insert(e.task.clone(), Arc::clone(&b));
-                    b
-                }
-            };
-            ready.push(backend);
-        }
-        self.known
-            .retain(|task, b| b.active() > 0 || ready.iter().any(|r| &r.task == task));
-        self.ready = ready;
+/// Takes the newest endpoint set: keeps the counters of backends that stay, forgets
+/// those that left once nothing is in flight on them. Returns the ready backends.
+fn apply(
+    rx: &mut watch::Receiver<Endpoints>,
+    known: &mut HashMap<TaskId, Arc<Backend>>,
+) -> Vec<Arc<Backend>> {
+    let endpoints = rx.borrow_and_update().clone();
+    let mut ready = Vec::with_capacity(endpoints.len());
+    for e in endpoints.iter() {
+        let backend = match known.get(&e.task) {
+            Some(b) if b.addr == e.addr => Arc::clone(b),
+            _ => {
+                let b = Arc::new(Backend::new(e.task.clone(), e.addr));
+                known.insert(e.task.clone(), Arc::clone(&b));
+                b
+            }
+        };
+        ready.push(backend);
     }
+    known.retain(|task, b| b.active() > 0 || ready.iter().any(|r| &r.task == task));
+    ready
 }
 
 /// Power of two choices among the backends that are neither tried nor ejected; if every
 /// untried backend is ejected, the least loaded of them.
-fn choose(ready: &[Arc<Backend>], tried: &[Arc<Backend>], now: u64) -> Option<Arc<Backend>> {
+fn choose(ready: &[Arc<Backend>], tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
     let untried = |b: &Arc<Backend>| !tried.iter().any(|t| Arc::ptr_eq(t, b));
-    let usable = |b: &Arc<Backend>| untried(b) && !b.is_ejected(now);
+    let usable = |b: &Arc<Backend>| untried(b) && !b.is_ejected();
     let n = ready.len();
     if n >= 2 {
         let i = fastrand::usize(..n);

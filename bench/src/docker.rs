@@ -83,20 +83,20 @@ impl Drop for LabelGuard {
 /// Removes every container, network and volume with `label` (`key=value`).
 pub fn remove_by_label(label: &str) {
     let filter = format!("label={label}");
-    if let Ok(ids) = lines(&["ps", "-aq", "--filter", &filter]) {
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = docker(&args);
-        }
+    if let Ok(ids) = lines(&["ps", "-aq", "--filter", &filter])
+        && !ids.is_empty()
+    {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids.iter().map(String::as_str));
+        let _ = docker(&args);
     }
     for kind in ["network", "volume"] {
-        if let Ok(names) = lines(&[kind, "ls", "-q", "--filter", &filter]) {
-            if !names.is_empty() {
-                let mut args = vec![kind, "rm"];
-                args.extend(names.iter().map(String::as_str));
-                let _ = docker(&args);
-            }
+        if let Ok(names) = lines(&[kind, "ls", "-q", "--filter", &filter])
+            && !names.is_empty()
+        {
+            let mut args = vec![kind, "rm"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = docker(&args);
         }
     }
 }

@@ -88,10 +88,10 @@ pub fn wait_serving(
             }
         }
         let wait = next.saturating_duration_since(Instant::now());
-        if let Ok((at, body)) = rx.recv_timeout(wait) {
-            if accept(&body) {
-                return Ok((at, body));
-            }
+        if let Ok((at, body)) = rx.recv_timeout(wait)
+            && accept(&body)
+        {
+            return Ok((at, body));
         }
     }
 }

@@ -131,6 +131,7 @@ impl Controllers {
             report,
             rng: fastrand::Rng::new(),
             adopted: false,
+            ingress_errors: Vec::new(),
         };
         let cancel = this.cancel.clone();
         this.tracker.spawn(controller.run(cancel));
@@ -218,6 +219,8 @@ struct Controller {
     rng: fastrand::Rng,
     /// Whether the first pass (the one that adopts existing containers) is done.
     adopted: bool,
+    /// What the proxy could not serve at the last pass, to report only changes.
+    ingress_errors: Vec<String>,
 }
 
 impl Controller {

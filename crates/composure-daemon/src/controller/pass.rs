@@ -36,6 +36,9 @@ pub(super) enum PassError {
 /// What one pass works on: read once at its start, kept current as the pass changes things.
 pub(super) struct Work {
     pub project: Arc<Project>,
+    /// The project as the runtime creates it: ports the proxy serves are not published by
+    /// the engine.
+    pub runtime_project: Arc<Project>,
     /// The project revision this pass works from.
     pub revision: u64,
     pub working_dir: String,
@@ -99,6 +102,7 @@ impl Controller {
             .into_iter()
             .collect();
         let mut work = Work {
+            runtime_project: Arc::new(crate::ingress::runtime_project(&project)),
             project,
             revision: stored.revision,
             working_dir: stored.meta.working_dir.clone(),
@@ -117,6 +121,7 @@ impl Controller {
             let status = self.reconcile(&service, &mut work).await?;
             statuses.insert(service, status);
         }
+        self.sync_ingress(&work).await;
         let report = Report {
             revision: work.revision,
             services: work
@@ -129,6 +134,25 @@ impl Controller {
         Ok(Outcome::Again {
             wake_at: work.wake_at,
         })
+    }
+
+    /// Sends the proxy the project's published ports and ready replicas; reports (once) what
+    /// it cannot serve.
+    async fn sync_ingress(&mut self, work: &Work) {
+        let errors = self
+            .shared
+            .ingress
+            .sync(&self.name, &work.project, &work.tasks, &work.containers)
+            .await;
+        if errors != self.ingress_errors {
+            for error in errors.iter().filter(|e| !self.ingress_errors.contains(e)) {
+                tracing::warn!(project = %self.name, error = %error, "proxy");
+                self.shared
+                    .events
+                    .record(NewEvent::project(&self.name, "proxy", error.clone()));
+            }
+            self.ingress_errors = errors;
+        }
     }
 
     /// Writes what the runtime shows onto the tasks.

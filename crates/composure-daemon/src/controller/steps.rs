@@ -89,7 +89,7 @@ impl Controller {
                 let task = &work.tasks[index];
                 let spec = ContainerSpec {
                     name: name.clone(),
-                    project: work.project.clone(),
+                    project: work.runtime_project.clone(),
                     service: task.service.clone(),
                     image: image.clone(),
                     labels: container_labels(task, &work.working_dir),
@@ -188,8 +188,16 @@ impl Controller {
             None => None,
         };
         if let Some(container) = container {
-            self.stop_and_remove(&container, work.grace_ms(&task.service))
-                .await?;
+            // Out of the proxy first: no new traffic, and what is in flight may finish
+            // within the stop grace before the stop signal.
+            let grace = work.grace_ms(&task.service);
+            let ingress = &self.shared.ingress;
+            ingress.withdraw(&self.name, &task.service, &task.id);
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(grace);
+            ingress
+                .drain(&self.name, &task.service, &task.id, deadline)
+                .await;
+            self.stop_and_remove(&container, grace).await?;
             work.containers.retain(|c| c.id != container.id);
             self.shared.events.record(NewEvent::task(
                 &work.tasks[index],

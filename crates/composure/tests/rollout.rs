@@ -253,3 +253,96 @@ fn changing_only_the_replicas_in_the_file_restarts_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `GET path` on 127.0.0.1:`port` with a fresh connection: the status code and body.
+fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {answer:?}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[test]
+fn a_single_replica_behind_a_published_port_is_updated_without_a_failed_request() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let file = |version: &str| {
+        format!(
+            r#"
+services:
+  web:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+    environment:
+      APP_VERSION: "{version}"
+    ports: ["127.0.0.1:{port}:8080"]
+    deploy:
+      update_config:
+        monitor: 1s
+    healthcheck:
+      test: ["CMD", "/demo-app", "probe", "http://127.0.0.1:8080/healthz"]
+      interval: 1s
+      timeout: 5s
+      retries: 5
+"#
+        )
+    };
+    let p = Project::new("zero", &daemon, &file("v1"));
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_for("the proxy to answer", LONG, || {
+        get(port, "/version").ok().filter(|(code, _)| *code == 200)
+    });
+
+    write(&p, &file("v2"));
+    let mut child = spawn_up(&p);
+    let mut answers = 0;
+    let mut versions = BTreeSet::new();
+    let deadline = Instant::now() + LONG;
+    while child.try_wait().expect("wait").is_none() {
+        let (code, body) = get(port, "/version").unwrap_or_else(|err| {
+            panic!(
+                "request {answers} failed during the update: {err}\n{}",
+                daemon.log()
+            )
+        });
+        assert_eq!(code, 200, "request {answers}: {body}");
+        versions.insert(body);
+        answers += 1;
+        assert!(Instant::now() < deadline, "up did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("up output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(port, "/version").unwrap(), (200, "v2".to_string()));
+    assert!(answers > 10, "the update was observed: {answers} requests");
+    assert!(versions.contains("v1"), "{versions:?}");
+}

@@ -293,6 +293,12 @@ impl Controller {
         plan: Plan,
         work: &mut Work,
     ) -> Result<(), PassError> {
+        if !plan.shutdown.is_empty() {
+            // A start-first update stops an old task because its replacement is ready: the
+            // proxy must have the replacement before the old one is withdrawn and drained,
+            // or a service of one replica would have no endpoint meanwhile.
+            self.sync_ingress(work).await;
+        }
         for (id, reason) in &plan.fail {
             let Some(index) = work.index(id) else {
                 continue;

@@ -61,7 +61,7 @@
 //! | `pid` | `PidMode` | `service:x` → `container:<id>` |
 //! | `pids_limit` | `PidsLimit` | |
 //! | `platform` | `platform` query parameter | |
-//! | `ports` | `ExposedPorts` + `PortBindings` (`HostIp`, `HostPort`, protocol; host ranges kept) | published by the engine for now; `mode`, `name`, `app_protocol` change nothing on one host |
+//! | `ports` | `ExposedPorts` + `PortBindings` (`HostIp`, `HostPort`, protocol; host ranges kept) | the engine publishes only what it is given: the daemon hands single TCP ports to its proxy and leaves them out (UDP and ranges stay with the engine); `mode`, `name` change nothing on one host |
 //! | `post_start`, `pre_start`, `pre_stop` | rejected | lifecycle hooks come later |
 //! | `privileged` | `Privileged` | |
 //! | `profiles` | — | applied by the loader |

@@ -366,7 +366,13 @@ pub(crate) fn slot_name(task: &Task) -> String {
 /// with the task's short id: `<project>-<service>-<slot>-<id8>`.
 fn free_name(work: &Work, index: usize) -> String {
     let task = &work.tasks[index];
-    let name = slot_name(task);
+    // `container_name` (one replica only, the loader checks) names the slot instead.
+    let name = work
+        .project
+        .services
+        .get(&task.service)
+        .and_then(|s| s.container_name.clone())
+        .unwrap_or_else(|| slot_name(task));
     let held = work.containers.iter().any(|c| {
         c.name.trim_start_matches('/') == name
             && c.labels.get(labels::TASK) != Some(&task.id.0)

@@ -39,6 +39,12 @@ impl Listener {
                         config.routes.len()
                     )));
                 };
+                if config.tls.is_some() {
+                    return Err(NetError::Config(format!(
+                        "{}: TLS is terminated on HTTP listeners only",
+                        config.addr
+                    )));
+                }
                 if route.host.is_some() || route.path_prefix.is_some() {
                     return Err(NetError::Config(format!(
                         "{}: a TCP listener cannot route by host or path",
@@ -67,9 +73,11 @@ impl Listener {
                         )
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(Listener::Http(
-                    HttpProxy::bind(config.addr, Router::new(routes)).await?,
-                ))
+                let mut proxy = HttpProxy::bind(config.addr, Router::new(routes)).await?;
+                if let Some(tls) = &config.tls {
+                    proxy = proxy.with_tls(tls)?;
+                }
+                Ok(Listener::Http(proxy))
             }
         }
     }

@@ -231,7 +231,8 @@ impl Shared {
 }
 
 fn ip_header(peer: SocketAddr) -> HeaderValue {
+    // An IPv4 client of a dual-stack listener shows as `::ffff:a.b.c.d`: say `a.b.c.d`.
     // An IP address is always a valid header value.
-    HeaderValue::from_str(&peer.ip().to_string())
+    HeaderValue::from_str(&peer.ip().to_canonical().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }

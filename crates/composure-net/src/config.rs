@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use composure_compose::model::Port;
 
 use crate::error::NetError;
-use crate::tls::TlsFiles;
 
 /// How a listener handles its connections.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -91,8 +90,6 @@ pub struct ListenerConfig {
     pub protocol: Protocol,
     /// For TCP exactly one route, without host or path; for HTTP one or more.
     pub routes: Vec<RouteConfig>,
-    /// HTTP only: terminate TLS with this certificate.
-    pub tls: Option<TlsFiles>,
 }
 
 #[cfg(test)]

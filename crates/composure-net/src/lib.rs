@@ -53,7 +53,7 @@
 //! # TLS
 //!
 //! An HTTP listener terminates TLS when given PEM certificate and key files
-//! ([`TlsFiles`], [`HttpProxy::with_tls`], [`ListenerConfig::tls`]): rustls with the
+//! ([`TlsFiles`], [`HttpProxy::with_tls`], [`Listener::with_tls`]): rustls with the
 //! aws-lc-rs provider, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. One certificate per
 //! listener (it may carry several names or a wildcard); files are read when the listener
 //! is built. TCP listeners pass TLS through untouched.

@@ -9,6 +9,7 @@ use crate::error::NetError;
 use crate::http::HttpProxy;
 use crate::router::{Route, Router};
 use crate::tcp::TcpProxy;
+use crate::tls::TlsFiles;
 use crate::upstream::Upstream;
 use crate::workers::Workers;
 
@@ -39,12 +40,6 @@ impl Listener {
                         config.routes.len()
                     )));
                 };
-                if config.tls.is_some() {
-                    return Err(NetError::Config(format!(
-                        "{}: TLS is terminated on HTTP listeners only",
-                        config.addr
-                    )));
-                }
                 if route.host.is_some() || route.path_prefix.is_some() {
                     return Err(NetError::Config(format!(
                         "{}: a TCP listener cannot route by host or path",
@@ -73,12 +68,22 @@ impl Listener {
                         )
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut proxy = HttpProxy::bind(config.addr, Router::new(routes)).await?;
-                if let Some(tls) = &config.tls {
-                    proxy = proxy.with_tls(tls)?;
-                }
-                Ok(Listener::Http(proxy))
+                Ok(Listener::Http(
+                    HttpProxy::bind(config.addr, Router::new(routes)).await?,
+                ))
             }
+        }
+    }
+
+    /// Terminates TLS with this certificate (see [`HttpProxy::with_tls`]); an error for a
+    /// TCP listener, which passes TLS through untouched.
+    pub fn with_tls(self, files: &TlsFiles) -> Result<Self, NetError> {
+        match self {
+            Listener::Http(p) => Ok(Listener::Http(p.with_tls(files)?)),
+            Listener::Tcp(p) => Err(NetError::Config(format!(
+                "{}: TLS is terminated on HTTP listeners only",
+                p.local_addr()
+            ))),
         }
     }
 

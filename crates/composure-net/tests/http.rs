@@ -314,7 +314,6 @@ async fn routes_pick_the_service_by_host_and_path() {
                 ..RouteConfig::to_service("admin")
             },
         ],
-        tls: None,
     };
     let ups = [web_up, api_up, admin_up];
     let listener = Listener::bind(&config, |name| {

@@ -6,10 +6,12 @@
 //! | `GET /healthz` | 200 once ready and (with `--db`) the kv store answers; 503 before   |
 //! | `GET /version` | the `APP_VERSION` environment variable                              |
 //! | `/crash`       | answers, then exits with status 1 (GET or POST)                     |
+//! | `/make-unhealthy` | answers; from then on `/healthz` is 503 while `/` still serves   |
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{kv, net};
@@ -69,6 +71,9 @@ pub struct App {
     config: Config,
     hostname: String,
     started: Instant,
+    /// Set by `/make-unhealthy`: the process keeps serving but fails its health check, the
+    /// case that only an orchestrator watching health notices (a hung dependency, a leak).
+    unhealthy: AtomicBool,
 }
 
 impl App {
@@ -77,12 +82,13 @@ impl App {
             config,
             hostname,
             started: Instant::now(),
+            unhealthy: AtomicBool::new(false),
         }
     }
 
     fn respond(&self, request: &Request) -> Response {
         let allowed: &[&str] = match request.path.as_str() {
-            "/crash" => &["GET", "HEAD", "POST"],
+            "/crash" | "/make-unhealthy" => &["GET", "HEAD", "POST"],
             _ => &["GET", "HEAD"],
         };
         if !allowed.contains(&request.method.as_str()) {
@@ -98,6 +104,10 @@ impl App {
                 crash: true,
                 ..Response::text(200, "crashing\n")
             },
+            "/make-unhealthy" => {
+                self.unhealthy.store(true, Ordering::Relaxed);
+                Response::text(200, "unhealthy from now on\n")
+            }
             _ => Response::text(404, "not found\n"),
         }
     }
@@ -127,6 +137,9 @@ impl App {
     }
 
     fn health(&self) -> Response {
+        if self.unhealthy.load(Ordering::Relaxed) {
+            return Response::text(503, "unhealthy (requested)\n");
+        }
         if self.started.elapsed() < self.config.ready_after {
             return Response::text(503, "starting\n");
         }
@@ -477,6 +490,23 @@ mod tests {
         let app = App::new(config(None, Duration::from_secs(3600)), "h".into());
         let health = app.respond(&request("GET", "/healthz"));
         assert_eq!((health.status, health.body.as_str()), (503, "starting\n"));
+    }
+
+    #[test]
+    fn make_unhealthy_fails_health_for_good_but_keeps_serving() {
+        let app = app(None);
+        assert_eq!(app.respond(&request("GET", "/healthz")).status, 200);
+        let answer = app.respond(&request("POST", "/make-unhealthy"));
+        assert_eq!(answer.status, 200);
+        assert!(!answer.crash);
+        for _ in 0..2 {
+            let health = app.respond(&request("GET", "/healthz"));
+            assert_eq!(
+                (health.status, health.body.as_str()),
+                (503, "unhealthy (requested)\n")
+            );
+        }
+        assert_eq!(app.respond(&request("GET", "/")).status, 200);
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! A `composure daemon` of the benchmark's own: a temporary data directory and socket, killed
+//! when dropped (after the projects, which `down` themselves first).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::env::composure_bin;
+
+#[derive(Debug)]
+pub struct Daemon {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Daemon {
+    pub fn start() -> anyhow::Result<Daemon> {
+        let bin = composure_bin()?;
+        let dir = tempfile::Builder::new()
+            .prefix("composure-bench-")
+            .tempdir()
+            .context("cannot make a temporary directory")?;
+        // Outside the temporary directory, so that it outlives a failed run.
+        let log_path =
+            std::env::temp_dir().join(format!("composure-bench-{}-daemon.log", std::process::id()));
+        let log = std::fs::File::create(&log_path)?;
+        eprintln!("daemon log: {}", log_path.display());
+        let child = Command::new(&bin)
+            .args(["daemon", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--socket")
+            .arg(dir.path().join("composure.sock"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start composure daemon")?;
+        let daemon = Daemon {
+            dir,
+            bin,
+            child,
+            log_path,
+        };
+        daemon.wait_until_up(Duration::from_secs(30))?;
+        Ok(daemon)
+    }
+
+    fn wait_until_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.cli(&["ps", "-p", "bench-probe-nonexistent"])?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !stderr.contains("cannot reach the Composure daemon") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the daemon did not answer within {timeout:?}: {stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!(
+            "unix://{}",
+            self.dir.path().join("composure.sock").display()
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn bin(&self) -> &PathBuf {
+        &self.bin
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Command::new(&self.bin)
+            .env("COMPOSURE_HOST", self.host())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .context("cannot run composure")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,4 +1,5 @@
-//! The L7 proxy: HTTP/1.1 and h2c from clients, HTTP/1.1 keep-alive to backends.
+//! The L7 proxy: HTTP/1.1 and HTTP/2 (h2c, or over TLS) from clients, HTTP/1.1
+//! keep-alive to backends.
 
 mod body;
 mod forward;
@@ -32,6 +33,8 @@ use forward::{Client, forward};
 /// How long a client may take to send a request's head; also how long an idle
 /// keep-alive connection is kept open.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A listener that balances HTTP requests one by one over the ready backends of the
 /// services its [`Router`] names.
@@ -182,7 +185,7 @@ impl Serve for Shared {
                 .serve_http(TokioIo::new(stream), peer, "http", stop)
                 .await;
         };
-        match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
             Ok(Ok(stream)) => {
                 self.serve_http(TokioIo::new(stream), peer, "https", stop)
                     .await;

@@ -15,6 +15,8 @@ pub enum NetError {
     Route(String),
     #[error("invalid listener configuration: {0}")]
     Config(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("proxy threads: {0}")]
     Io(#[source] std::io::Error),
 }

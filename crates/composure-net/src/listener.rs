@@ -9,6 +9,7 @@ use crate::error::NetError;
 use crate::http::HttpProxy;
 use crate::router::{Route, Router};
 use crate::tcp::TcpProxy;
+use crate::tls::TlsFiles;
 use crate::upstream::Upstream;
 use crate::workers::Workers;
 
@@ -71,6 +72,18 @@ impl Listener {
                     HttpProxy::bind(config.addr, Router::new(routes)).await?,
                 ))
             }
+        }
+    }
+
+    /// Terminates TLS with this certificate (see [`HttpProxy::with_tls`]); an error for a
+    /// TCP listener, which passes TLS through untouched.
+    pub fn with_tls(self, files: &TlsFiles) -> Result<Self, NetError> {
+        match self {
+            Listener::Http(p) => Ok(Listener::Http(p.with_tls(files)?)),
+            Listener::Tcp(p) => Err(NetError::Config(format!(
+                "{}: TLS is terminated on HTTP listeners only",
+                p.local_addr()
+            ))),
         }
     }
 

@@ -27,7 +27,7 @@ pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 pub(crate) struct Client {
     /// The client's IP address, ready for `X-Forwarded-For`.
     pub(crate) ip: HeaderValue,
-    /// `http`, or `https` behind TLS.
+    /// `http`, or `https` when the proxy terminated TLS.
     pub(crate) proto: &'static str,
 }
 

@@ -1,4 +1,5 @@
-//! The L7 proxy: HTTP/1.1 and h2c from clients, HTTP/1.1 keep-alive to backends.
+//! The L7 proxy: HTTP/1.1 and HTTP/2 (h2c, or over TLS) from clients, HTTP/1.1
+//! keep-alive to backends.
 
 mod body;
 mod forward;
@@ -19,10 +20,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::error::NetError;
 use crate::router::Router;
 use crate::serve::{self, Serve};
+use crate::tls::TlsFiles;
 use crate::workers::Workers;
 
 use forward::{Client, forward};
@@ -30,11 +33,14 @@ use forward::{Client, forward};
 /// How long a client may take to send a request's head; also how long an idle
 /// keep-alive connection is kept open.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A listener that balances HTTP requests one by one over the ready backends of the
 /// services its [`Router`] names.
 ///
-/// - Clients: HTTP/1.1 with keep-alive, or HTTP/2 without TLS (h2c, prior knowledge).
+/// - Clients: HTTP/1.1 with keep-alive, or HTTP/2 (h2c by prior knowledge; over TLS by
+///   ALPN). TLS is terminated when the listener has a certificate ([`Self::with_tls`]).
 /// - Backends: HTTP/1.1 over pooled keep-alive connections.
 /// - Balancing: power of two choices on requests in flight (a request counts until its
 ///   answer has been passed on in full).
@@ -52,14 +58,23 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct HttpProxy {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Box<Shared>,
 }
 
 /// What every connection of the listener, on every thread, uses.
-#[derive(Debug)]
 struct Shared {
     router: RouterHandle,
     builder: auto::Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("router", &self.router)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Replaces the routes of a running [`HttpProxy`]; requests already routed are not
@@ -98,11 +113,20 @@ impl HttpProxy {
         let shared = Shared {
             router: RouterHandle(Arc::new(ArcSwap::from_pointee(router))),
             builder,
+            tls: None,
         };
         Ok(HttpProxy {
             listener,
-            shared: Arc::new(shared),
+            shared: Box::new(shared),
         })
+    }
+
+    /// Terminates TLS with this certificate: the listener then speaks HTTPS only, and
+    /// backends see `X-Forwarded-Proto: https`. The files are read now; a renewed
+    /// certificate needs a new listener.
+    pub fn with_tls(mut self, files: &TlsFiles) -> Result<Self, NetError> {
+        self.shared.tls = Some(TlsAcceptor::from(files.server_config()?));
+        Ok(self)
     }
 
     /// The address actually bound (port 0 asks for an ephemeral port).
@@ -123,7 +147,7 @@ impl HttpProxy {
         serve::run(
             self.listener,
             vec![Handle::current()],
-            self.shared,
+            Arc::<Shared>::from(self.shared),
             shutdown,
         )
         .await
@@ -136,7 +160,13 @@ impl HttpProxy {
         workers: &Workers,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NetError> {
-        serve::run(self.listener, workers.handles(), self.shared, shutdown).await
+        serve::run(
+            self.listener,
+            workers.handles(),
+            Arc::<Shared>::from(self.shared),
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -147,13 +177,39 @@ impl Serve for Shared {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return self
+                .serve_http(TokioIo::new(stream), peer, "http", stop)
+                .await;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                self.serve_http(TokioIo::new(stream), peer, "https", stop)
+                    .await;
+            }
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+}
+
+impl Shared {
+    async fn serve_http<I>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        proto: &'static str,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let conn = Arc::new(Conn {
             client: Client {
                 ip: ip_header(peer),
-                proto: "http",
+                proto,
             },
             router: Arc::clone(&self.router.0),
         });
@@ -161,9 +217,7 @@ impl Serve for Shared {
             let conn = Arc::clone(&conn);
             async move { Ok::<_, Infallible>(forward(req, &conn.router, &conn.client).await) }
         });
-        let served = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let served = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);
         let result = tokio::select! {
             result = served.as_mut() => result,
@@ -180,7 +234,8 @@ impl Serve for Shared {
 }
 
 fn ip_header(peer: SocketAddr) -> HeaderValue {
+    // An IPv4 client of a dual-stack listener shows as `::ffff:a.b.c.d`: say `a.b.c.d`.
     // An IP address is always a valid header value.
-    HeaderValue::from_str(&peer.ip().to_string())
+    HeaderValue::from_str(&peer.ip().to_canonical().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }

@@ -64,3 +64,12 @@ pub fn free_port() -> anyhow::Result<u16> {
 pub fn run_name(what: &str) -> String {
     format!("bench-{what}-{}", std::process::id())
 }
+
+/// The 1-minute load average (from /proc/loadavg): other work on this 2-core machine shows
+/// up in the timings, so each report says how busy it was.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}

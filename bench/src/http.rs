@@ -12,10 +12,12 @@ use anyhow::bail;
 /// How often [`wait_serving`] starts a probe.
 pub const POLL: Duration = Duration::from_millis(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// Probes in flight at once: one that hangs (a proxy dialing an address that just went away)
-/// must not delay the next, but their number stays bounded.
-const MAX_IN_FLIGHT: usize = 64;
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// Probes in flight at once. While a container goes away, Docker's port proxy still accepts
+/// connections and dials the dead container's address, which hangs until ARP gives up (about
+/// 3 s): such probes must not hold back the next ones, so the bound is above what one
+/// [`READ_TIMEOUT`] of probes every [`POLL`] adds up to (200).
+const MAX_IN_FLIGHT: usize = 400;
 
 pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use composure_bench::compose::{ComposureProject, PROJECT_LABEL};
 use composure_bench::daemon::Daemon;
 use composure_bench::docker::{self, Event, Events, LabelGuard, unix_nanos};
-use composure_bench::env::{IMAGE, ensure_image, free_port, run_name};
+use composure_bench::env::{IMAGE, ensure_image, free_port, load_average, run_name};
 use composure_bench::http::{self, POLL};
 use composure_bench::stats::{Summary, ms, ratio};
 
@@ -69,13 +69,30 @@ impl Instance {
             Side::Composure => {
                 let project = format!("{PROJECT_LABEL}={}", self.project);
                 let service = format!("com.docker.compose.service={}", self.target);
-                let ids = docker::running_with(&[&project, &service])?;
-                match ids.as_slice() {
-                    [id] => Ok(id.clone()),
-                    _ => bail!(
-                        "expected one running container of {}, found {ids:?}",
-                        self.target
-                    ),
+                // `docker ps` may briefly list none while a container changes state.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    let ids = docker::running_with(&[&project, &service])?;
+                    if let [id] = ids.as_slice() {
+                        return Ok(id.clone());
+                    }
+                    if Instant::now() >= deadline {
+                        let all = docker::lines(&[
+                            "ps",
+                            "-a",
+                            "--filter",
+                            &format!("label={project}"),
+                            "--filter",
+                            &format!("label={service}"),
+                            "--format",
+                            "{{.ID}} {{.Status}} {{.Names}}",
+                        ])?;
+                        bail!(
+                            "expected one running container of {}, found {ids:?}; all: {all:?}",
+                            self.target
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
             _ => Ok(self.target.clone()),
@@ -180,6 +197,7 @@ fn composure_file(ports: &[u16]) -> String {
 
 fn main() -> anyhow::Result<()> {
     ensure_image()?;
+    let load_before = load_average();
     let run = run_name("crash");
     eprintln!(
         "run {run}: starting a daemon, {INSTANCES} Composure services and 2 x {INSTANCES} Docker containers"
@@ -296,6 +314,10 @@ fn main() -> anyhow::Result<()> {
         .map(|kills| kills.iter().map(|k| k.took).collect())
         .collect();
     report(&first, &repeated, &phases);
+    println!(
+        "\nMachine load (1-minute load average, 2 cores): {load_before} at the start, {} at the end.",
+        load_average()
+    );
     drop(project);
     drop(daemon);
     Ok(())

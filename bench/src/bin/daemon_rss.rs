@@ -10,7 +10,7 @@ use anyhow::Context;
 use composure_bench::compose::{ComposureProject, project_health};
 use composure_bench::daemon::Daemon;
 use composure_bench::docker::{pid_of, rss_kib};
-use composure_bench::env::{IMAGE, ensure_image, run_name};
+use composure_bench::env::{IMAGE, ensure_image, load_average, run_name};
 
 const SERVICES: usize = 10;
 const REPLICAS: usize = 5;
@@ -44,6 +44,7 @@ fn mib(kib: u64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     ensure_image()?;
+    let load_before = load_average();
     let dockerd = pid_of("dockerd").context("no dockerd process")?;
     let (dockerd_before, _) = rss_kib(dockerd)?;
     let daemon = Daemon::start()?;
@@ -113,6 +114,10 @@ fn main() -> anyhow::Result<()> {
         mib(idle_rss),
         100.0 * idle_rss as f64 / GOAL_KIB as f64,
         dockerd_after as f64 / idle_rss.max(1) as f64
+    );
+    println!(
+        "\nMachine load (1-minute load average, 2 cores): {load_before} at the start, {} at the end.",
+        load_average()
     );
     Ok(())
 }

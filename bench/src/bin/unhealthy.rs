@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use composure_bench::compose::{ComposureProject, DockerComposeProject, PROJECT_LABEL};
 use composure_bench::daemon::Daemon;
 use composure_bench::docker::{self, Event, Events, unix_nanos};
-use composure_bench::env::{IMAGE, ensure_image, free_port, run_name};
+use composure_bench::env::{IMAGE, ensure_image, free_port, load_average, run_name};
 use composure_bench::http;
 use composure_bench::stats::{Summary, ms};
 
@@ -168,6 +168,7 @@ fn ran_for(started: &str) -> anyhow::Result<Duration> {
 
 fn main() -> anyhow::Result<()> {
     ensure_image()?;
+    let load_before = load_average();
     let run = run_name("unhealthy");
 
     eprintln!("run {run}: Composure, {ROUNDS} rounds");
@@ -200,6 +201,10 @@ fn main() -> anyhow::Result<()> {
     drop(anchor);
 
     report(&ours, &theirs, &health);
+    println!(
+        "\nMachine load (1-minute load average, 2 cores): {load_before} at the start, {} at the end.",
+        load_average()
+    );
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use composure_bench::compose::{
     ComposureProject, DockerComposeProject, project_health, wait_all_healthy,
 };
 use composure_bench::daemon::Daemon;
-use composure_bench::env::{IMAGE, ensure_image, run_name};
+use composure_bench::env::{IMAGE, ensure_image, load_average, run_name};
 use composure_bench::stats::{Summary, median, ms, ratio};
 
 const RUNS: usize = 5;
@@ -84,6 +84,7 @@ fn docker_compose_run(project: &DockerComposeProject) -> anyhow::Result<Duration
 
 fn main() -> anyhow::Result<()> {
     ensure_image()?;
+    let load_before = load_average();
     let run = run_name("up");
     let daemon = Daemon::start()?;
     let ours = ComposureProject::new(&daemon, &format!("{run}-composure"), &compose_file())?;
@@ -132,6 +133,10 @@ fn main() -> anyhow::Result<()> {
         } else {
             "Composure SLOWER"
         }
+    );
+    println!(
+        "\nMachine load (1-minute load average, 2 cores): {load_before} at the start, {} at the end.",
+        load_average()
     );
     Ok(())
 }

@@ -323,8 +323,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Picks one phase's samples out of [`Phases`].
-type PhaseOf = fn(&Phases) -> &[Duration];
+/// A row of the phase table: its label and which durations of a run it shows.
+type PhaseRow = (&'static str, fn(&Phases) -> &[Duration]);
 
 fn report(first: &[Vec<Duration>], repeated: &[Vec<Duration>], phases: &[Phases]) {
     println!("## Crash recovery: SIGKILL of the process → the published port answers 200 again\n");
@@ -375,7 +375,7 @@ fn report(first: &[Vec<Duration>], repeated: &[Vec<Duration>], phases: &[Phases]
     println!("|---|---:|---:|---:|");
     let p50 =
         |v: &[Duration]| Summary::of(v).map_or("-".to_string(), |s| format!("{:.0}", ms(s.p50)));
-    let rows: [(&str, PhaseOf); 5] = [
+    let rows: [PhaseRow; 5] = [
         ("`die` (the engine saw the exit)", |p| &p.died),
         ("old container removed (`destroy`)", |p| &p.removed),
         ("replacement created (`create`)", |p| &p.created),

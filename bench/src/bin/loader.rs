@@ -1,7 +1,8 @@
-//! Loader benchmark: how long `composure` takes to load real and generated compose files,
-//! against `docker-compose config` (v1, the one Debian packages) on the same files.
+//! Loader benchmark: how long Composure takes to load real and generated compose files,
+//! against `docker-compose config` (v1.29, the one Debian packages) on the same files.
 //!
-//! Run: `cargo run --release -p composure-bench --bin loader` (see bench/README.md).
+//! Run: `cargo build --release -p composure && cargo run --release -p composure-bench --bin loader`
+//! (see bench/README.md). Results go to docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,21 +13,30 @@ use composure_compose::loader::{LoadOptions, load, load_with};
 use composure_compose::source::MemorySource;
 
 const ROUNDS: usize = 5;
-/// docker-compose v1 takes about half a second a file: a sample keeps the run short.
+/// docker-compose v1 takes about a third of a second a file: a sample keeps the run short.
 const ANCHOR_SAMPLE: usize = 20;
+/// Service counts of the generated files; each row doubles the one before, so linear growth
+/// shows as a ratio of 2 between neighbours.
+const GENERATED_SIZES: [usize; 5] = [625, 1250, 2500, 5000, 10000];
 
 fn main() -> anyhow::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/compose-corpus/dokploy-templates/blueprints");
     let files = dokploy_files(&corpus)?;
     println!("# Loader benchmark\n");
-    println!("## 500 Dokploy templates ({} files)\n", files.len());
+    dokploy_in_process(&files);
+    anchor_comparison(&files)?;
+    generated_growth()
+}
 
+/// The goal: all the Dokploy templates, loaded by the library in one process.
+fn dokploy_in_process(files: &[PathBuf]) {
+    println!("## {} Dokploy templates, in process\n", files.len());
     let mut rounds = Vec::new();
-    let mut failed = 0;
+    let mut rejected = 0;
     for _ in 0..ROUNDS {
         let start = Instant::now();
-        failed = files
+        rejected = files
             .iter()
             .filter(|f| load(&options_for(f)).is_err())
             .count();
@@ -34,55 +44,90 @@ fn main() -> anyhow::Result<()> {
     }
     let total = median(&mut rounds);
     println!(
-        "composure: {:.1} ms for all {} files (median of {ROUNDS} rounds; {failed} rejected as invalid), {:.0} µs per file",
+        "composure-compose: {:.1} ms for all {} files (median of {ROUNDS} rounds; {rejected} rejected as invalid), {:.0} µs per file\n",
         ms(total),
         files.len(),
         total.as_secs_f64() * 1e6 / files.len() as f64
     );
+}
 
-    let sample: Vec<&PathBuf> = files.iter().take(ANCHOR_SAMPLE).collect();
-    match time_docker_compose(&sample) {
-        Ok(anchor) => {
-            let ours: Duration = sample.iter().map(|f| time_one(f)).sum();
-            println!(
-                "docker-compose 1.29 config: {:.1} ms for the first {} files, composure {:.2} ms for the same: {:.0}x faster",
-                ms(anchor),
-                sample.len(),
-                ms(ours),
-                anchor.as_secs_f64() / ours.as_secs_f64().max(1e-9)
-            );
-        }
-        Err(e) => println!("docker-compose anchor not run: {e:#}"),
+/// Process against process: `composure config -q` and `docker-compose config -q`, each
+/// started once per file, on an evenly spread sample of the templates.
+fn anchor_comparison(files: &[PathBuf]) -> anyhow::Result<()> {
+    println!("## Against docker-compose, one process per file\n");
+    let step = (files.len() / ANCHOR_SAMPLE).max(1);
+    let sample: Vec<&PathBuf> = files.iter().step_by(step).take(ANCHOR_SAMPLE).collect();
+    let composure = composure_binary()?;
+    let ours = time_processes(&composure, &["config", "-q"], &sample)?;
+    println!(
+        "composure config -q: {:.1} ms for {} files ({} rejected), {:.1} ms per file",
+        ms(ours.elapsed),
+        sample.len(),
+        ours.failed,
+        ms(ours.elapsed) / sample.len() as f64
+    );
+    let all = files.iter().collect::<Vec<_>>();
+    let ours_all = time_processes(&composure, &["config", "-q"], &all)?;
+    println!(
+        "composure config -q: {:.1} ms for all {} files ({} rejected)",
+        ms(ours_all.elapsed),
+        all.len(),
+        ours_all.failed
+    );
+    match time_processes(Path::new("docker-compose"), &["config", "-q"], &sample) {
+        Ok(anchor) => println!(
+            "docker-compose 1.29 config -q: {:.1} ms for the same {} files ({} rejected), {:.1} ms per file: composure is {:.0}x faster\n",
+            ms(anchor.elapsed),
+            sample.len(),
+            anchor.failed,
+            ms(anchor.elapsed) / sample.len() as f64,
+            anchor.elapsed.as_secs_f64() / ours.elapsed.as_secs_f64().max(1e-9)
+        ),
+        Err(e) => println!("docker-compose anchor not run: {e:#}\n"),
     }
+    Ok(())
+}
 
-    println!("\n## Generated files (linear growth)\n");
-    println!("| services | load time (ms) | µs per service |");
-    println!("|---:|---:|---:|");
-    for n in [500, 1000, 2000, 5000] {
-        let text = generated(n);
-        let source = MemorySource::new().with("/bench/compose.yaml", text);
-        let mut options = LoadOptions::new("/bench");
-        options.files = vec!["/bench/compose.yaml".into()];
-        let mut times = Vec::new();
-        for _ in 0..ROUNDS {
-            let start = Instant::now();
-            let loaded = load_with(&options, &source).context("generated file must load")?;
-            times.push(start.elapsed());
-            if loaded.project.services.len() != n {
-                bail!(
-                    "expected {n} services, loaded {}",
-                    loaded.project.services.len()
-                );
-            }
-        }
-        let t = median(&mut times);
+/// Generated projects of growing size, loaded from memory: the time per service must stay
+/// flat.
+fn generated_growth() -> anyhow::Result<()> {
+    println!("## Generated files (linear growth)\n");
+    println!("| services | load time (ms) | µs per service | time / previous row |");
+    println!("|---:|---:|---:|---:|");
+    let mut previous: Option<Duration> = None;
+    for n in GENERATED_SIZES {
+        let t = time_generated(n)?;
+        let growth = previous.map_or_else(
+            || "–".to_string(),
+            |p| format!("{:.2}", t.as_secs_f64() / p.as_secs_f64()),
+        );
         println!(
-            "| {n} | {:.1} | {:.1} |",
+            "| {n} | {:.1} | {:.1} | {growth} |",
             ms(t),
             t.as_secs_f64() * 1e6 / n as f64
         );
+        previous = Some(t);
     }
     Ok(())
+}
+
+fn time_generated(n: usize) -> anyhow::Result<Duration> {
+    let source = MemorySource::new().with("/bench/compose.yaml", generated(n));
+    let mut options = LoadOptions::new("/bench");
+    options.files = vec!["/bench/compose.yaml".into()];
+    let mut times = Vec::new();
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let loaded = load_with(&options, &source).context("generated file must load")?;
+        times.push(start.elapsed());
+        if loaded.project.services.len() != n {
+            bail!(
+                "expected {n} services, loaded {}",
+                loaded.project.services.len()
+            );
+        }
+    }
+    Ok(median(&mut times))
 }
 
 fn options_for(file: &Path) -> LoadOptions {
@@ -91,27 +136,49 @@ fn options_for(file: &Path) -> LoadOptions {
     options
 }
 
-fn time_one(file: &Path) -> Duration {
-    let start = Instant::now();
-    let _ = load(&options_for(file));
-    start.elapsed()
+/// The `composure` binary of the same build profile, next to this benchmark's.
+fn composure_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the benchmark's own path")?;
+    let binary = exe.with_file_name("composure");
+    if !binary.is_file() {
+        bail!(
+            "{} not found: run `cargo build --release -p composure` first",
+            binary.display()
+        );
+    }
+    Ok(binary)
 }
 
-fn time_docker_compose(files: &[&PathBuf]) -> anyhow::Result<Duration> {
+struct ProcessRun {
+    elapsed: Duration,
+    failed: usize,
+}
+
+/// Runs `program -f FILE ARGS` in each file's folder with an empty environment (only PATH),
+/// as the in-process loads see none either.
+fn time_processes(program: &Path, args: &[&str], files: &[&PathBuf]) -> anyhow::Result<ProcessRun> {
+    let mut failed = 0;
     let start = Instant::now();
     for file in files {
         let dir = file.parent().context("file has a folder")?;
-        Command::new("docker-compose")
-            .args(["-f"])
+        let status = Command::new(program)
+            .arg("-f")
             .arg(file)
-            .args(["config", "-q"])
+            .args(args)
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .output()
-            .context("cannot run docker-compose (apt-get install docker-compose)")?;
+            .with_context(|| format!("cannot run {}", program.display()))?
+            .status;
+        if !status.success() {
+            failed += 1;
+        }
     }
-    Ok(start.elapsed())
+    Ok(ProcessRun {
+        elapsed: start.elapsed(),
+        failed,
+    })
 }
 
 fn dokploy_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -125,7 +192,9 @@ fn dokploy_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A project of `n` services that uses most of the syntax a real file does.
+/// A project of `n` services that uses most of the syntax a real file does: anchors and
+/// merge keys, interpolation with a default, ports, environment, bind and named volumes, a
+/// healthcheck, deploy resources, and a `depends_on` chain through every service.
 fn generated(n: usize) -> String {
     let mut s = String::from(
         "name: bench\nx-common: &common\n  restart: unless-stopped\n  logging: {driver: json-file}\nservices:\n",

@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use crate::ndjson::{self, DecodeError};
 use crate::types::{
     DeleteQuery, ErrorBody, Event, EventsQuery, Info, LogEntry, LogsQuery, ProjectStatus,
-    ProjectSummary, PutProject, PutProjectResponse, RestartRequest, RevisionResponse, ScaleRequest,
+    ProjectSummary, PutProject, PutProjectResponse, RestartRequest, RevisionResponse,
+    RolloutHistory, RolloutView, ScaleRequest, UndoRequest,
 };
 
 /// Why a call to the daemon failed.
@@ -146,6 +147,47 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/projects/{name}/services/{service}/rollout`: the service's latest rollout;
+    /// 404 when it never had one.
+    pub async fn rollout(&self, name: &str, service: &str) -> Result<RolloutView, ClientError> {
+        self.call(
+            Method::GET,
+            service_path(name, service, "/rollout"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /v1/projects/{name}/services/{service}/history`: the service's versions.
+    pub async fn rollout_history(
+        &self,
+        name: &str,
+        service: &str,
+    ) -> Result<RolloutHistory, ClientError> {
+        self.call(
+            Method::GET,
+            service_path(name, service, "/history"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/projects/{name}/services/{service}/undo`: back to an earlier version,
+    /// rolling through the slots.
+    pub async fn rollout_undo(
+        &self,
+        name: &str,
+        service: &str,
+        request: &UndoRequest,
+    ) -> Result<RevisionResponse, ClientError> {
+        self.call(
+            Method::POST,
+            service_path(name, service, "/undo"),
+            Some(request),
+        )
+        .await
+    }
+
     /// `GET /v1/projects/{name}/logs`: the output of the project's containers, line by line.
     pub async fn logs(
         &self,
@@ -268,6 +310,13 @@ fn project_path(name: &str, rest: &str) -> String {
     format!("/v1/projects/{}{rest}", encode_segment(name))
 }
 
+fn service_path(name: &str, service: &str, rest: &str) -> String {
+    project_path(
+        name,
+        &format!("/services/{}{rest}", encode_segment(service)),
+    )
+}
+
 fn query_string<Q: Serialize>(query: &Q) -> Result<String, ClientError> {
     serde_urlencoded::to_string(query).map_err(|err| ClientError::Request(err.to_string()))
 }
@@ -331,6 +380,7 @@ mod tests {
             service: Some("web".into()),
             follow: true,
             tail: None,
+            task: None,
         };
         assert_eq!(query_string(&query).unwrap(), "service=web&follow=true");
     }

@@ -13,7 +13,10 @@
 //! | `DELETE /v1/projects/{name}?volumes=` | 202, then the daemon removes it |
 //! | `POST /v1/projects/{name}/scale` [`ScaleRequest`] | [`RevisionResponse`] |
 //! | `POST /v1/projects/{name}/restart` [`RestartRequest`] | [`RevisionResponse`] |
-//! | `GET /v1/projects/{name}/logs?service=&follow=&tail=` | NDJSON of [`LogEntry`] |
+//! | `GET /v1/projects/{name}/logs?service=&follow=&tail=&task=` | NDJSON of [`LogEntry`] |
+//! | `GET /v1/projects/{name}/services/{service}/rollout` | [`RolloutView`] (404: none yet) |
+//! | `GET /v1/projects/{name}/services/{service}/history` | [`RolloutHistory`] |
+//! | `POST /v1/projects/{name}/services/{service}/undo` [`UndoRequest`] | [`RevisionResponse`] |
 //! | `GET /v1/events?project=&since=&follow=` | NDJSON of [`Event`] |
 
 pub mod client;

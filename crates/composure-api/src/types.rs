@@ -71,6 +71,10 @@ pub struct ProjectSummary {
 pub struct ProjectStatus {
     pub name: String,
     pub revision: u64,
+    /// The revision the daemon's last reconcile pass worked from (0 before the first): the
+    /// statuses below are as of that revision.
+    #[serde(default)]
+    pub observed_revision: u64,
     pub status: ProjectState,
     pub services: Vec<ServiceStatusView>,
     pub tasks: Vec<TaskView>,
@@ -88,7 +92,7 @@ pub enum ServiceState {
     Failed,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatusView {
     pub name: String,
     /// Replicas asked for.
@@ -101,6 +105,151 @@ pub struct ServiceStatusView {
     /// Why the service is not running as asked, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The service's latest rolling update (or rollback, or undo), if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutView>,
+}
+
+/// Why a rollout runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutKind {
+    /// The service's spec changed.
+    Update,
+    /// An update failed and was rolled back to the previous version.
+    Rollback,
+    /// `composure rollout undo`.
+    Undo,
+}
+
+/// Where a rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Updating,
+    /// Too many new tasks failed (and the failure action is `pause`, or a rollback failed).
+    Paused,
+    Completed,
+    /// The spec changed again before it ended.
+    Superseded,
+}
+
+/// Where one slot stands in a rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotRolloutState {
+    /// On the new version, ready.
+    Updated,
+    /// On the new version, ready, and still watched for failures (`monitor`).
+    Monitoring,
+    /// On the old version, waiting for its turn.
+    Waiting,
+    /// Its new task is being created or started.
+    Starting,
+    /// Its new task runs and waits for its health check to pass.
+    WaitingForHealth,
+    /// Its new task failed and is being replaced.
+    Restarting,
+    /// Its new task failed and is not replaced.
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRolloutView {
+    pub slot: u32,
+    pub state: SlotRolloutState,
+    /// The slot's task of the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A new task that failed during a rollout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutFailureView {
+    pub slot: u32,
+    pub task: String,
+    /// `exited with code 1`, `unhealthy: health check failed: …`.
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// What a rollback or an undo goes back from, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutCauseView {
+    /// The revision that was left.
+    pub revision: u64,
+    pub reason: String,
+    #[serde(default)]
+    pub failures: Vec<RolloutFailureView>,
+}
+
+/// `GET /v1/projects/{name}/services/{service}/rollout`: a service's latest rollout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub service: String,
+    pub kind: RolloutKind,
+    pub state: RolloutState,
+    /// The project revision of the version it moves to.
+    pub revision: u64,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// `start-first` or `stop-first`.
+    pub order: String,
+    /// Slots updated at once (0: all).
+    pub parallelism: u32,
+    pub monitor_ms: u64,
+    /// `rollback`, `pause` or `continue`.
+    pub failure_action: String,
+    pub max_failure_ratio: f64,
+    /// Slots on the new version and ready, of `total`.
+    pub updated: u32,
+    pub total: u32,
+    /// Each slot's progress while it runs (empty once it is over).
+    #[serde(default)]
+    pub slots: Vec<SlotRolloutView>,
+    /// Why it paused, or a summary of where it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub failures: Vec<RolloutFailureView>,
+    /// For a rollback or an undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<RolloutCauseView>,
+}
+
+/// One version of a service in its history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRevisionView {
+    /// The first project revision with this version.
+    pub revision: u64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    pub spec_hash: String,
+    /// Whether it is the version the project asks for now.
+    pub current: bool,
+    /// What changed from the version before: `image: a → b`, `environment.X changed`.
+    pub changes: Vec<String>,
+}
+
+/// `GET /v1/projects/{name}/services/{service}/history`: the service's versions, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutHistory {
+    pub service: String,
+    pub revisions: Vec<ServiceRevisionView>,
+}
+
+/// `POST /v1/projects/{name}/services/{service}/undo`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoRequest {
+    /// Go back to the version of this revision (see the history); default: the version
+    /// before the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<u64>,
 }
 
 /// What was last observed of a task.
@@ -200,6 +349,10 @@ pub struct LogsQuery {
     /// Only the last N lines of each container's history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<usize>,
+    /// Only this task's container (any state, while its container exists), e.g. a new
+    /// task that failed during an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// Which output stream a log line came from.

@@ -13,6 +13,10 @@ use crate::diag::{Diagnostic, Span, YamlPath};
 use crate::merge::merge_service;
 use crate::yaml::{Value, YamlNode};
 
+/// How many `extends` may follow each other. Real files use two or three; the limit keeps
+/// the recursion that resolves a chain far from the end of the stack.
+pub const MAX_EXTENDS_DEPTH: usize = 64;
+
 /// Access to the files that `extends.file` names.
 pub trait ExtendsContext {
     /// The parsed and interpolated document of `file` (as written in `extends.file`, relative
@@ -237,6 +241,16 @@ impl Resolver<'_> {
                 self.file_label(base_doc)
             );
             return self.fail(Diagnostic::error(target.span, path.key("service"), message));
+        }
+        if chain.len() > MAX_EXTENDS_DEPTH {
+            let first = chain.first().map_or(name, |(_, first)| first.as_str());
+            let message = format!(
+                "`extends` nests deeper than {MAX_EXTENDS_DEPTH} levels, starting from service \"{first}\""
+            );
+            return self.fail(
+                Diagnostic::error(at, path, message)
+                    .with_hint("let the services extend a common base instead of each other"),
+            );
         }
         let mut base = self.resolve(base_doc, &target.service, chain)?;
         if base_doc != doc {
@@ -1022,6 +1036,44 @@ mod tests {
             text.contains("circular reference in extends: d -> d"),
             "{text}"
         );
+    }
+
+    /// `s0` extends `s1`, which extends `s2`, ... down to `s{hops}`.
+    fn extends_chain(hops: usize) -> String {
+        let mut text = format!("services:\n  s{hops}:\n    image: base\n");
+        for i in 0..hops {
+            text.push_str(&format!("  s{i}:\n    extends: s{}\n", i + 1));
+        }
+        text
+    }
+
+    #[test]
+    fn a_chain_as_deep_as_the_limit_resolves() {
+        let mut files = Files::default().with("/p/compose.yaml", &extends_chain(MAX_EXTENDS_DEPTH));
+        let doc = resolved(&mut files, "/p/compose.yaml");
+        assert_eq!(service(&doc, "s0"), json!({"image": "base"}));
+    }
+
+    #[test]
+    fn a_chain_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
+        // Each level of a chain is a level of recursion: 10000 of them (a 300 KB file)
+        // used to overflow the stack and abort the process.
+        let mut files = Files::default().with("/p/compose.yaml", &extends_chain(10_000));
+        let (_, diagnostics) = resolve(&mut files, "/p/compose.yaml");
+        assert!(!diagnostics.is_empty());
+        let first = &diagnostics[0];
+        assert_eq!(
+            first.message,
+            format!(
+                "`extends` nests deeper than {MAX_EXTENDS_DEPTH} levels, starting from service \"s0\""
+            )
+        );
+        let hops = MAX_EXTENDS_DEPTH;
+        assert_eq!(first.path.to_string(), format!("services.s{hops}.extends"));
+        let mut files =
+            Files::default().with("/p/compose.yaml", &extends_chain(MAX_EXTENDS_DEPTH + 1));
+        let (_, diagnostics) = resolve(&mut files, "/p/compose.yaml");
+        assert_eq!(diagnostics.len(), 1, "{}", messages(&diagnostics));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Defaults that need the project's context, applied to the typed model: project-scoped
-//! resource names, the default network, implicit dependencies, `env_file` contents and
-//! values looked up in the environment. After this the model is what `docker compose config`
-//! prints.
+//! resource names, the default network, implicit dependencies, `env_file` and `label_file`
+//! contents and values looked up in the environment. After this the model is what
+//! `docker compose config` prints.
 
 use std::path::Path;
 
@@ -49,6 +49,7 @@ pub fn normalize(project: &mut Project, doc: &YamlNode, ctx: &Context<'_>) -> Ve
         }
         add_implicit_dependencies(service);
         diags.extend(read_env_files(service, doc, &path, ctx));
+        diags.extend(read_label_files(service, doc, &path, ctx));
         service.environment = resolve_bare(
             std::mem::take(&mut service.environment),
             ctx.environment,
@@ -177,19 +178,7 @@ fn read_env_files(
             }
             continue;
         }
-        let parsed = ctx
-            .source
-            .read(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                let lookup = |k: &str| ctx.environment.get(k).cloned();
-                match env_file.format.as_deref() {
-                    Some("raw") => dotenv::parse_raw_env_with_lookup(&text, &lookup),
-                    _ => dotenv::parse_dotenv(&text, &lookup),
-                }
-                .map_err(|e| e.to_string())
-            });
-        match parsed {
+        match read_variables(&file, env_file.format.as_deref(), ctx) {
             Ok(vars) => from_files.extend(vars.into_iter().map(|(k, v)| (k, Some(v)))),
             Err(e) => diags.push(Diagnostic::error(
                 span,
@@ -203,6 +192,60 @@ fn read_env_files(
         service.environment = from_files;
     }
     diags
+}
+
+/// Reads each `label_file` (in order, later files win) under the service's own `labels`,
+/// which win over all of them. The files use the `env_file` format and must exist.
+fn read_label_files(
+    service: &mut Service,
+    doc: &YamlNode,
+    path: &YamlPath,
+    ctx: &Context<'_>,
+) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let mut from_files = IndexMap::new();
+    for (i, label_file) in service.label_file.iter().enumerate() {
+        let file = absolutize(ctx.project_directory, Path::new(label_file));
+        let at = path.key("label_file").index(i);
+        let span = doc.span_at(&at);
+        if !ctx.source.exists(&file) {
+            diags.push(Diagnostic::error(
+                span,
+                at,
+                format!("label file {} not found", file.display()),
+            ));
+            continue;
+        }
+        match read_variables(&file, None, ctx) {
+            Ok(labels) => from_files.extend(labels),
+            Err(e) => diags.push(Diagnostic::error(
+                span,
+                at,
+                format!("{}: {e}", file.display()),
+            )),
+        }
+    }
+    if !from_files.is_empty() {
+        from_files.extend(std::mem::take(&mut service.labels));
+        service.labels = from_files;
+    }
+    diags
+}
+
+/// A `KEY=VALUE` file in the `.env` format (or `raw`, taken literally), its `${VAR}`
+/// references resolved against the interpolation variables.
+fn read_variables(
+    file: &Path,
+    format: Option<&str>,
+    ctx: &Context<'_>,
+) -> Result<IndexMap<String, String>, String> {
+    let text = ctx.source.read(file).map_err(|e| e.to_string())?;
+    let lookup = |k: &str| ctx.environment.get(k).cloned();
+    match format {
+        Some("raw") => dotenv::parse_raw_env_with_lookup(&text, &lookup),
+        _ => dotenv::parse_dotenv(&text, &lookup),
+    }
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -230,6 +273,44 @@ mod tests {
         assert_eq!(env_out["ZOT"], None);
         let args_out = resolve_bare(vars, &env, true);
         assert!(!args_out.contains_key("ZOT"));
+    }
+
+    #[test]
+    fn label_files_are_read_in_order_under_the_labels() {
+        // Spec, label_file: later files win over earlier ones, `labels` over all of them.
+        let source = crate::source::MemorySource::new()
+            .with(
+                "/p/app.labels",
+                "a=from-app\nb=from-app\n# a comment\nc=from-app\n",
+            )
+            .with("/p/extra.labels", "b=from-extra\n");
+        let env = IndexMap::new();
+        let ctx = Context {
+            project_directory: Path::new("/p"),
+            environment: &env,
+            source: &source,
+        };
+        let mut project = Project::default();
+        let service = Service {
+            image: Some("x".into()),
+            label_file: vec!["/p/app.labels".into(), "/p/extra.labels".into()],
+            labels: [("c".to_string(), "from-labels".to_string())].into(),
+            ..Service::default()
+        };
+        project.services.insert("web".into(), service);
+        let doc = YamlNode::null(crate::diag::Span::none());
+        let diags = normalize(&mut project, &doc, &ctx);
+        assert!(diags.is_empty(), "{diags:?}");
+        let labels = &project.services["web"].labels;
+        assert_eq!(labels["a"], "from-app");
+        assert_eq!(labels["b"], "from-extra");
+        assert_eq!(labels["c"], "from-labels");
+
+        project.services["web"].label_file = vec!["/p/missing.labels".into()];
+        let diags = normalize(&mut project, &doc, &ctx);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("/p/missing.labels"), "{diags:?}");
+        assert_eq!(diags[0].path.to_string(), "services.web.label_file[0]");
     }
 
     #[test]

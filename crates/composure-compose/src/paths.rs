@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::source::absolutize;
-use crate::yaml::{Value, YamlNode};
+use crate::yaml::{Key, Value, YamlNode};
 
 /// Makes every relative filesystem path in `doc` absolute against `base`; `~` expands to
 /// `home` where the spec allows it (bind mount sources).
@@ -30,11 +30,18 @@ pub fn resolve_paths(doc: &mut YamlNode, base: &Path, home: Option<&str>) {
 
 pub fn resolve_service_paths(service: &mut YamlNode, base: &Path, home: Option<&str>) {
     if let Some(build) = service.get_mut("build") {
+        let span = build.span.clone();
         match &mut build.value {
             Value::String(_) => fix_context(build, base),
             Value::Map(m) => {
-                if let Some(ctx) = m.get_mut("context") {
-                    fix_context(ctx, base);
+                match m.get_mut("context") {
+                    Some(ctx) => fix_context(ctx, base),
+                    // The spec's default, `.`, is this project's directory: written out
+                    // here, because an included project's directory is known only here.
+                    None => {
+                        let context = YamlNode::string(base.display().to_string(), span.clone());
+                        m.insert(Key::new("context", span), context);
+                    }
                 }
                 if let Some(extra) = m.get_mut("additional_contexts") {
                     match &mut extra.value {
@@ -189,5 +196,14 @@ mod tests {
             "https://github.com/a/b.git"
         );
         assert_eq!(j["secrets"]["s"]["file"], "/p/s.txt");
+    }
+
+    #[test]
+    fn a_build_without_context_builds_the_project_directory() {
+        let j = resolved(
+            "services:\n  a:\n    build: {dockerfile_inline: FROM scratch}\n  b:\n    build:\n      dockerfile: Containerfile\n",
+        );
+        assert_eq!(j["services"]["a"]["build"]["context"], "/p");
+        assert_eq!(j["services"]["b"]["build"]["context"], "/p");
     }
 }

@@ -5,7 +5,7 @@
 //! profiles of a named service that would otherwise be disabled. A kept service must not
 //! depend on a disabled one: compose reports that instead of quietly enabling it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::diag::{Diagnostic, Span, YamlPath};
 use crate::names;
@@ -27,14 +27,25 @@ pub fn apply_profiles(
     selected_services: &[String],
 ) -> Vec<Diagnostic> {
     let services = read_services(doc);
-    let mut errors = unknown_selection_errors(&services, selected_services);
+    let by_name = index_by_name(&services);
+    let mut errors = unknown_selection_errors(&services, &by_name, selected_services);
     let profiles = ActiveProfiles::new(&services, active, selected_services);
-    let kept = kept_services(&services, &profiles, selected_services);
-    errors.extend(disabled_dependency_errors(&services, &profiles, &kept));
+    let kept = kept_services(&services, &by_name, &profiles, selected_services);
+    errors.extend(disabled_dependency_errors(
+        &services, &by_name, &profiles, &kept,
+    ));
     if let Some(map) = doc.get_mut("services").and_then(YamlNode::as_map_mut) {
         map.retain(|name, _| kept.contains(name.name.as_str()));
     }
     errors
+}
+
+/// Services by name: dependencies are looked up here, so that a long chain of services
+/// costs linear time, not quadratic.
+type ByName<'s> = HashMap<&'s str, &'s ServiceInfo>;
+
+fn index_by_name(services: &[ServiceInfo]) -> ByName<'_> {
+    services.iter().map(|s| (s.name.as_str(), s)).collect()
 }
 
 /// What selection needs to know about one service.
@@ -186,15 +197,11 @@ impl ActiveProfiles {
 
 fn kept_services<'s>(
     services: &'s [ServiceInfo],
+    by_name: &ByName<'s>,
     profiles: &ActiveProfiles,
     selected: &[String],
 ) -> HashSet<&'s str> {
-    let enabled = |name: &str| {
-        services
-            .iter()
-            .find(|s| s.name == name)
-            .filter(|s| profiles.enables(s))
-    };
+    let enabled = |name: &str| by_name.get(name).copied().filter(|s| profiles.enables(s));
     if selected.is_empty() {
         return services
             .iter()
@@ -219,6 +226,7 @@ fn kept_services<'s>(
 
 fn disabled_dependency_errors(
     services: &[ServiceInfo],
+    by_name: &ByName<'_>,
     profiles: &ActiveProfiles,
     kept: &HashSet<&str>,
 ) -> Vec<Diagnostic> {
@@ -226,7 +234,7 @@ fn disabled_dependency_errors(
     for service in services.iter().filter(|s| kept.contains(s.name.as_str())) {
         for dependency in service.dependencies.iter().filter(|d| d.required) {
             // A target that does not exist at all is the consistency check's business.
-            let Some(target) = services.iter().find(|s| s.name == dependency.target) else {
+            let Some(target) = by_name.get(dependency.target.as_str()) else {
                 continue;
             };
             if !profiles.enables(target) {
@@ -265,10 +273,14 @@ fn disabled_dependency(
     .with_hint(hint)
 }
 
-fn unknown_selection_errors(services: &[ServiceInfo], selected: &[String]) -> Vec<Diagnostic> {
+fn unknown_selection_errors(
+    services: &[ServiceInfo],
+    by_name: &ByName<'_>,
+    selected: &[String],
+) -> Vec<Diagnostic> {
     selected
         .iter()
-        .filter(|name| !services.iter().any(|s| &s.name == *name))
+        .filter(|name| !by_name.contains_key(name.as_str()))
         .map(|name| {
             let error = Diagnostic::global(format!("no such service: `{name}`"));
             match names::closest_name(name, services.iter().map(|s| s.name.as_str())) {
@@ -548,6 +560,29 @@ services:
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `foo`?"));
         assert_eq!(errors[1].hint, None);
+    }
+
+    /// `s0 <- s1 <- ... <- s{n-1}`, each depending on the one before; `s0` has `first`.
+    fn chain(n: usize, first: &str) -> String {
+        let mut text = format!("services:\n  s0: {{image: x{first}}}\n");
+        for i in 1..n {
+            text.push_str(&format!("  s{i}: {{image: x, depends_on: [s{}]}}\n", i - 1));
+        }
+        text
+    }
+
+    #[test]
+    fn a_long_dependency_chain_is_followed_to_its_end() {
+        // Dependencies are looked up by name; the loader benchmark's generated files are
+        // such chains, thousands of services long.
+        let n = 3000;
+        let (kept, errors) = select(&chain(n, ""), &[], &[&format!("s{}", n - 1)]);
+        assert_eq!(kept.len(), n);
+        assert_eq!(errors, vec![]);
+        let (kept, errors) = select(&chain(n, ", profiles: [debug]"), &[], &[]);
+        assert_eq!(kept.len(), n - 1);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].path.to_string(), "services.s1.depends_on[0]");
     }
 
     #[test]

@@ -134,49 +134,7 @@ fn hint<'a>(name: &str, known: impl Iterator<Item = &'a String>, otherwise: &str
 
 /// Each cycle in `depends_on`, reported once at the edge that closes it.
 fn dependency_cycles(project: &Project, doc: &YamlNode) -> Vec<Diagnostic> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Visiting,
-        Done,
-    }
-    fn visit<'a>(
-        name: &'a str,
-        project: &'a Project,
-        marks: &mut HashMap<&'a str, Mark>,
-        stack: &mut Vec<&'a str>,
-        cycles: &mut Vec<Vec<&'a str>>,
-    ) {
-        marks.insert(name, Mark::Visiting);
-        stack.push(name);
-        if let Some(service) = project.services.get(name) {
-            for dep in service.depends_on.keys() {
-                let Some((dep, _)) = project.services.get_key_value(dep) else {
-                    continue;
-                };
-                match marks.get(dep.as_str()) {
-                    Some(Mark::Visiting) => {
-                        let start = stack.iter().position(|s| *s == dep).unwrap_or(0);
-                        let mut cycle = stack[start..].to_vec();
-                        cycle.push(dep);
-                        cycles.push(cycle);
-                    }
-                    Some(Mark::Done) => {}
-                    None => visit(dep, project, marks, stack, cycles),
-                }
-            }
-        }
-        stack.pop();
-        marks.insert(name, Mark::Done);
-    }
-
-    let mut marks = HashMap::new();
-    let mut cycles = Vec::new();
-    for name in project.services.keys() {
-        if !marks.contains_key(name.as_str()) {
-            visit(name, project, &mut marks, &mut Vec::new(), &mut cycles);
-        }
-    }
-    cycles
+    find_cycles(project)
         .into_iter()
         .map(|cycle| {
             let from = cycle[cycle.len() - 2];
@@ -194,6 +152,59 @@ fn dependency_cycles(project: &Project, doc: &YamlNode) -> Vec<Diagnostic> {
             .with_hint("services cannot wait for each other; remove one of these dependencies")
         })
         .collect()
+}
+
+/// The cycles of the dependency graph, each as the services along it with the first one
+/// repeated at the end. A depth-first walk that keeps its path on the heap: a chain of
+/// thousands of services must not overflow the call stack.
+fn find_cycles(project: &Project) -> Vec<Vec<&str>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    let mut marks: HashMap<&str, Mark> = HashMap::new();
+    let mut cycles = Vec::new();
+    for root in project.services.keys() {
+        if marks.contains_key(root.as_str()) {
+            continue;
+        }
+        marks.insert(root, Mark::Visiting);
+        // The services on the current path, each with the index of its next dependency.
+        let mut path: Vec<(&str, usize)> = vec![(root, 0)];
+        while let Some(&(name, next)) = path.last() {
+            let dependency = project
+                .services
+                .get(name)
+                .and_then(|s| s.depends_on.get_index(next))
+                .map(|(dep, _)| dep);
+            let Some(dependency) = dependency else {
+                marks.insert(name, Mark::Done);
+                path.pop();
+                continue;
+            };
+            if let Some(top) = path.last_mut() {
+                top.1 += 1;
+            }
+            let Some((dep, _)) = project.services.get_key_value(dependency) else {
+                continue;
+            };
+            match marks.get(dep.as_str()) {
+                Some(Mark::Visiting) => {
+                    let start = path.iter().position(|(s, _)| *s == dep).unwrap_or(0);
+                    let mut cycle: Vec<&str> = path[start..].iter().map(|(s, _)| *s).collect();
+                    cycle.push(dep);
+                    cycles.push(cycle);
+                }
+                Some(Mark::Done) => {}
+                None => {
+                    marks.insert(dep, Mark::Visiting);
+                    path.push((dep, 0));
+                }
+            }
+        }
+    }
+    cycles
 }
 
 /// Two services cannot publish the same host port (replicas of one service can: Composure's
@@ -240,4 +251,88 @@ fn port_clashes(project: &Project, doc: &YamlNode) -> Vec<Diagnostic> {
         }
     }
     diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dependency, Service};
+
+    /// A project whose services depend on each other as `edges` say, with an empty document
+    /// (positions do not matter here).
+    fn project(edges: &[(&str, &[&str])]) -> Project {
+        let mut project = Project::default();
+        for (name, deps) in edges {
+            let service = Service {
+                image: Some("x".into()),
+                depends_on: deps
+                    .iter()
+                    .map(|d| (d.to_string(), Dependency::default()))
+                    .collect(),
+                ..Service::default()
+            };
+            project.services.insert(name.to_string(), service);
+        }
+        project
+    }
+
+    fn cycle_messages(project: &Project) -> Vec<String> {
+        let doc = YamlNode::null(crate::diag::Span::none());
+        dependency_cycles(project, &doc)
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn each_cycle_is_reported_once_from_where_the_walk_entered_it() {
+        let p = project(&[
+            ("a", &["b"]),
+            ("b", &["c"]),
+            ("c", &["a", "d"]),
+            ("d", &[]),
+            ("e", &["e"]),
+        ]);
+        assert_eq!(
+            cycle_messages(&p),
+            [
+                "dependency cycle detected: a -> b -> c -> a",
+                "dependency cycle detected: e -> e"
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_dependencies_are_not_cycles() {
+        let p = project(&[
+            ("web", &["db", "cache"]),
+            ("cache", &["db"]),
+            ("db", &[]),
+            ("worker", &["db", "missing"]),
+        ]);
+        assert_eq!(cycle_messages(&p), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_dependency_chain_longer_than_the_call_stack_allows_is_walked() {
+        // s0 -> s1 -> ... -> s{n-1}, and the last one back to s0: a walk that recursed once
+        // per service would overflow a test thread's stack long before the end.
+        let n = 100_000;
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let mut p = Project::default();
+        for i in 0..n {
+            let next = &names[(i + 1) % n];
+            let service = Service {
+                image: Some("x".into()),
+                depends_on: [(next.clone(), Dependency::default())]
+                    .into_iter()
+                    .collect(),
+                ..Service::default()
+            };
+            p.services.insert(names[i].clone(), service);
+        }
+        let messages = cycle_messages(&p);
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].ends_with(&format!("s{} -> s0", n - 1)));
+    }
 }

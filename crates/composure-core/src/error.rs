@@ -14,6 +14,16 @@ pub enum SpecError {
     InvalidCondition { service: String, value: String },
     #[error("service `{service}`: {replicas} replicas is more than this engine can run")]
     TooManyReplicas { service: String, replicas: u64 },
+    #[error(
+        "service `{service}`: `deploy.{key}.{field}: {value}` is invalid (expected {expected})"
+    )]
+    InvalidUpdateConfig {
+        service: String,
+        key: &'static str,
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("service `{service}`: `{field}` is not supported yet")]
     Unsupported { service: String, field: String },
 }

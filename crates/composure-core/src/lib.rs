@@ -7,6 +7,7 @@ pub mod error;
 pub mod labels;
 pub mod reconcile;
 pub mod restart;
+pub mod rollout;
 pub mod spec;
 pub mod task;
 
@@ -16,5 +17,8 @@ pub use reconcile::{
     DependencyState, NewTask, Plan, ServiceStatus, dependency_state, reconcile_service,
 };
 pub use restart::{Backoff, RestartCondition, RestartPolicy, restart_delay};
+pub use rollout::{
+    FailureAction, Order, Rollout, RolloutFailure, RolloutKind, RolloutState, UpdateConfig,
+};
 pub use spec::{Dependency, ServiceSpec, service_spec, service_specs, spec_hash, startup_order};
 pub use task::{DesiredState, Health, Task, TaskId, TaskState};

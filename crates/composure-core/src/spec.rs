@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::SpecError;
 use crate::restart::{RestartPolicy, millis};
+use crate::rollout::UpdateConfig;
 
 /// Docker's and Compose's default time between the stop signal and the kill.
 pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
@@ -31,6 +32,15 @@ pub struct ServiceSpec {
     pub has_healthcheck: bool,
     /// `stop_grace_period`, default [`DEFAULT_STOP_GRACE_MS`].
     pub stop_grace_ms: u64,
+    /// The health check's command, for messages (`/demo-app probe tcp 127.0.0.1:9`).
+    #[serde(default)]
+    pub healthcheck: Option<String>,
+    /// How a change of spec rolls through the slots: `deploy.update_config`.
+    #[serde(default = "UpdateConfig::update_default")]
+    pub update: UpdateConfig,
+    /// How a failed update (or an undo) goes back: `deploy.rollback_config`.
+    #[serde(default = "UpdateConfig::rollback_default")]
+    pub rollback: UpdateConfig,
 }
 
 /// One `depends_on` entry.
@@ -74,7 +84,38 @@ pub fn service_spec(name: &str, service: &Service) -> Result<ServiceSpec, SpecEr
         stop_grace_ms: service
             .stop_grace_period
             .map_or(DEFAULT_STOP_GRACE_MS, millis),
+        healthcheck: has_healthcheck(service)
+            .then(|| healthcheck_command(service))
+            .flatten(),
+        update: UpdateConfig::from_model(
+            name,
+            "update_config",
+            service
+                .deploy
+                .as_ref()
+                .and_then(|d| d.update_config.as_ref()),
+            UpdateConfig::update_default(),
+        )?,
+        rollback: UpdateConfig::from_model(
+            name,
+            "rollback_config",
+            service
+                .deploy
+                .as_ref()
+                .and_then(|d| d.rollback_config.as_ref()),
+            UpdateConfig::rollback_default(),
+        )?,
     })
+}
+
+/// The health check's test as a command line: `CMD`/`CMD-SHELL` dropped, words joined.
+fn healthcheck_command(service: &Service) -> Option<String> {
+    let test = service.healthcheck.as_ref()?.test.as_ref()?;
+    let words = match test.first().map(String::as_str) {
+        Some("CMD" | "CMD-SHELL") => &test[1..],
+        _ => &test[..],
+    };
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 fn replicas(name: &str, service: &Service) -> Result<u32, SpecError> {
@@ -111,7 +152,9 @@ fn has_healthcheck(service: &Service) -> bool {
 
 /// Hex SHA-256 of the service's canonical JSON: the serde_json form of [`model::Service`]
 /// with object keys sorted (so the order of a mapping in the file does not matter), and
-/// without `deploy.replicas` and `scale`, so that scaling never replaces tasks. Any other
+/// without `deploy.replicas` and `scale`, so that scaling never replaces tasks, nor
+/// `deploy.update_config` and `deploy.rollback_config`, which say how tasks are replaced
+/// and are not part of what runs (as in Swarm, changing them rolls nothing). Any other
 /// change to the service (image, command, environment, restart policy, ...) changes the hash
 /// and replaces the service's tasks.
 pub fn spec_hash(service: &Service) -> String {
@@ -119,6 +162,8 @@ pub fn spec_hash(service: &Service) -> String {
     service.scale = None;
     if let Some(deploy) = service.deploy.as_mut() {
         deploy.replicas = None;
+        deploy.update_config = None;
+        deploy.rollback_config = None;
         if *deploy == model::Deploy::default() {
             service.deploy = None;
         }
@@ -346,6 +391,50 @@ mod tests {
             hash(json!({"image": "a", "environment": {"A": "1", "B": "2"},
                         "deploy": {"replicas": 3, "restart_policy": {"condition": "none"}}}))
         );
+    }
+
+    #[test]
+    fn update_settings_are_read_and_do_not_change_the_hash() {
+        let base = one(json!({"image": "a"})).unwrap();
+        assert_eq!(base.update, UpdateConfig::update_default());
+        assert_eq!(base.rollback, UpdateConfig::rollback_default());
+        let tuned = one(json!({"image": "a", "deploy": {
+            "update_config": {"parallelism": 2, "order": "stop-first", "monitor": "2s"},
+            "rollback_config": {"failure_action": "continue"},
+        }}))
+        .unwrap();
+        assert_eq!(tuned.spec_hash, base.spec_hash);
+        assert_eq!(tuned.update.parallelism, 2);
+        assert_eq!(tuned.update.order, crate::rollout::Order::StopFirst);
+        assert_eq!(tuned.update.monitor_ms, 2_000);
+        assert_eq!(
+            tuned.rollback.failure_action,
+            crate::rollout::FailureAction::Continue
+        );
+        let err = one(json!({"image": "a", "deploy": {
+            "rollback_config": {"failure_action": "retry"}}}))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("deploy.rollback_config.failure_action: retry"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_health_check_command_is_kept_for_messages() {
+        let spec = one(json!({"image": "a", "healthcheck": {
+            "test": ["CMD", "/demo-app", "probe", "tcp", "127.0.0.1:9"]}}))
+        .unwrap();
+        assert_eq!(
+            spec.healthcheck.as_deref(),
+            Some("/demo-app probe tcp 127.0.0.1:9")
+        );
+        let spec = one(json!({"image": "a", "healthcheck": {
+            "test": ["CMD-SHELL", "curl -f localhost"]}}))
+        .unwrap();
+        assert_eq!(spec.healthcheck.as_deref(), Some("curl -f localhost"));
+        assert_eq!(one(json!({"image": "a"})).unwrap().healthcheck, None);
     }
 
     #[test]

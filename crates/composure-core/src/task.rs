@@ -90,6 +90,11 @@ pub struct Task {
     /// The runtime's id for the container, once it exists.
     #[serde(default)]
     pub container_id: Option<String>,
+    /// The container's name, once it is created: `<project>-<service>-<slot>`, or with the
+    /// task's short id appended (`-<id8>`) when another live task of the slot holds that
+    /// name (a start-first update runs two tasks in a slot).
+    #[serde(default)]
+    pub container_name: Option<String>,
     #[serde(default)]
     pub exit_code: Option<i64>,
     /// Why the task failed or was replaced, in words a person can act on.

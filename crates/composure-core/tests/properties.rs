@@ -1,16 +1,18 @@
 //! Property tests of the reconciler: a tiny model of the world runs the plans (created tasks
-//! start once their delay is over, shut-down tasks stop) while faults happen at random
-//! (crashes, health checks turning unhealthy, containers vanishing, scaling, spec changes,
-//! dependencies coming and going). After every step the invariants must hold; once the
-//! faults stop, the service must settle.
+//! start once their delay is over, shut-down tasks stop, a rollback puts the previous spec
+//! back) while faults happen at random (crashes, health checks turning unhealthy,
+//! containers vanishing, scaling, spec changes, dependencies coming and going). After every
+//! step the invariants must hold; once the faults stop, the service must settle.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::HashSet;
 
+use composure_core::rollout::is_ready;
 use composure_core::{
-    Backoff, DependencyState, DesiredState, Health, Plan, RestartCondition, RestartPolicy,
-    ServiceSpec, ServiceStatus, Task, TaskId, TaskState, reconcile_service,
+    Backoff, DependencyState, DesiredState, FailureAction, Health, Order, Plan, RestartCondition,
+    RestartPolicy, Rollout, RolloutState, ServiceSpec, ServiceStatus, Task, TaskId, TaskState,
+    UpdateConfig, reconcile_service,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -96,6 +98,33 @@ fn policy() -> impl Strategy<Value = RestartPolicy> {
         )
 }
 
+fn update_config() -> impl Strategy<Value = UpdateConfig> {
+    (
+        prop_oneof![Just(Order::StartFirst), Just(Order::StopFirst)],
+        0u32..4,
+        prop_oneof![Just(0u64), 0u64..5_000],
+        prop_oneof![Just(0u64), 0u64..10_000],
+        prop_oneof![
+            Just(FailureAction::Rollback),
+            Just(FailureAction::Pause),
+            Just(FailureAction::Continue),
+        ],
+        prop_oneof![Just(0.0f64), 0.0f64..1.0],
+    )
+        .prop_map(
+            |(order, parallelism, delay_ms, monitor_ms, failure_action, max_failure_ratio)| {
+                UpdateConfig {
+                    parallelism,
+                    delay_ms,
+                    order,
+                    monitor_ms,
+                    failure_action,
+                    max_failure_ratio,
+                }
+            },
+        )
+}
+
 fn backoff() -> impl Strategy<Value = Backoff> {
     (1u64..1_000, 0u64..60_000, 0u64..20_000).prop_map(|(base_ms, extra, stable_ms)| Backoff {
         base_ms,
@@ -109,6 +138,8 @@ struct World {
     spec: ServiceSpec,
     backoff: Backoff,
     tasks: Vec<Task>,
+    /// The service's rollout, as the daemon stores it.
+    rollout: Option<Rollout>,
     deps_ready: bool,
     now: u64,
     next_id: u64,
@@ -127,6 +158,7 @@ impl World {
             spec,
             backoff,
             tasks: Vec::new(),
+            rollout: None,
             deps_ready: true,
             now: 1_000_000,
             next_id: 0,
@@ -229,6 +261,7 @@ impl World {
             &self.spec,
             &self.tasks,
             &deps,
+            self.rollout.as_ref(),
             self.now,
             &self.backoff,
             &mut || random,
@@ -239,9 +272,28 @@ impl World {
         self.tasks.iter_mut().find(|t| &t.id == id).unwrap()
     }
 
-    /// Applies `plan` the way the daemon does, in one go.
+    /// Applies `plan` the way the daemon does, in one go; a rollback puts the previous spec
+    /// hash back with the rollback rollout.
     fn apply(&mut self, plan: &Plan) {
         let now = self.now;
+        if let Some(rollout) = &plan.rollout {
+            self.rollout = Some(rollout.clone());
+        }
+        if let Some(reason) = &plan.rollback {
+            let failed = self.rollout.clone().expect("a rollback has a rollout");
+            let previous = failed
+                .previous_hash
+                .clone()
+                .expect("a rollback has a previous version");
+            self.rollout = Some(failed.rollback(
+                reason.clone(),
+                previous.clone(),
+                self.spec.rollback.clone(),
+                self.spec.replicas,
+                now,
+            ));
+            self.spec.spec_hash = previous;
+        }
         for (id, reason) in &plan.fail {
             let task = self.task_mut(id);
             task.state = TaskState::Failed;
@@ -264,6 +316,7 @@ impl World {
                 state: TaskState::Pending,
                 health: Health::None,
                 container_id: None,
+                container_name: None,
                 exit_code: None,
                 error: None,
                 attempt: new.attempt,
@@ -315,17 +368,23 @@ impl World {
         Ok(())
     }
 
-    /// The attempt of a new task in `slot`: one more than the task it replaces after an end
-    /// or a failed health check of the same spec, unless that one ran long enough to count
-    /// as a success; otherwise 0 (first start, scale up, spec change).
+    /// The attempt of a new task in `slot`: one more than the task of the same spec it
+    /// replaces after an end or a failed health check, unless that one ran long enough to
+    /// count as a success; otherwise 0 (first start, scale up, spec change).
     fn expected_attempt(&self, slot: u32, plan: &Plan) -> u32 {
-        let Some(prev) = self.tasks.iter().rev().find(|t| t.slot == slot) else {
+        let replaced = self
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.slot == slot
+                    && t.spec_hash == self.spec.spec_hash
+                    && plan.shutdown.iter().any(|(id, _)| *id == t.id)
+                    && (t.state.is_terminal() || plan.fail.iter().any(|(id, _)| *id == t.id))
+            })
+            .max_by_key(|t| t.created_at);
+        let Some(prev) = replaced else {
             return 0;
         };
-        let replaced = plan.shutdown.iter().any(|(id, _)| id == &prev.id);
-        if !replaced || prev.spec_hash != self.spec.spec_hash {
-            return 0;
-        }
         let ran = match (prev.started_at, prev.finished_at) {
             (Some(started), Some(finished)) => finished - started,
             (Some(started), None) => self.now - started,
@@ -338,14 +397,73 @@ impl World {
         }
     }
 
+    /// Slots (of `1..=replicas`) with a ready task wanted running.
+    fn ready_slots(&self) -> HashSet<u32> {
+        self.tasks
+            .iter()
+            .filter(|t| {
+                t.desired == DesiredState::Running
+                    && is_ready(t, &self.spec)
+                    && (1..=self.spec.replicas).contains(&t.slot)
+            })
+            .map(|t| t.slot)
+            .collect()
+    }
+
+    /// Whether every update and rollback starts the new task first.
+    fn start_first(&self) -> bool {
+        self.spec.update.order == Order::StartFirst && self.spec.rollback.order == Order::StartFirst
+    }
+
+    /// The most slots that may be in flight at once.
+    fn batch(&self) -> usize {
+        let replicas = self.spec.replicas;
+        self.spec
+            .update
+            .batch(replicas)
+            .max(self.spec.rollback.batch(replicas)) as usize
+    }
+
     /// Checks the world after a plan was applied.
-    fn check_world(&self) -> Result<(), TestCaseError> {
-        let mut slots = HashSet::new();
-        for task in self.tasks.iter().filter(|t| live(t)) {
+    /// `target` is the spec hash `plan` was made for. A rollback plan changes nothing but
+    /// the spec (the next pass acts on it), so only the revival check applies to it.
+    fn check_world(
+        &self,
+        plan: &Plan,
+        ready_before: &HashSet<u32>,
+        target: &str,
+    ) -> Result<(), TestCaseError> {
+        for task in &self.tasks {
+            if self.shut.contains(&task.id) {
+                prop_assert_eq!(task.desired, DesiredState::Shutdown, "{} revived", &task.id);
+            }
+        }
+        if plan.rollback.is_some() {
             prop_assert!(
-                slots.insert(task.slot),
-                "two live tasks in slot {}",
-                task.slot
+                plan.create.is_empty() && plan.shutdown.is_empty() && plan.fail.is_empty()
+            );
+            return Ok(());
+        }
+        // A slot holds at most one live task of the spec and one of another spec (an old
+        // one, during an update), and live tasks only in slots 1..=replicas.
+        let mut current = HashSet::new();
+        let mut old = HashSet::new();
+        let mut live_count = 0;
+        for task in self.tasks.iter().filter(|t| live(t)) {
+            live_count += 1;
+            let fresh = if task.spec_hash == target {
+                &mut current
+            } else {
+                &mut old
+            };
+            prop_assert!(
+                fresh.insert(task.slot),
+                "two live tasks of one kind in slot {}: {:?}",
+                task.slot,
+                self.tasks
+                    .iter()
+                    .map(|t| (t.slot, &t.spec_hash, t.state, t.desired, t.created_at))
+                    .collect::<Vec<_>>()
             );
             prop_assert!(
                 (1..=self.spec.replicas).contains(&task.slot),
@@ -354,23 +472,38 @@ impl World {
                 self.spec.replicas
             );
         }
-        // Stronger: a slot has at most one current task, live or ended (the reconciler shuts
-        // down what it replaces in the same plan).
-        let mut current = HashSet::new();
-        for task in self
-            .tasks
-            .iter()
-            .filter(|t| t.desired == DesiredState::Running)
-        {
-            prop_assert!(
-                current.insert(task.slot),
-                "two current tasks in slot {}",
-                task.slot
-            );
-        }
-        for task in &self.tasks {
-            if self.shut.contains(&task.id) {
-                prop_assert_eq!(task.desired, DesiredState::Shutdown, "{} revived", &task.id);
+        // At most `replicas + parallelism` live tasks during an update.
+        prop_assert!(
+            live_count <= self.spec.replicas as usize + self.batch(),
+            "{live_count} live tasks for {} replicas and batches of {}: {:?}",
+            self.spec.replicas,
+            self.batch(),
+            self.tasks
+                .iter()
+                .filter(|t| live(t))
+                .map(|t| (t.slot, &t.spec_hash, t.state, t.health, t.created_at))
+                .collect::<Vec<_>>()
+        );
+        // Start-first: the reconciler never leaves a slot without a ready task when it had
+        // one.
+        if self.start_first() {
+            let ready_after = self.ready_slots();
+            // A one-off's new task that ran to completion (and is not restarted) is the
+            // slot's end, as it would be without an update.
+            let done = |slot: u32| {
+                self.tasks.iter().any(|t| {
+                    t.slot == slot
+                        && t.desired == DesiredState::Running
+                        && t.spec_hash == self.spec.spec_hash
+                        && t.state == TaskState::Complete
+                        && !self.spec.restart.condition.restarts(TaskState::Complete)
+                })
+            };
+            for &slot in ready_before {
+                prop_assert!(
+                    ready_after.contains(&slot) || done(slot),
+                    "slot {slot} lost its last ready task"
+                );
             }
         }
         Ok(())
@@ -385,13 +518,21 @@ impl World {
         }
         let plan = self.reconcile(step.random);
         self.check_plan(&plan)?;
+        let ready_before = self.ready_slots();
+        let target = self.spec.spec_hash.clone();
         self.apply(&plan);
-        self.check_world()?;
+        self.check_world(&plan, &ready_before, &target)?;
         Ok(plan)
     }
 }
 
-fn spec(replicas: u32, restart: RestartPolicy, has_healthcheck: bool) -> ServiceSpec {
+fn spec(
+    replicas: u32,
+    restart: RestartPolicy,
+    has_healthcheck: bool,
+    update: UpdateConfig,
+    rollback: UpdateConfig,
+) -> ServiceSpec {
     ServiceSpec {
         name: "web".into(),
         replicas,
@@ -400,12 +541,15 @@ fn spec(replicas: u32, restart: RestartPolicy, has_healthcheck: bool) -> Service
         spec_hash: "hash-0".into(),
         has_healthcheck,
         stop_grace_ms: 10_000,
+        healthcheck: None,
+        update,
+        rollback,
     }
 }
 
-/// Enough quiet passes for any slot to be replaced, wait out its delay, start and pass its
-/// health check.
-const QUIET_STEPS: usize = 8;
+/// Enough quiet passes for every slot to be updated one at a time (created, started,
+/// healthy), wait out delays and monitor periods, and restart after failures.
+const QUIET_STEPS: usize = 60;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
@@ -416,10 +560,13 @@ proptest! {
         backoff in backoff(),
         replicas in 0u32..5,
         has_healthcheck in any::<bool>(),
+        update in update_config(),
+        rollback in update_config(),
         steps in proptest::collection::vec(step(), 0..60),
         quiet_random in 0.0f64..1.0,
     ) {
-        let mut world = World::new(spec(replicas, restart.clone(), has_healthcheck), backoff);
+        let spec = spec(replicas, restart.clone(), has_healthcheck, update, rollback);
+        let mut world = World::new(spec, backoff);
         for step in &steps {
             world.step(step, true)?;
             world.now += step.dt;
@@ -434,39 +581,106 @@ proptest! {
         }
         world.progress();
         let plan = world.reconcile(quiet_random);
-        prop_assert!(
-            plan.create.is_empty() && plan.shutdown.is_empty() && plan.fail.is_empty(),
-            "not settled: {plan:?}"
-        );
-        prop_assert!(
-            !matches!(plan.status, ServiceStatus::Converging { .. } | ServiceStatus::Degraded { .. }),
-            "status {:?}", plan.status
-        );
-        // Every slot ended up running, or finished in a way the policy keeps.
+        let paused = world
+            .rollout
+            .as_ref()
+            .is_some_and(|r| matches!(r.state, RolloutState::Paused { .. }));
+        let failed = matches!(plan.status, ServiceStatus::Failed { .. });
+        if !paused && !failed {
+            prop_assert!(
+                plan.create.is_empty() && plan.shutdown.is_empty() && plan.fail.is_empty(),
+                "not settled: {plan:?}"
+            );
+            prop_assert!(
+                !matches!(plan.status, ServiceStatus::Converging { .. } | ServiceStatus::Degraded { .. }),
+                "status {:?}, rollout {:?}", plan.status, world.rollout
+            );
+            prop_assert!(
+                world.rollout.as_ref().is_none_or(|r| !r.is_active()),
+                "rollout not over: {:?}", world.rollout
+            );
+        }
+        // Every slot ended up with a task wanted running: running, or finished in a way the
+        // policy keeps.
         for slot in 1..=world.spec.replicas {
             let current: Vec<&Task> = world
                 .tasks
                 .iter()
                 .filter(|t| t.slot == slot && t.desired == DesiredState::Running)
                 .collect();
-            prop_assert_eq!(current.len(), 1, "slot {}", slot);
-            let task = current[0];
-            let running = task.state == TaskState::Running
-                && matches!(task.health, Health::None | Health::Healthy);
-            prop_assert!(running || task.state.is_terminal(), "slot {slot}: {task:?}");
+            prop_assert!(!current.is_empty(), "slot {} has no task", slot);
+            if !paused && !failed {
+                prop_assert_eq!(current.len(), 1, "slot {}", slot);
+                let task = current[0];
+                let running = task.state == TaskState::Running
+                    && matches!(task.health, Health::None | Health::Healthy);
+                prop_assert!(running || task.state.is_terminal(), "slot {slot}: {task:?}");
+            }
         }
-        // Under `always` without a limit, the service converges: every slot runs.
+        // Under `always` without a limit, the service converges: every slot runs (a paused
+        // update leaves some slots on the old version, running too).
         let keeps_running = matches!(restart.condition, RestartCondition::Any | RestartCondition::UnlessStopped)
             && restart.max_attempts.is_none();
         if keeps_running {
-            prop_assert_eq!(&plan.status, &ServiceStatus::Running);
-            let running = world
-                .tasks
-                .iter()
-                .filter(|t| live(t) && t.state == TaskState::Running)
-                .count();
-            prop_assert_eq!(running, world.spec.replicas as usize);
+            if !paused {
+                prop_assert_eq!(&plan.status, &ServiceStatus::Running);
+            }
+            let ready = world.ready_slots();
+            prop_assert_eq!(ready.len(), world.spec.replicas as usize);
         }
+    }
+
+    /// A new version that never works is rolled back: every slot ends on the previous
+    /// version, and under start-first no slot ever lacked a ready task.
+    #[test]
+    fn a_broken_update_rolls_back_to_the_previous_version(
+        replicas in 1u32..5,
+        has_healthcheck in any::<bool>(),
+        mut update in update_config(),
+        rollback in update_config(),
+        crash in any::<bool>(),
+    ) {
+        update.failure_action = FailureAction::Rollback;
+        update.max_failure_ratio = 0.0;
+        let spec = spec(replicas, RestartPolicy::default(), has_healthcheck || !crash, update, rollback);
+        let mut world = World::new(spec, Backoff::default());
+        let quiet = Step { events: Vec::new(), dt: 0, random: 0.5 };
+        for _ in 0..QUIET_STEPS {
+            let plan = world.step(&quiet, false)?;
+            world.now = plan.wake_at.unwrap_or(world.now).max(world.now + 1);
+        }
+        let previous = world.spec.spec_hash.clone();
+        world.spec.spec_hash = "broken".into();
+        for _ in 0..QUIET_STEPS {
+            world.progress();
+            // Every task of the new version fails as soon as it runs.
+            for task in world.tasks.iter_mut() {
+                if task.spec_hash == "broken" && live(task) && task.state == TaskState::Running {
+                    if crash {
+                        task.state = TaskState::Failed;
+                        task.exit_code = Some(1);
+                        task.finished_at = Some(world.now);
+                    } else {
+                        task.health = Health::Unhealthy;
+                    }
+                }
+            }
+            let plan = world.reconcile(0.5);
+            world.check_plan(&plan)?;
+            let ready_before = world.ready_slots();
+            let target = world.spec.spec_hash.clone();
+            world.apply(&plan);
+            world.check_world(&plan, &ready_before, &target)?;
+            world.now = plan.wake_at.unwrap_or(world.now).max(world.now + 1);
+        }
+        prop_assert_eq!(&world.spec.spec_hash, &previous);
+        for slot in 1..=replicas {
+            let live: Vec<&Task> = world.tasks.iter().filter(|t| t.slot == slot && live(t)).collect();
+            prop_assert_eq!(live.len(), 1, "slot {}", slot);
+            prop_assert_eq!(&live[0].spec_hash, &previous, "slot {}", slot);
+        }
+        let rollout = world.rollout.as_ref().unwrap();
+        prop_assert!(matches!(rollout.state, RolloutState::Completed { .. }), "{rollout:?}");
     }
 
     /// No delay ever exceeds max(policy delay, backoff max) nor goes under the policy delay;

@@ -19,6 +19,7 @@ mod config;
 mod controller;
 mod error;
 mod events;
+mod ingress;
 mod shared;
 mod socket;
 mod watch;
@@ -69,6 +70,7 @@ pub async fn run(
         store,
         runtime,
         controllers: Controllers::new(stop.child_token()),
+        ingress: ingress::Ingress::default(),
         data_dir: config.data_dir.clone(),
         writes: tokio::sync::Mutex::new(()),
         shutdown: stop.clone(),
@@ -85,6 +87,7 @@ pub async fn run(
         .await;
     stop.cancel();
     shared.controllers.stop().await;
+    shared.ingress.shutdown();
     background.close();
     background.wait().await;
     socket::remove(&config.socket);

@@ -10,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::controller::Controllers;
 use crate::events::EventLog;
+use crate::ingress::Ingress;
 
 pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub runtime: Arc<dyn Runtime>,
     pub events: EventLog,
     pub controllers: Controllers,
+    /// The proxy: every published TCP port, shared by the ready replicas of its service.
+    pub ingress: Ingress,
     pub data_dir: PathBuf,
     /// Held by the API calls that change a project's desired state, so that a put, a scale
     /// and a delete of the same project never interleave.

@@ -543,11 +543,19 @@ async fn a_changed_spec_replaces_the_tasks_of_that_service_only() {
         .await
         .unwrap();
     assert_eq!(answer.changed_services, ["web"]);
+    // The slots move one at a time; wait for the update to be over.
     let status = daemon
         .wait_status("shop", "web to run the new spec", |s| {
             running(s, "web", 1).is_some_and(|t| t.id != web.id)
                 && running(s, "web", 2).is_some()
                 && current(s, "web").len() == 2
+                && s.services.iter().any(|svc| {
+                    svc.name == "web"
+                        && svc.rollout.as_ref().is_some_and(|r| {
+                            r.revision >= answer.revision
+                                && r.state == composure_api::RolloutState::Completed
+                        })
+                })
         })
         .await;
     assert_eq!(running(&status, "db", 1).unwrap().id, db.id);
@@ -639,6 +647,7 @@ async fn logs_merge_the_replicas_of_a_service() {
         service: Some("web".into()),
         follow: false,
         tail: None,
+        task: None,
     };
     let entries: Vec<_> = daemon
         .client
@@ -662,6 +671,7 @@ async fn logs_merge_the_replicas_of_a_service() {
         service: None,
         follow: true,
         tail: Some(0),
+        task: None,
     };
     let mut stream = daemon.client.logs("shop", &follow).await.unwrap();
     daemon.sim.emit_log(&db, "later").unwrap();

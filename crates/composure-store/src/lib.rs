@@ -1,6 +1,8 @@
 //! Composure's embedded state store: the desired state of every project (its spec, with the
 //! history of every revision), the tasks of its services, and a bounded log of events.
 //!
+//! Each service's latest rolling update is kept too, so that a restarted daemon resumes it.
+//!
 //! One SQLite file (`<data-dir>/state.db`) in WAL mode with `synchronous=FULL`: a write that
 //! returned is on disk, and a daemon killed at any instant reopens a consistent database.
 //! Every write transaction bumps one global [revision](Store::revision), which orders all
@@ -13,6 +15,7 @@ mod error;
 mod events;
 mod lock;
 mod projects;
+mod rollouts;
 mod schema;
 mod store;
 mod tasks;

@@ -136,13 +136,14 @@ impl Store {
         })
     }
 
-    /// Forgets the project and its tasks; its history stays. Deleting a project that does
+    /// Forgets the project, its tasks and its rollouts; its history stays. Deleting a project that does
     /// not exist succeeds and changes nothing.
     pub fn delete_project(&self, name: &str) -> Result<(), StoreError> {
         self.write(|tx| {
             let projects = tx.execute("DELETE FROM projects WHERE name = ?1", [name])?;
             let tasks = tx.execute("DELETE FROM tasks WHERE project = ?1", [name])?;
-            if projects + tasks > 0 {
+            let rollouts = tx.execute("DELETE FROM rollouts WHERE project = ?1", [name])?;
+            if projects + tasks + rollouts > 0 {
                 bump_revision(tx)?;
             }
             Ok(())

@@ -63,6 +63,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_project ON events (project, revision);
     "#,
+    // 2: each service's rolling update (the latest one), so a restarted daemon resumes it.
+    r#"
+    CREATE TABLE rollouts (
+        project TEXT NOT NULL,
+        service TEXT NOT NULL,
+        body    TEXT NOT NULL,
+        PRIMARY KEY (project, service)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -103,6 +112,12 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         tx.execute("UPDATE schema_version SET version = ?1", [version + 1])?;
         tx.commit()?;
     }
+}
+
+/// Migration `index`, for tests that build an older database.
+#[cfg(test)]
+pub(crate) fn migration(index: usize) -> &'static str {
+    MIGRATIONS[index]
 }
 
 /// The schema version a database is at.

@@ -33,6 +33,7 @@ fn task(id: &str, service: &str, slot: u32, state: TaskState, created_at: u64) -
         state,
         health: Health::None,
         container_id: None,
+        container_name: None,
         exit_code: None,
         error: None,
         attempt: 0,
@@ -552,4 +553,104 @@ fn the_store_and_the_lock_can_be_shared_and_sent() {
     fn shared<T: Send + Sync>() {}
     shared::<Store>();
     shared::<DataDirLock>();
+}
+
+fn rollout(target: &str) -> composure_core::Rollout {
+    let spec = composure_core::ServiceSpec {
+        name: "web".into(),
+        replicas: 3,
+        restart: composure_core::RestartPolicy::default(),
+        depends_on: Vec::new(),
+        spec_hash: target.into(),
+        has_healthcheck: false,
+        stop_grace_ms: 10_000,
+        healthcheck: None,
+        update: composure_core::UpdateConfig::update_default(),
+        rollback: composure_core::UpdateConfig::rollback_default(),
+    };
+    composure_core::Rollout::begin(&spec, Some("old".into()), 1_000)
+}
+
+#[test]
+fn rollouts_are_kept_per_service_and_replaced() {
+    let (_dir, store) = open();
+    assert_eq!(store.rollout("shop", "web").unwrap(), None);
+    let first = rollout("v2");
+    let revision = store.put_rollout("shop", "web", &first).unwrap();
+    assert!(revision > 0);
+    store.put_rollout("shop", "db", &rollout("d2")).unwrap();
+    store.put_rollout("other", "web", &rollout("x")).unwrap();
+    assert_eq!(store.rollout("shop", "web").unwrap(), Some(first));
+
+    let second = rollout("v3");
+    store.put_rollout("shop", "web", &second).unwrap();
+    let all = store.rollouts("shop").unwrap();
+    let names: Vec<&str> = all.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["db", "web"]);
+    assert_eq!(all[1].1, second);
+
+    store.delete_rollout("shop", "db").unwrap();
+    assert_eq!(store.rollouts("shop").unwrap().len(), 1);
+    store
+        .put_project("shop", &json!({"services": {}}), &meta())
+        .unwrap();
+    store.delete_project("shop").unwrap();
+    assert!(store.rollouts("shop").unwrap().is_empty());
+    assert_eq!(store.rollouts("other").unwrap().len(), 1);
+}
+
+#[test]
+fn a_project_and_a_rollout_are_put_in_one_revision() {
+    let (_dir, store) = open();
+    let missing = store.put_project_with_rollout(
+        "shop",
+        &json!({"services": {}}),
+        &meta(),
+        "web",
+        &rollout("v1"),
+    );
+    assert!(matches!(missing, Err(StoreError::ProjectNotFound(_))));
+    store
+        .put_project(
+            "shop",
+            &json!({"services": {"web": {"image": "b"}}}),
+            &meta(),
+        )
+        .unwrap();
+    let back = json!({"services": {"web": {"image": "a"}}});
+    let revision = store
+        .put_project_with_rollout("shop", &back, &meta(), "web", &rollout("v1"))
+        .unwrap();
+    assert_eq!(store.revision().unwrap(), revision);
+    let project = store.project("shop").unwrap().unwrap();
+    assert_eq!((project.revision, project.spec), (revision, back));
+    assert_eq!(store.project_history("shop").unwrap().len(), 2);
+    let stored = store.rollout("shop", "web").unwrap().unwrap();
+    assert_eq!(stored.revision, revision);
+}
+
+#[test]
+fn a_version_1_database_gains_the_rollouts_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (0);",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(crate::schema::migration(0)).unwrap();
+        tx.execute("UPDATE schema_version SET version = 1", [])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        crate::schema::version(&store.conn()).unwrap(),
+        crate::schema::latest_version()
+    );
+    store.put_rollout("shop", "web", &rollout("v2")).unwrap();
+    assert!(store.rollout("shop", "web").unwrap().is_some());
 }

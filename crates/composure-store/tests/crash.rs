@@ -34,6 +34,7 @@ fn task(n: u64) -> Task {
         },
         health: Health::None,
         container_id: Some(format!("c-{n}")),
+        container_name: None,
         exit_code: None,
         error: None,
         attempt: 0,

@@ -57,6 +57,8 @@ pub enum Command {
     Restart(RestartArgs),
     /// Show what the daemon does and sees, as it happens
     Events(EventsArgs),
+    /// Rolling updates of a service: progress, history of versions, undo
+    Rollout(RolloutArgs),
     /// Parse, resolve and render the compose file in canonical form
     Config(ConfigArgs),
     /// Run the daemon: the control plane and the local agent
@@ -150,6 +152,48 @@ pub struct EventsArgs {
     /// Print the past events and exit instead of following
     #[arg(long)]
     pub no_follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub command: RolloutCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Show the progress of the service's latest rolling update (or rollback)
+    Status(RolloutStatusArgs),
+    /// List the service's versions and what changed between them
+    History(RolloutStatusArgs),
+    /// Go back to the service's previous version, rolling through its replicas
+    Undo(RolloutUndoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutStatusArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Go back to the version of this revision (see `rollout history`)
+    #[arg(long, value_name = "REVISION")]
+    pub to_revision: Option<u64>,
+    /// Return once the daemon has the request, without waiting for the rollout
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Give up waiting after this many seconds (the daemon keeps going)
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+    pub service: String,
 }
 
 #[derive(Debug, Args)]

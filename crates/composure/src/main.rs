@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
             commands::scale::restart(&cli.global.then(&args.global), args).await
         }
         Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
+        Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Daemon(args) => commands::daemon::run(&cli.global.then(&args.global), args).await,
     };
     match result {

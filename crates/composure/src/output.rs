@@ -91,6 +91,123 @@ pub fn service_progress(service: &composure_api::ServiceStatusView) -> String {
     line
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_civil_dates() {
+        assert_eq!(format_datetime(0), "1970-01-01 00:00:00");
+        assert_eq!(format_datetime(1_709_210_096_000), "2024-02-29 12:34:56");
+    }
+}
+
+/// `composure rollout status` as text: what the rollout does, how far it got, each slot,
+/// and the failures.
+pub fn rollout_status(view: &composure_api::RolloutView) -> String {
+    use composure_api::{RolloutKind, RolloutState};
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let what = match view.kind {
+        RolloutKind::Update => format!("update to revision {}", view.revision),
+        RolloutKind::Rollback => format!("rollback (revision {})", view.revision),
+        RolloutKind::Undo => format!("undo (revision {})", view.revision),
+    };
+    let state = match view.state {
+        RolloutState::Updating => "in progress",
+        RolloutState::Paused => "paused",
+        RolloutState::Completed => "completed",
+        RolloutState::Superseded => "superseded by a later change",
+    };
+    let _ = writeln!(out, "{}: {what}, {state}", view.service);
+    if let Some(cause) = &view.cause {
+        let _ = writeln!(
+            out,
+            "  back from revision {}: {}",
+            cause.revision, cause.reason
+        );
+    }
+    let parallelism = match view.parallelism {
+        0 => "all slots at once".to_string(),
+        1 => "1 slot at a time".to_string(),
+        n => format!("{n} slots at a time"),
+    };
+    let _ = writeln!(
+        out,
+        "  {}, {parallelism}, monitor {}s, on failure: {}",
+        view.order,
+        view.monitor_ms as f64 / 1000.0,
+        view.failure_action
+    );
+    let _ = writeln!(out, "  {}/{} slots updated", view.updated, view.total);
+    if let Some(message) = &view.message {
+        let _ = writeln!(out, "  {message}");
+    }
+    for slot in &view.slots {
+        let mut line = format!(
+            "  slot {:<3} {}",
+            slot.slot,
+            word(&slot.state).replace('_', " ")
+        );
+        if let Some(message) = &slot.message {
+            line.push_str(&format!(": {message}"));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if !view.failures.is_empty() {
+        let _ = writeln!(out, "  failures:");
+        for failure in &view.failures {
+            let short: String = failure.task.chars().take(8).collect();
+            let _ = writeln!(
+                out,
+                "    slot {} (task {short}): {}",
+                failure.slot, failure.reason
+            );
+        }
+    }
+    out
+}
+
+/// `composure rollout history` as a table: one line per version, the current one marked.
+pub fn rollout_history(history: &composure_api::RolloutHistory) -> String {
+    use comfy_table::{Table, presets::NOTHING};
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(["", "REVISION", "CREATED", "SPEC", "CHANGES"]);
+    for revision in &history.revisions {
+        table.add_row([
+            if revision.current { "*" } else { "" }.to_string(),
+            revision.revision.to_string(),
+            format_datetime(revision.created_at),
+            revision.spec_hash.clone(),
+            revision.changes.join(", "),
+        ]);
+    }
+    table.to_string()
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn format_datetime(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
 /// `composure ps` as a table.
 pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
     use comfy_table::{Table, presets::NOTHING};

@@ -286,3 +286,17 @@ fn bad_inputs_get_clear_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn container_name_names_the_container() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let wanted = format!("composure-named-{}", std::process::id());
+    let compose = format!(
+        "services:\n  web:\n    image: IMAGE\n    command: [\"web\", \"--port\", \"8080\"]\n    container_name: {wanted}\n"
+    );
+    let p = Project::new("named", &daemon, &compose);
+    p.ok(&["up", "--wait-timeout", "60"]);
+    let id = container_of(&p.running("web", 1, false).expect("web-1"));
+    assert_eq!(inspect(&id, "{{.Name}}"), format!("/{wanted}"));
+}

@@ -2,11 +2,14 @@
 //! towards its desired state. Pure: the clock and the random numbers are arguments.
 //!
 //! Rules, per slot `1..=replicas` (a slot is a replica's identity over time):
-//! - A slot has at most one *current* task (desired running); extra ones are shut down
-//!   (the live one that runs is kept). Tasks of slots above `replicas` are shut down,
-//!   highest slot first. Scaling never touches the other slots.
-//! - A current task of another spec hash is shut down and replaced (stop-first: the caller
-//!   stops the old container before it starts the new task of the same slot).
+//! - A slot has at most one task wanted running of the spec's hash, and at most one of
+//!   another hash (an *old* one, during a rolling update); extra ones are shut down (the
+//!   live, ready one is kept). Tasks of slots above `replicas` are shut down, highest slot
+//!   first. Scaling never touches the other slots.
+//! - When the spec's hash changes, the slots move to it as the service's rollout allows
+//!   (see [`crate::rollout`]): `parallelism` at a time; start-first keeps the old task until
+//!   the new one is ready, stop-first shuts it down first. An old task that ended, is
+//!   unhealthy or is not ready yet is replaced at once: it serves nothing.
 //! - A running task whose health check reports unhealthy is failed, shut down and replaced,
 //!   as a failure (so under the restart policy and its backoff). Under `restart: no` it is
 //!   only failed: the caller stops it and the slot stays failed.
@@ -27,11 +30,14 @@ mod deps;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use deps::{DependencyState, condition_name, dependency_state};
 
 use crate::restart::{Backoff, restart_delay};
+use crate::rollout::{self, FailureAction, Order, Rollout, RolloutKind, RolloutState};
 use crate::spec::ServiceSpec;
 use crate::task::{DesiredState, Health, Task, TaskId, TaskState};
 
@@ -98,8 +104,8 @@ impl std::fmt::Display for ServiceStatus {
 
 /// The output of one reconcile pass. The caller applies it in one store transaction: marks
 /// `fail` tasks `Failed` (with the reason as their error), sets `shutdown` tasks' desired
-/// state to shutdown (with the reason), and records `create` tasks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// state to shutdown (with the reason), records `create` tasks, and stores `rollout`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub create: Vec<NewTask>,
     /// Tasks to stop and remove, with the reason (scale down, replaced, unhealthy, spec
@@ -109,27 +115,56 @@ pub struct Plan {
     /// when it is replaced; when it is not (restart policy, crash loop) the caller stops its
     /// container and keeps it, with its logs, as the slot's failed task.
     pub fail: Vec<(TaskId, String)>,
-    /// Reconcile again no later than this (a restart delay ends).
+    /// Reconcile again no later than this (a restart delay, a batch delay or a monitor
+    /// period ends).
     pub wake_at: Option<u64>,
     pub status: ServiceStatus,
+    /// The service's rollout as this pass leaves it, when it changed (begun, a task seen
+    /// ready or failed, paused, completed, superseded): the caller stores it and passes it
+    /// to the next pass.
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+    /// The update failed and its failure action is `rollback`, for this reason: the caller
+    /// puts the previous version back as the desired state (with [`Rollout::rollback`] as
+    /// the service's rollout) and reconciles again. Nothing else is planned then.
+    #[serde(default)]
+    pub rollback: Option<String>,
 }
 
 /// One reconcile pass over one service. `tasks` are the service's tasks in any state and
-/// desired state; `deps` comes from [`dependency_state`]; `random` returns numbers in
-/// `[0, 1)` for the backoff's jitter.
+/// desired state; `deps` comes from [`dependency_state`]; `rollout` is the service's stored
+/// rollout, if any (see [`crate::rollout`]); `random` returns numbers in `[0, 1)` for the
+/// backoff's jitter.
 pub fn reconcile_service(
     spec: &ServiceSpec,
     tasks: &[Task],
     deps: &DependencyState,
+    rollout: Option<&Rollout>,
     now: u64,
     backoff: &Backoff,
     random: &mut dyn FnMut() -> f64,
 ) -> Plan {
+    let mut tracked = Tracked::new(spec, tasks, rollout, now);
+    if let Some(reason) = tracked.rollback_reason() {
+        return Plan {
+            create: Vec::new(),
+            shutdown: Vec::new(),
+            fail: Vec::new(),
+            wake_at: None,
+            status: ServiceStatus::Degraded {
+                reason: format!("rolling back: update failed: {reason}"),
+            },
+            rollout: tracked.rollout,
+            rollback: Some(reason),
+        };
+    }
     let mut pass = Pass {
         spec,
         now,
         backoff,
         random,
+        gate: Gate::new(spec, tasks, tracked.active(), now),
+        failures: tracked.failures(),
         create: Vec::new(),
         shutdown: Vec::new(),
         fail: Vec::new(),
@@ -141,7 +176,17 @@ pub fn reconcile_service(
             pass.slot(slot, &history, deps)
         })
         .collect();
-    let status = pass.status(&outcomes, deps);
+    tracked.complete_if_done(spec, tasks, &outcomes, &pass, now);
+    let status = match tracked.active() {
+        Some(rollout) if rollout.is_active() => pass
+            .failed(&outcomes)
+            .unwrap_or_else(|| rollout_status(spec, tasks, rollout, now)),
+        _ => pass.status(&outcomes, deps),
+    };
+    let rollout_wake = tracked
+        .active()
+        .filter(|r| r.is_active())
+        .and_then(|r| rollout_wake_at(r, tasks, now));
     let wake_at = pass
         .create
         .iter()
@@ -152,6 +197,7 @@ pub fn reconcile_service(
                 .filter(|t| is_live(t) && t.state == TaskState::Pending)
                 .map(|t| t.not_before),
         )
+        .chain(rollout_wake)
         .filter(|&at| at > now)
         .min();
     Plan {
@@ -160,6 +206,8 @@ pub fn reconcile_service(
         fail: pass.fail,
         wake_at,
         status,
+        rollout: tracked.changed.then_some(tracked.rollout).flatten(),
+        rollback: None,
     }
 }
 
@@ -189,9 +237,236 @@ fn ran_ms(task: &Task, now: u64) -> u64 {
     }
 }
 
+/// The service's rollout through one pass: begun when the spec changed, superseded when
+/// the spec moved on, and what the tasks show recorded.
+struct Tracked {
+    /// The rollout to store when `changed`; the one that drives this pass when its target
+    /// is the spec's.
+    rollout: Option<Rollout>,
+    target: String,
+    changed: bool,
+}
+
+impl Tracked {
+    fn new(spec: &ServiceSpec, tasks: &[Task], stored: Option<&Rollout>, now: u64) -> Tracked {
+        let mut tracked = match rollout::begin_if_needed(spec, tasks, stored, now) {
+            Some(begun) => Tracked {
+                rollout: Some(begun),
+                target: spec.spec_hash.clone(),
+                changed: true,
+            },
+            None => Tracked {
+                rollout: stored.cloned(),
+                target: spec.spec_hash.clone(),
+                changed: false,
+            },
+        };
+        if let Some(rollout) = tracked.rollout.as_mut() {
+            if rollout.target_hash != spec.spec_hash {
+                // The spec moved on and nothing is left to roll: that rollout is over.
+                if rollout.is_active() {
+                    rollout.state = RolloutState::Superseded { at: now };
+                    tracked.changed = true;
+                }
+            } else if rollout.is_active() {
+                tracked.changed |= rollout.record(spec, tasks, now);
+            }
+        }
+        tracked
+    }
+
+    /// What failed in the rollout (and in the update a rollback undoes), by task: an old
+    /// task's failure is told in its own spec's words.
+    fn failures(&self) -> BTreeMap<TaskId, String> {
+        let Some(rollout) = &self.rollout else {
+            return BTreeMap::new();
+        };
+        let cause = rollout.cause.iter().flat_map(|c| &c.failures);
+        rollout
+            .failures
+            .iter()
+            .chain(cause)
+            .map(|f| (f.task.clone(), f.reason.clone()))
+            .collect()
+    }
+
+    /// The rollout that drives this pass: the one to the spec's version.
+    fn active(&self) -> Option<&Rollout> {
+        self.rollout
+            .as_ref()
+            .filter(|rollout| rollout.target_hash == self.target)
+    }
+
+    /// Applies the failure action once too many new tasks failed: pauses (recorded here),
+    /// or returns the reason to roll back for.
+    fn rollback_reason(&mut self) -> Option<String> {
+        let target = self.target.clone();
+        let rollout = self
+            .rollout
+            .as_mut()
+            .filter(|r| r.target_hash == target && r.state == RolloutState::Updating)?;
+        if !rollout.failed_too_often() {
+            return None;
+        }
+        let summary = rollout.failure_summary();
+        let reason = match rollout.failure_action() {
+            FailureAction::Continue => return None,
+            FailureAction::Rollback if rollout.previous_hash.is_some() => return Some(summary),
+            FailureAction::Rollback => {
+                format!("{summary} (no earlier version to roll back to)")
+            }
+            FailureAction::Pause => summary,
+        };
+        rollout.state = RolloutState::Paused { reason };
+        self.changed = true;
+        None
+    }
+
+    /// Marks the rollout completed once every slot runs a ready task of the target and no
+    /// stale task is left (`outcomes` are all ready or complete and nothing is created),
+    /// and no new task is still watched.
+    fn complete_if_done(
+        &mut self,
+        spec: &ServiceSpec,
+        tasks: &[Task],
+        outcomes: &[Outcome],
+        pass: &Pass<'_>,
+        now: u64,
+    ) {
+        let target = self.target.clone();
+        let Some(rollout) = self
+            .rollout
+            .as_mut()
+            .filter(|r| r.target_hash == target && r.is_active())
+        else {
+            return;
+        };
+        let stopped = |t: &Task| pass.shutdown.iter().any(|(id, _)| *id == t.id);
+        let settled = pass.create.is_empty()
+            && outcomes
+                .iter()
+                .all(|o| matches!(o, Outcome::Ready | Outcome::Complete))
+            && !tasks.iter().any(|t| {
+                is_live(t)
+                    && t.spec_hash != spec.spec_hash
+                    && (1..=spec.replicas).contains(&t.slot)
+                    && !stopped(t)
+            });
+        let watched = rollout.failure_action() != FailureAction::Continue
+            && rollout.watched_until(tasks, now).is_some();
+        if settled && !watched {
+            rollout.state = RolloutState::Completed { at: now };
+            self.changed = true;
+        }
+    }
+}
+
+/// When a rollout needs a look again: a batch delay or a monitor period ends.
+fn rollout_wake_at(rollout: &Rollout, tasks: &[Task], now: u64) -> Option<u64> {
+    let delays = tasks
+        .iter()
+        .filter(|t| rollout.is_rollout_task(t))
+        .filter_map(|t| rollout.ready_at.get(&t.id))
+        .map(|&ready| ready.saturating_add(rollout.config.delay_ms));
+    let monitors = tasks
+        .iter()
+        .filter(|t| rollout.is_rollout_task(t) && is_live(t))
+        .filter_map(|t| rollout.ready_at.get(&t.id))
+        .map(|&ready| ready.saturating_add(rollout.config.monitor_ms));
+    delays.chain(monitors).filter(|&at| at > now).min()
+}
+
+/// The status of a service while a rollout to its spec is not over.
+fn rollout_status(
+    spec: &ServiceSpec,
+    tasks: &[Task],
+    rollout: &Rollout,
+    now: u64,
+) -> ServiceStatus {
+    let noun = rollout.kind.as_str();
+    if let RolloutState::Paused { reason } = &rollout.state {
+        return ServiceStatus::Degraded {
+            reason: format!("{noun} paused: {reason}"),
+        };
+    }
+    let summary = rollout::progress(spec, tasks, rollout, now).summary(rollout);
+    match (rollout.kind, &rollout.cause) {
+        (RolloutKind::Rollback, Some(cause)) => ServiceStatus::Degraded {
+            reason: format!("rolling back: update failed: {}; {summary}", cause.reason),
+        },
+        (RolloutKind::Update, _) => ServiceStatus::Converging {
+            reason: format!("updating: {summary}"),
+        },
+        _ => ServiceStatus::Converging {
+            reason: format!("{noun}: {summary}"),
+        },
+    }
+}
+
+/// How many outdated slots may start their update in this pass, and how.
+struct Gate {
+    free: u32,
+    order: Order,
+}
+
+impl Gate {
+    /// Closed unless a rollout to the spec is updating; then `parallelism` less the slots
+    /// in flight (a rollout task not ready yet, a slot with an old and a new live task, or
+    /// a rollout task that became ready less than `delay` ago).
+    fn new(spec: &ServiceSpec, tasks: &[Task], rollout: Option<&Rollout>, now: u64) -> Gate {
+        let Some(rollout) = rollout.filter(|r| r.state == RolloutState::Updating) else {
+            return Gate {
+                free: 0,
+                order: spec.update.order,
+            };
+        };
+        // A task of the spec on its way to ready: not ready yet, or ended and about to be
+        // replaced under the restart policy.
+        let in_flight = |t: &Task| {
+            t.desired == DesiredState::Running
+                && t.spec_hash == spec.spec_hash
+                && if t.state.is_terminal() {
+                    spec.restart.condition.restarts(t.state)
+                } else {
+                    !rollout::is_ready(t, spec)
+                }
+        };
+        let busy = (1..=spec.replicas)
+            .filter(|&slot| {
+                let in_slot = || tasks.iter().filter(move |t| t.slot == slot);
+                let starting = in_slot().any(|t| rollout.is_rollout_task(t) && in_flight(t));
+                // An old task that outlives its ready replacement goes in this pass.
+                let both = in_slot().any(|t| is_live(t) && t.spec_hash != spec.spec_hash)
+                    && in_slot().any(in_flight);
+                let delaying = in_slot().any(|t| {
+                    rollout.is_rollout_task(t)
+                        && rollout.ready_at.get(&t.id).is_some_and(|&ready| {
+                            ready.saturating_add(rollout.config.delay_ms) > now
+                        })
+                });
+                starting || both || delaying
+            })
+            .count();
+        let busy = u32::try_from(busy).unwrap_or(u32::MAX);
+        Gate {
+            free: rollout.config.batch(spec.replicas).saturating_sub(busy),
+            order: rollout.config.order,
+        }
+    }
+
+    /// Takes one slot's turn, if there is one.
+    fn take(&mut self) -> bool {
+        if self.free == 0 {
+            return false;
+        }
+        self.free -= 1;
+        true
+    }
+}
+
 /// What became of one slot in this pass, for the service status.
 enum Outcome {
-    /// A running task (healthy, when checked).
+    /// A running task (healthy, when checked) of the spec, and no other.
     Ready,
     /// Ran to completion and is not restarted.
     Complete,
@@ -203,6 +478,8 @@ enum Outcome {
     Waiting,
     /// Failed and not replaced.
     GaveUp(String),
+    /// Runs a task of another spec, waiting for its turn in the rollout.
+    Outdated,
 }
 
 struct Pass<'a> {
@@ -210,6 +487,9 @@ struct Pass<'a> {
     now: u64,
     backoff: &'a Backoff,
     random: &'a mut dyn FnMut() -> f64,
+    gate: Gate,
+    /// Known failure reasons, by task (see [`Tracked::failures`]).
+    failures: BTreeMap<TaskId, String>,
     create: Vec<NewTask>,
     shutdown: Vec<(TaskId, String)>,
     fail: Vec<(TaskId, String)>,
@@ -218,6 +498,14 @@ struct Pass<'a> {
 impl Pass<'_> {
     fn stop(&mut self, task: &Task, reason: String) {
         self.shutdown.push((task.id.clone(), reason));
+    }
+
+    fn start(&mut self, slot: u32) {
+        self.create.push(NewTask {
+            slot,
+            attempt: 0,
+            not_before: self.now,
+        });
     }
 
     /// Shuts down the current tasks of slots above `replicas`, highest slot first.
@@ -237,64 +525,131 @@ impl Pass<'_> {
         }
     }
 
-    fn slot(&mut self, slot: u32, history: &[&Task], deps: &DependencyState) -> Outcome {
-        let mut current: Vec<&Task> = history
+    /// The tasks of `history` (one slot's) wanted running with (`current`) or without the
+    /// spec's hash, the one to keep first: a live one, a ready one, a running one, the
+    /// newest.
+    fn wanted<'t>(&self, history: &[&'t Task], current: bool) -> Vec<&'t Task> {
+        let mut wanted: Vec<&Task> = history
             .iter()
             .copied()
-            .filter(|t| t.desired == DesiredState::Running)
+            .filter(|t| {
+                t.desired == DesiredState::Running
+                    && (t.spec_hash == self.spec.spec_hash) == current
+            })
             .collect();
-        // The task to keep first: a live one, a running one, the newest.
-        current.sort_by(|a, b| {
-            let rank = |t: &Task| (is_live(t), t.state == TaskState::Running, t.created_at);
-            rank(b).cmp(&rank(a)).then(a.id.cmp(&b.id))
-        });
-        let Some((&task, others)) = current.split_first() else {
-            if history.is_empty() && !deps.ready {
-                return Outcome::Waiting;
-            }
-            self.create.push(NewTask {
-                slot,
-                attempt: 0,
-                not_before: self.now,
-            });
-            return Outcome::Starting;
+        let rank = |t: &Task| {
+            (
+                is_live(t),
+                self.serves(t),
+                t.state == TaskState::Running,
+                t.created_at,
+            )
         };
-        for other in others {
-            self.stop(
-                other,
-                format!("duplicate: slot {slot} already has task {}", task.id),
-            );
-        }
-        if task.spec_hash != self.spec.spec_hash {
-            self.stop(task, "spec changed".to_string());
-            self.create.push(NewTask {
-                slot,
-                attempt: 0,
-                not_before: self.now,
-            });
-            return Outcome::Starting;
-        }
-        if is_live(task) {
-            self.live(slot, task)
+        wanted.sort_by(|a, b| rank(b).cmp(&rank(a)).then(a.id.cmp(&b.id)));
+        wanted
+    }
+
+    /// Whether `task` is ready to serve, judged by its own spec's health check.
+    fn serves(&self, task: &Task) -> bool {
+        if task.spec_hash == self.spec.spec_hash {
+            rollout::is_ready(task, self.spec)
         } else {
-            self.ended(slot, task)
+            rollout::is_ready_as_old(task)
+        }
+    }
+
+    fn slot(&mut self, slot: u32, history: &[&Task], deps: &DependencyState) -> Outcome {
+        let current = self.wanted(history, true);
+        let stale = self.wanted(history, false);
+        let new = current.first().copied();
+        let old = stale.first().copied();
+        for (kept, others) in [(new, &current), (old, &stale)] {
+            if let Some(kept) = kept {
+                for other in others.iter().skip(1) {
+                    self.stop(
+                        other,
+                        format!("duplicate: slot {slot} already has task {}", kept.id),
+                    );
+                }
+            }
+        }
+        // An old task that does not serve has nothing to protect: it goes now, and its slot
+        // moves to the spec at once (no capacity is lost, so it takes no turn).
+        let old = match old {
+            Some(old) if !is_live(old) => {
+                self.stop(
+                    old,
+                    format!("spec changed (it had ended: {})", end_reason(old)),
+                );
+                None
+            }
+            Some(old) if old.state == TaskState::Running && old.health == Health::Unhealthy => {
+                // Its health check is its own spec's, not this one's.
+                let reason = self
+                    .failures
+                    .get(&old.id)
+                    .cloned()
+                    .unwrap_or_else(|| "unhealthy: health check failed".to_string());
+                self.fail.push((old.id.clone(), reason.clone()));
+                self.stop(old, format!("replaced: {reason}"));
+                None
+            }
+            Some(old) if !self.serves(old) => {
+                self.stop(old, "spec changed (it was not ready yet)".to_string());
+                None
+            }
+            other => other,
+        };
+        match (new, old) {
+            (None, None) => {
+                if history.is_empty() && !deps.ready {
+                    return Outcome::Waiting;
+                }
+                self.start(slot);
+                Outcome::Starting
+            }
+            (None, Some(old)) => {
+                if !self.gate.take() {
+                    return Outcome::Outdated;
+                }
+                if self.gate.order == Order::StopFirst {
+                    self.stop(
+                        old,
+                        "spec changed: stopped before its replacement starts (stop-first)"
+                            .to_string(),
+                    );
+                }
+                self.start(slot);
+                Outcome::Starting
+            }
+            (Some(new), old) => {
+                let outcome = if is_live(new) {
+                    self.live(slot, new)
+                } else {
+                    self.ended(slot, new)
+                };
+                if let Some(old) = old {
+                    match outcome {
+                        Outcome::Ready | Outcome::Complete => {}
+                        // The slot is stuck on its failed new task; the old one serves on.
+                        Outcome::GaveUp(_) => return outcome,
+                        // The old task serves until the new one is ready.
+                        _ => return Outcome::Outdated,
+                    }
+                    self.stop(old, format!("replaced by task {}, which is ready", new.id));
+                }
+                outcome
+            }
         }
     }
 
     fn live(&mut self, slot: u32, task: &Task) -> Outcome {
         if task.state == TaskState::Running && task.health == Health::Unhealthy {
-            let reason = "unhealthy: health check failed".to_string();
+            let reason = rollout::unhealthy_reason(self.spec);
             self.fail.push((task.id.clone(), reason.clone()));
             return self.replace(slot, task, TaskState::Failed, &reason);
         }
-        // With a health check in the file, running is not enough: the check must pass (an
-        // unreported health counts as starting).
-        let healthy = match task.health {
-            Health::Healthy => true,
-            Health::None => !self.spec.has_healthcheck,
-            Health::Starting | Health::Unhealthy => false,
-        };
-        if task.state == TaskState::Running && healthy {
+        if rollout::is_ready(task, self.spec) {
             return Outcome::Ready;
         }
         if task.attempt == 0 {
@@ -360,13 +715,19 @@ impl Pass<'_> {
         ))
     }
 
+    /// `Failed` when some slot gave up.
+    fn failed(&self, outcomes: &[Outcome]) -> Option<ServiceStatus> {
+        outcomes.iter().find_map(|outcome| match outcome {
+            Outcome::GaveUp(reason) => Some(ServiceStatus::Failed {
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })
+    }
+
     fn status(&self, outcomes: &[Outcome], deps: &DependencyState) -> ServiceStatus {
-        for outcome in outcomes {
-            if let Outcome::GaveUp(reason) = outcome {
-                return ServiceStatus::Failed {
-                    reason: reason.clone(),
-                };
-            }
+        if let Some(failed) = self.failed(outcomes) {
+            return failed;
         }
         let settled = outcomes
             .iter()
@@ -397,7 +758,7 @@ impl Pass<'_> {
         } else {
             let ready = outcomes
                 .iter()
-                .filter(|o| matches!(o, Outcome::Ready))
+                .filter(|o| matches!(o, Outcome::Ready | Outcome::Outdated))
                 .count();
             format!("{ready} of {} replicas ready", self.spec.replicas)
         };

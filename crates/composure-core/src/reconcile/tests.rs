@@ -5,6 +5,7 @@ use indexmap::IndexMap;
 
 use super::*;
 use crate::restart::{RestartCondition, RestartPolicy};
+use crate::rollout::UpdateConfig;
 use crate::spec::Dependency;
 
 const NOW: u64 = 1_000_000;
@@ -19,7 +20,16 @@ fn spec(replicas: u32, restart: RestartPolicy) -> ServiceSpec {
         spec_hash: HASH.into(),
         has_healthcheck: false,
         stop_grace_ms: 10_000,
+        healthcheck: None,
+        update: UpdateConfig::update_default(),
+        rollback: UpdateConfig::rollback_default(),
     }
+}
+
+fn stop_first(replicas: u32) -> ServiceSpec {
+    let mut spec = spec(replicas, any());
+    spec.update.order = crate::rollout::Order::StopFirst;
+    spec
 }
 
 fn policy(condition: RestartCondition) -> RestartPolicy {
@@ -45,6 +55,7 @@ fn task(id: &str, slot: u32, state: TaskState) -> Task {
         state,
         health: Health::None,
         container_id: None,
+        container_name: None,
         exit_code: None,
         error: None,
         attempt: 0,
@@ -86,7 +97,15 @@ fn shut_down(task: Task) -> Task {
 }
 
 fn plan(spec: &ServiceSpec, tasks: &[Task], deps: &DependencyState) -> Plan {
-    reconcile_service(spec, tasks, deps, NOW, &Backoff::default(), &mut || 0.5)
+    reconcile_service(
+        spec,
+        tasks,
+        deps,
+        None,
+        NOW,
+        &Backoff::default(),
+        &mut || 0.5,
+    )
 }
 
 fn ids(list: &[(TaskId, String)]) -> Vec<&str> {
@@ -353,7 +372,16 @@ fn cases() -> Vec<Case> {
         case("scale to zero", spec(0, any()), vec![running("t1", 1), running("t2", 2)])
             .shutdown(&["t2", "t1"])
             .status("converging", "stopping 2 task(s)"),
-        case("spec change replaces a running task", spec(2, any()), vec![
+        case("spec change starts the new task first", spec(2, any()), vec![
+            Task {
+                spec_hash: "old".into(),
+                ..running("t1", 1)
+            },
+            running("t2", 2),
+        ])
+        .create(vec![new(1, 0, 0)])
+        .status("converging", "updating: 1/2 slots updated"),
+        case("spec change stop-first replaces a running task", stop_first(2), vec![
             Task {
                 spec_hash: "old".into(),
                 ..running("t1", 1)
@@ -362,7 +390,7 @@ fn cases() -> Vec<Case> {
         ])
         .create(vec![new(1, 0, 0)])
         .shutdown(&["t1"])
-        .status("converging", "1 of 2 replicas ready"),
+        .status("converging", "updating: 1/2 slots updated"),
         case(
             "spec change reruns a completed one-off",
             spec(1, policy(Never)),
@@ -373,7 +401,7 @@ fn cases() -> Vec<Case> {
         )
         .create(vec![new(1, 0, 0)])
         .shutdown(&["t1"])
-        .status("converging", "0 of 1 replicas ready"),
+        .status("converging", "0/1 slots updated; slot 1 starting"),
         case(
             "spec change restarts a crash-looped slot from zero",
             spec(1, on_failure_3),
@@ -384,7 +412,7 @@ fn cases() -> Vec<Case> {
         )
         .create(vec![new(1, 0, 0)])
         .shutdown(&["t1"])
-        .status("converging", "0 of 1 replicas ready"),
+        .status("converging", "0/1 slots updated; slot 1 starting"),
         case("deps not ready: no first start", spec(2, any()), vec![])
             .deps_not_ready()
             .status("converging", "waiting for db (service_healthy)"),
@@ -494,7 +522,7 @@ fn status_displays_with_its_reason() {
 
 #[test]
 fn shutdown_reasons_say_why() {
-    let spec = spec(1, any());
+    let spec = stop_first(1);
     let tasks = [
         Task {
             spec_hash: "old".into(),
@@ -510,7 +538,10 @@ fn shutdown_reasons_say_why() {
                 TaskId("t2".into()),
                 "scale down: slot 2 is above 1 replicas".into()
             ),
-            (TaskId("t1".into()), "spec changed".into()),
+            (
+                TaskId("t1".into()),
+                "spec changed: stopped before its replacement starts (stop-first)".into()
+            ),
         ]
     );
     let plan = self::plan(
@@ -563,6 +594,7 @@ fn jitter_comes_from_random() {
             &spec,
             &tasks,
             &DependencyState::ready(),
+            None,
             NOW,
             &Backoff::default(),
             &mut || random,
@@ -586,6 +618,7 @@ fn a_crash_loop_decision_does_not_change_with_time() {
             &spec,
             &tasks,
             &DependencyState::ready(),
+            None,
             now,
             &Backoff::default(),
             &mut || 0.5,

@@ -2,6 +2,7 @@
 
 mod error;
 mod projects;
+mod rollouts;
 mod streams;
 mod views;
 
@@ -32,6 +33,18 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/projects/{name}/scale", post(projects::scale))
         .route("/v1/projects/{name}/restart", post(projects::restart))
         .route("/v1/projects/{name}/logs", get(streams::logs))
+        .route(
+            "/v1/projects/{name}/services/{service}/rollout",
+            get(rollouts::status),
+        )
+        .route(
+            "/v1/projects/{name}/services/{service}/history",
+            get(rollouts::history),
+        )
+        .route(
+            "/v1/projects/{name}/services/{service}/undo",
+            post(rollouts::undo),
+        )
         .route("/v1/events", get(streams::events))
         .fallback(not_found)
         .with_state(shared)

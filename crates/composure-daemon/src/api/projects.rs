@@ -19,6 +19,7 @@ use indexmap::IndexMap;
 
 use super::views::{self, stored_specs};
 use super::{ApiError, json_body};
+use crate::clock::now_ms;
 use crate::controller::Controllers;
 use crate::events::NewEvent;
 use crate::shared::Shared;
@@ -44,7 +45,14 @@ pub(super) async fn status(
     let project = stored(&shared, &name)?;
     let tasks = shared.store.tasks(&name)?;
     let report = shared.controllers.report(&name);
-    Ok(Json(views::status(&project, &tasks, &report)))
+    let rollouts = shared.store.rollouts(&name)?.into_iter().collect();
+    Ok(Json(views::status(
+        &project,
+        &tasks,
+        &report,
+        &rollouts,
+        now_ms(),
+    )))
 }
 
 /// Sets a project's desired state. The body's project must read as the canonical model;
@@ -209,13 +217,13 @@ pub(super) fn no_service(project: &str, service: &str) -> ApiError {
     ApiError::BadRequest(format!("no service `{service}` in project `{project}`"))
 }
 
-fn being_removed(name: &str) -> ApiError {
+pub(super) fn being_removed(name: &str) -> ApiError {
     ApiError::Conflict(format!(
         "project `{name}` is being removed; try again once it is gone"
     ))
 }
 
-fn canonical(project: &Project) -> Result<serde_json::Value, ApiError> {
+pub(super) fn canonical(project: &Project) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(project)
         .map_err(|err| ApiError::Internal(format!("cannot serialize the project: {err}")))
 }

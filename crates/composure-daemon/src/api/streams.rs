@@ -24,8 +24,9 @@ use super::views::{event_view, stored_specs};
 use crate::shared::Shared;
 
 /// The output of the project's containers: for each slot, its newest task that has a
-/// container (the running one, or the one that just died). Followed streams are merged as
-/// lines come; a plain read gives each container's lines in turn.
+/// container (the running one, or the one that just died), or only the task asked for.
+/// Followed streams are merged as lines come; a plain read gives each container's lines in
+/// turn.
 pub(super) async fn logs(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
@@ -41,9 +42,11 @@ pub(super) async fn logs(
     let tasks = shared.store.tasks(&name)?;
     let mut newest: BTreeMap<(String, u32), &Task> = BTreeMap::new();
     for task in tasks.iter().filter(|t| {
-        t.container_id.is_some()
-            && t.desired == DesiredState::Running
-            && query.service.as_ref().is_none_or(|s| s == &t.service)
+        let wanted = match &query.task {
+            Some(id) => &t.id.0 == id,
+            None => t.desired == DesiredState::Running,
+        };
+        t.container_id.is_some() && wanted && query.service.as_ref().is_none_or(|s| s == &t.service)
     }) {
         let key = (task.service.clone(), task.slot);
         if newest

@@ -3,6 +3,9 @@
 
 use composure_api as api;
 use composure_compose::model::project_from_json;
+use composure_core::rollout::{
+    self, Rollout, RolloutFailure, RolloutKind, RolloutState, SlotState,
+};
 use composure_core::spec::{ServiceSpec, service_specs};
 use composure_core::{DesiredState, Health, Task, TaskState};
 use composure_store::{StoredEvent, StoredProject};
@@ -25,10 +28,11 @@ pub(crate) fn task_view(task: &Task) -> api::TaskView {
         service: task.service.clone(),
         slot: task.slot,
         container_id: task.container_id.clone(),
-        container_name: task
-            .container_id
-            .as_ref()
-            .map(|_| format!("{}-{}-{}", task.project, task.service, task.slot)),
+        container_name: task.container_id.as_ref().map(|_| {
+            task.container_name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}-{}", task.project, task.service, task.slot))
+        }),
         state: task_state(task.state),
         desired: match task.desired {
             DesiredState::Running => api::DesiredState::Running,
@@ -86,6 +90,8 @@ pub(crate) fn service_views(
     specs: &IndexMap<String, ServiceSpec>,
     tasks: &[Task],
     report: &Report,
+    rollouts: &IndexMap<String, Rollout>,
+    now: u64,
 ) -> Vec<api::ServiceStatusView> {
     specs
         .values()
@@ -109,9 +115,102 @@ pub(crate) fn service_views(
                 healthy: count(healthy),
                 status,
                 message,
+                rollout: rollouts.get(&spec.name).map(|rollout| {
+                    let service_tasks: Vec<Task> = tasks
+                        .iter()
+                        .filter(|t| t.service == spec.name)
+                        .cloned()
+                        .collect();
+                    rollout_view(spec, &service_tasks, rollout, now)
+                }),
             }
         })
         .collect()
+}
+
+/// A rollout as the API shows it; while it runs, each slot's progress (from `tasks`, the
+/// service's).
+pub(crate) fn rollout_view(
+    spec: &ServiceSpec,
+    tasks: &[Task],
+    rollout: &Rollout,
+    now: u64,
+) -> api::RolloutView {
+    let running = rollout.is_active() && rollout.target_hash == spec.spec_hash;
+    let progress = running.then(|| rollout::progress(spec, tasks, rollout, now));
+    let (updated, total) = match (&progress, &rollout.state) {
+        (Some(progress), _) => (progress.updated, progress.total),
+        (None, RolloutState::Completed { .. }) => (spec.replicas, spec.replicas),
+        (None, _) => (0, spec.replicas),
+    };
+    let message = match &rollout.state {
+        RolloutState::Paused { reason } => Some(reason.clone()),
+        _ => progress.as_ref().map(|p| p.summary(rollout)),
+    };
+    api::RolloutView {
+        service: spec.name.clone(),
+        kind: match rollout.kind {
+            RolloutKind::Update => api::RolloutKind::Update,
+            RolloutKind::Rollback => api::RolloutKind::Rollback,
+            RolloutKind::Undo => api::RolloutKind::Undo,
+        },
+        state: match rollout.state {
+            RolloutState::Updating => api::RolloutState::Updating,
+            RolloutState::Paused { .. } => api::RolloutState::Paused,
+            RolloutState::Completed { .. } => api::RolloutState::Completed,
+            RolloutState::Superseded { .. } => api::RolloutState::Superseded,
+        },
+        revision: rollout.revision,
+        started_at: rollout.started_at,
+        finished_at: rollout.finished_at(),
+        order: rollout.config.order.as_str().to_string(),
+        parallelism: rollout.config.parallelism,
+        monitor_ms: rollout.config.monitor_ms,
+        failure_action: rollout.failure_action().as_str().to_string(),
+        max_failure_ratio: rollout.config.max_failure_ratio,
+        updated,
+        total,
+        slots: progress
+            .map(|p| p.slots.into_iter().map(slot_view).collect())
+            .unwrap_or_default(),
+        message,
+        failures: rollout.failures.iter().map(failure_view).collect(),
+        cause: rollout.cause.as_ref().map(|cause| api::RolloutCauseView {
+            revision: cause.revision,
+            reason: cause.reason.clone(),
+            failures: cause.failures.iter().map(failure_view).collect(),
+        }),
+    }
+}
+
+fn slot_view(slot: rollout::SlotProgress) -> api::SlotRolloutView {
+    use api::SlotRolloutState as S;
+    let (state, message) = match slot.state {
+        SlotState::Updated => (S::Updated, None),
+        SlotState::Monitoring { .. } => (S::Monitoring, None),
+        SlotState::Waiting => (S::Waiting, None),
+        SlotState::Starting => (S::Starting, None),
+        SlotState::WaitingForHealth => (S::WaitingForHealth, None),
+        SlotState::Restarting { attempt } => {
+            (S::Restarting, Some(format!("restart {attempt} in a row")))
+        }
+        SlotState::Failed { reason } => (S::Failed, Some(reason)),
+    };
+    api::SlotRolloutView {
+        slot: slot.slot,
+        state,
+        task: slot.task.map(|id| id.0),
+        message,
+    }
+}
+
+fn failure_view(failure: &RolloutFailure) -> api::RolloutFailureView {
+    api::RolloutFailureView {
+        slot: failure.slot,
+        task: failure.task.0.clone(),
+        reason: failure.reason.clone(),
+        at: failure.at,
+    }
 }
 
 /// The project's status: its worst service's.
@@ -141,7 +240,7 @@ pub(crate) fn summary(
     report: &Report,
 ) -> api::ProjectSummary {
     let specs = stored_specs(project);
-    let services = service_views(&specs, tasks, report);
+    let services = service_views(&specs, tasks, report, &IndexMap::new(), 0);
     api::ProjectSummary {
         name: project.name.clone(),
         revision: project.revision,
@@ -156,9 +255,11 @@ pub(crate) fn status(
     project: &StoredProject,
     tasks: &[Task],
     report: &Report,
+    rollouts: &IndexMap<String, Rollout>,
+    now: u64,
 ) -> api::ProjectStatus {
     let specs = stored_specs(project);
-    let services = service_views(&specs, tasks, report);
+    let services = service_views(&specs, tasks, report, rollouts, now);
     let mut tasks: Vec<&Task> = tasks.iter().collect();
     let order = |service: &str| specs.get_index_of(service).unwrap_or(usize::MAX);
     tasks.sort_by(|a, b| {
@@ -167,6 +268,7 @@ pub(crate) fn status(
     api::ProjectStatus {
         name: project.name.clone(),
         revision: project.revision,
+        observed_revision: report.revision,
         status: project_state(project.removing.is_some(), &services),
         services,
         tasks: tasks.into_iter().map(task_view).collect(),

@@ -6,6 +6,7 @@
 mod observe;
 mod pass;
 mod remove;
+mod rollout;
 mod steps;
 
 use std::collections::HashMap;
@@ -53,7 +54,18 @@ impl From<&ServiceStatus> for ServiceReport {
 }
 
 /// The last pass's view of each service, published for the API.
-pub(crate) type Report = IndexMap<String, ServiceReport>;
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// The project revision the pass worked from (0: no pass yet).
+    pub revision: u64,
+    pub services: IndexMap<String, ServiceReport>,
+}
+
+impl Report {
+    pub fn get(&self, service: &str) -> Option<&ServiceReport> {
+        self.services.get(service)
+    }
+}
 
 #[derive(Debug)]
 enum Command {
@@ -104,7 +116,7 @@ impl Controllers {
             return;
         }
         let (commands, receiver) = mpsc::channel(COMMAND_CAPACITY);
-        let report = Arc::new(Mutex::new(Report::new()));
+        let report = Arc::new(Mutex::new(Report::default()));
         handles.insert(
             project.to_string(),
             Handle {
@@ -119,6 +131,7 @@ impl Controllers {
             report,
             rng: fastrand::Rng::new(),
             adopted: false,
+            ingress_errors: Vec::new(),
         };
         let cancel = this.cancel.clone();
         this.tracker.spawn(controller.run(cancel));
@@ -206,6 +219,8 @@ struct Controller {
     rng: fastrand::Rng,
     /// Whether the first pass (the one that adopts existing containers) is done.
     adopted: bool,
+    /// What the proxy could not serve at the last pass, to report only changes.
+    ingress_errors: Vec<String>,
 }
 
 impl Controller {

@@ -161,6 +161,7 @@ mod tests {
             state,
             health: Health::None,
             container_id: Some(format!("c-{id}")),
+            container_name: None,
             exit_code: None,
             error: None,
             attempt: 0,

@@ -7,6 +7,7 @@ use composure_compose::model::{ModelError, Project, project_from_json};
 use composure_core::error::SpecError;
 use composure_core::reconcile::{Plan, ServiceStatus, dependency_state, reconcile_service};
 use composure_core::restart::Backoff;
+use composure_core::rollout::Rollout;
 use composure_core::spec::{DEFAULT_STOP_GRACE_MS, ServiceSpec, service_specs, startup_order};
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState, labels};
 use composure_runtime::{ContainerInfo, RuntimeError};
@@ -35,12 +36,19 @@ pub(super) enum PassError {
 /// What one pass works on: read once at its start, kept current as the pass changes things.
 pub(super) struct Work {
     pub project: Arc<Project>,
+    /// The project as the runtime creates it: ports the proxy serves are not published by
+    /// the engine.
+    pub runtime_project: Arc<Project>,
+    /// The project revision this pass works from.
+    pub revision: u64,
     pub working_dir: String,
     pub specs: IndexMap<String, ServiceSpec>,
     /// The project's containers as listed at the start of the pass, less those removed.
     pub containers: Vec<ContainerInfo>,
     /// Every task of the project, as stored.
     pub tasks: Vec<Task>,
+    /// Each service's latest rollout, as stored (kept current as the pass stores new ones).
+    pub rollouts: IndexMap<String, Rollout>,
     pub now: u64,
     /// Whether the project's networks and volumes were ensured in this pass.
     pub resources_ready: bool,
@@ -87,12 +95,21 @@ impl Controller {
         let specs = service_specs(&project)?;
         let containers = self.shared.runtime.list(Some(&self.name)).await?;
         let tasks = self.shared.store.tasks(&self.name)?;
+        let rollouts = self
+            .shared
+            .store
+            .rollouts(&self.name)?
+            .into_iter()
+            .collect();
         let mut work = Work {
+            runtime_project: Arc::new(crate::ingress::runtime_project(&project)),
             project,
+            revision: stored.revision,
             working_dir: stored.meta.working_dir.clone(),
             specs,
             containers,
             tasks,
+            rollouts,
             now: now_ms(),
             resources_ready: false,
             wake_at: None,
@@ -104,15 +121,38 @@ impl Controller {
             let status = self.reconcile(&service, &mut work).await?;
             statuses.insert(service, status);
         }
-        let report: Report = work
-            .specs
-            .keys()
-            .filter_map(|name| Some((name.clone(), ServiceReport::from(statuses.get(name)?))))
-            .collect();
+        self.sync_ingress(&work).await;
+        let report = Report {
+            revision: work.revision,
+            services: work
+                .specs
+                .keys()
+                .filter_map(|name| Some((name.clone(), ServiceReport::from(statuses.get(name)?))))
+                .collect(),
+        };
         self.publish(report);
         Ok(Outcome::Again {
             wake_at: work.wake_at,
         })
+    }
+
+    /// Sends the proxy the project's published ports and ready replicas; reports (once) what
+    /// it cannot serve.
+    async fn sync_ingress(&mut self, work: &Work) {
+        let errors = self
+            .shared
+            .ingress
+            .sync(&self.name, &work.project, &work.tasks, &work.containers)
+            .await;
+        if errors != self.ingress_errors {
+            for error in errors.iter().filter(|e| !self.ingress_errors.contains(e)) {
+                tracing::warn!(project = %self.name, error = %error, "proxy");
+                self.shared
+                    .events
+                    .record(NewEvent::project(&self.name, "proxy", error.clone()));
+            }
+            self.ingress_errors = errors;
+        }
     }
 
     /// Writes what the runtime shows onto the tasks.
@@ -191,6 +231,16 @@ impl Controller {
                 self.stop_kept(work, index).await;
             }
         }
+        let gone: Vec<String> = work
+            .rollouts
+            .keys()
+            .filter(|service| !work.specs.contains_key(*service))
+            .cloned()
+            .collect();
+        for service in gone {
+            self.shared.store.delete_rollout(&self.name, &service)?;
+            work.rollouts.shift_remove(&service);
+        }
         Ok(())
     }
 
@@ -215,6 +265,7 @@ impl Controller {
             &spec,
             &service_tasks,
             &deps,
+            work.rollouts.get(service),
             work.now,
             &Backoff::default(),
             &mut || rng.f64(),
@@ -223,6 +274,13 @@ impl Controller {
             work.wake(at);
         }
         let status = plan.status.clone();
+        if let Some(rollout) = plan.rollout.clone() {
+            self.store_rollout(work, service, rollout)?;
+        }
+        if let Some(reason) = plan.rollback {
+            self.roll_back(work, &spec, &reason).await?;
+            return Ok(status);
+        }
         self.apply(&spec, plan, work).await?;
         self.launch_due(service, work).await?;
         Ok(status)
@@ -235,6 +293,12 @@ impl Controller {
         plan: Plan,
         work: &mut Work,
     ) -> Result<(), PassError> {
+        if !plan.shutdown.is_empty() {
+            // A start-first update stops an old task because its replacement is ready: the
+            // proxy must have the replacement before the old one is withdrawn and drained,
+            // or a service of one replica would have no endpoint meanwhile.
+            self.sync_ingress(work).await;
+        }
         for (id, reason) in &plan.fail {
             let Some(index) = work.index(id) else {
                 continue;
@@ -286,6 +350,7 @@ impl Controller {
                 state: TaskState::Pending,
                 health: Health::None,
                 container_id: None,
+                container_name: None,
                 exit_code: None,
                 error: None,
                 attempt: new.attempt,

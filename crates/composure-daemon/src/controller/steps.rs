@@ -73,7 +73,10 @@ impl Controller {
             }
             work.resources_ready = true;
         }
-        let name = container_name(&work.tasks[index]);
+        let name = match work.tasks[index].container_name.clone() {
+            Some(name) => name,
+            None => free_name(work, index),
+        };
         let id = match work.tasks[index].container_id.clone() {
             // Created by an earlier pass that did not get to start it.
             Some(id) => id,
@@ -82,11 +85,11 @@ impl Controller {
                 task.state = TaskState::Creating;
                 self.shared.store.put_task(task)?;
                 let image = runtime.ensure_image(&work.project, &task.service).await?;
-                self.remove_previous(work, index).await?;
+                self.remove_previous(work, index, &name).await?;
                 let task = &work.tasks[index];
                 let spec = ContainerSpec {
                     name: name.clone(),
-                    project: work.project.clone(),
+                    project: work.runtime_project.clone(),
                     service: task.service.clone(),
                     image: image.clone(),
                     labels: container_labels(task, &work.working_dir),
@@ -94,6 +97,7 @@ impl Controller {
                 let id = runtime.create(&spec).await?;
                 let task = &mut work.tasks[index];
                 task.container_id = Some(id.clone());
+                task.container_name = Some(name.clone());
                 self.shared.store.put_task(task)?;
                 self.shared.events.record(NewEvent::task(
                     task,
@@ -116,12 +120,17 @@ impl Controller {
         Ok(())
     }
 
-    /// Removes the containers earlier tasks of the same slot left (a dead container keeps
-    /// its slot's name, and names are unique).
-    async fn remove_previous(&mut self, work: &mut Work, index: usize) -> Result<(), RuntimeError> {
+    /// Removes the containers earlier tasks of the same slot left, and whatever holds
+    /// `name` (a dead container keeps its name, and names are unique). Containers of live
+    /// tasks stay: during a start-first update the slot's old task runs on beside the new.
+    async fn remove_previous(
+        &mut self,
+        work: &mut Work,
+        index: usize,
+        name: &str,
+    ) -> Result<(), RuntimeError> {
         let task = &work.tasks[index];
         let slot = task.slot.to_string();
-        let name = container_name(task);
         let previous: Vec<ContainerInfo> = work
             .containers
             .iter()
@@ -129,7 +138,9 @@ impl Controller {
                 let same_slot = c.labels.get(labels::SERVICE) == Some(&task.service)
                     && c.labels.get(labels::SLOT) == Some(&slot);
                 let same_name = c.name.trim_start_matches('/') == name;
-                (same_slot || same_name) && c.labels.get(labels::TASK) != Some(&task.id.0)
+                (same_slot || same_name)
+                    && c.labels.get(labels::TASK) != Some(&task.id.0)
+                    && !of_live_task(c, &work.tasks)
             })
             .cloned()
             .collect();
@@ -177,8 +188,16 @@ impl Controller {
             None => None,
         };
         if let Some(container) = container {
-            self.stop_and_remove(&container, work.grace_ms(&task.service))
-                .await?;
+            // Out of the proxy first: no new traffic, and what is in flight may finish
+            // within the stop grace before the stop signal.
+            let grace = work.grace_ms(&task.service);
+            let ingress = &self.shared.ingress;
+            ingress.withdraw(&self.name, &task.service, &task.id);
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(grace);
+            ingress
+                .drain(&self.name, &task.service, &task.id, deadline)
+                .await;
+            self.stop_and_remove(&container, grace).await?;
             work.containers.retain(|c| c.id != container.id);
             self.shared.events.record(NewEvent::task(
                 &work.tasks[index],
@@ -330,9 +349,56 @@ pub(super) fn keeps_container(task: &Task, work: &Work) -> bool {
             .is_some_and(|spec| task.slot >= 1 && task.slot <= spec.replicas)
 }
 
-/// `<project>-<service>-<slot>`, as `docker compose` names containers.
+/// The task's container name: the one it was created with, else the slot's name.
 pub(super) fn container_name(task: &Task) -> String {
+    task.container_name
+        .clone()
+        .unwrap_or_else(|| slot_name(task))
+}
+
+/// `<project>-<service>-<slot>`, as `docker compose` names containers.
+pub(crate) fn slot_name(task: &Task) -> String {
     format!("{}-{}-{}", task.project, task.service, task.slot)
+}
+
+/// The name for a new container of the task at `index`: the slot's name, unless a live
+/// task's container holds it (the old task of a start-first update), then the slot's name
+/// with the task's short id: `<project>-<service>-<slot>-<id8>`.
+fn free_name(work: &Work, index: usize) -> String {
+    let task = &work.tasks[index];
+    // `container_name` (one replica only, the loader checks) names the slot instead.
+    let name = work
+        .project
+        .services
+        .get(&task.service)
+        .and_then(|s| s.container_name.clone())
+        .unwrap_or_else(|| slot_name(task));
+    let held = work.containers.iter().any(|c| {
+        c.name.trim_start_matches('/') == name
+            && c.labels.get(labels::TASK) != Some(&task.id.0)
+            && of_live_task(c, &work.tasks)
+    }) || work.tasks.iter().any(|other| {
+        other.id != task.id
+            && other.desired == DesiredState::Running
+            && !other.state.is_terminal()
+            && other.container_id.is_some()
+            && other.container_name.as_deref().unwrap_or(&slot_name(other)) == name
+    });
+    if held {
+        let short: String = task.id.0.chars().take(8).collect();
+        format!("{name}-{short}")
+    } else {
+        name
+    }
+}
+
+/// Whether the container belongs to a task that is wanted running and has not ended.
+fn of_live_task(container: &ContainerInfo, tasks: &[Task]) -> bool {
+    container.labels.get(labels::TASK).is_some_and(|id| {
+        tasks
+            .iter()
+            .any(|t| &t.id.0 == id && t.desired == DesiredState::Running && !t.state.is_terminal())
+    })
 }
 
 /// Composure's labels (how a restarted daemon finds its containers) and Compose's (so that

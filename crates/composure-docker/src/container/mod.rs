@@ -20,7 +20,7 @@
 //! | `cgroup_parent` | `CgroupParent` | |
 //! | `command` | `Cmd` | `command: []` clears the image's `CMD` only with a non-empty `entrypoint`; alone it is rejected (the engine would put the image's back) |
 //! | `configs` | read-only bind mount at the target (`/<source>` by default) | see *Secrets and configs* |
-//! | `container_name` | the container's name | must equal the name Composure chose (`ContainerSpec.name`); the caller decides names |
+//! | `container_name` | the container's name | the caller decides names (`ContainerSpec.name`): the daemon uses `container_name` as the slot's name |
 //! | `cpu_count`, `cpu_percent` | `CpuCount`, `CpuPercent` | Windows engines only; a Linux engine refuses them |
 //! | `cpu_period`, `cpu_quota`, `cpu_rt_period`, `cpu_rt_runtime`, `cpu_shares`, `cpuset` | `CpuPeriod`, `CpuQuota`, `CpuRealtimePeriod`, `CpuRealtimeRuntime`, `CpuShares`, `CpusetCpus` | |
 //! | `cpus` | `NanoCpus` | `deploy.resources.limits.cpus` wins |
@@ -61,7 +61,7 @@
 //! | `pid` | `PidMode` | `service:x` → `container:<id>` |
 //! | `pids_limit` | `PidsLimit` | |
 //! | `platform` | `platform` query parameter | |
-//! | `ports` | `ExposedPorts` + `PortBindings` (`HostIp`, `HostPort`, protocol; host ranges kept) | published by the engine for now; `mode`, `name`, `app_protocol` change nothing on one host |
+//! | `ports` | `ExposedPorts` + `PortBindings` (`HostIp`, `HostPort`, protocol; host ranges kept) | the engine publishes only what it is given: the daemon hands single TCP ports to its proxy and leaves them out (UDP and ranges stay with the engine); `mode`, `name` change nothing on one host |
 //! | `post_start`, `pre_start`, `pre_stop` | rejected | lifecycle hooks come later |
 //! | `privileged` | `Privileged` | |
 //! | `profiles` | — | applied by the loader |
@@ -335,18 +335,6 @@ fn reject_unsupported(input: &CreateInput<'_>) -> Result<(), RuntimeError> {
     ];
     if let Some((field, _)) = checks.iter().find(|(_, set)| *set) {
         return Err(unsupported(name, field));
-    }
-    if let Some(wanted) = &svc.container_name
-        && wanted != input.container_name
-    {
-        return Err(invalid(
-            name,
-            format!(
-                "`container_name: {wanted}` differs from the name Composure gives the \
-                 container (`{}`)",
-                input.container_name
-            ),
-        ));
     }
     Ok(())
 }

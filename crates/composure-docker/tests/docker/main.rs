@@ -22,7 +22,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use support::{
-    Cleanup, eventually, load_project, project_name, run, runtime, spec, test_image, wait_container,
+    Cleanup, eventually, load_project, load_project_with, project_name, run, runtime, spec,
+    test_image, wait_container,
 };
 
 async fn bollard() -> Docker {
@@ -687,7 +688,7 @@ services:
 async fn secrets_configs_and_label_files_reach_the_container() {
     let name = project_name("files");
     let _cleanup = Cleanup::new(&name);
-    let (project, dir) = load_project(
+    let (project, dir) = load_project_with(
         &name,
         r#"
 services:
@@ -711,9 +712,8 @@ configs:
   site:
     content: hello
 "#,
+        &[("token.txt", "t0k3n"), ("labels.env", "team=blue\n")],
     );
-    std::fs::write(dir.path().join("token.txt"), "t0k3n").unwrap();
-    std::fs::write(dir.path().join("labels.env"), "team=blue\n").unwrap();
     let secrets_dir = dir.path().join("secrets");
     let rt = runtime(&secrets_dir).await;
     let id = run(&rt, &project, "web", 1).await;

@@ -63,7 +63,20 @@ pub async fn runtime(secrets_dir: &Path) -> DockerRuntime {
 /// Loads `yaml` as project `name` with the real loader, from a fresh folder that the
 /// returned guard keeps alive.
 pub fn load_project(name: &str, yaml: &str) -> (Arc<Project>, tempfile::TempDir) {
+    load_project_with(name, yaml, &[])
+}
+
+/// Like [`load_project`], with other files (`label_file`s, secrets) written beside the
+/// compose file first: the loader reads some of them.
+pub fn load_project_with(
+    name: &str,
+    yaml: &str,
+    files: &[(&str, &str)],
+) -> (Arc<Project>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temporary folder");
+    for (file, text) in files {
+        std::fs::write(dir.path().join(file), text).expect("file written");
+    }
     let file = dir.path().join("compose.yaml");
     std::fs::write(&file, yaml).expect("compose.yaml written");
     let mut options = LoadOptions::new(dir.path());

@@ -21,6 +21,7 @@ pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<ExitCod
         service,
         follow: args.follow,
         tail: args.tail,
+        task: None,
     };
     let mut lines = client.logs(&name, &query).await?;
     let mut prefixes = output::Prefixes::default();

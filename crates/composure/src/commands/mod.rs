@@ -8,5 +8,6 @@ pub mod events;
 pub mod logs;
 pub mod project;
 pub mod ps;
+pub mod rollout;
 pub mod scale;
 pub mod up;

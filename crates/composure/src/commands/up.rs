@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use composure_api::{Client, LogsQuery, ProjectState, ProjectStatus, PutProject, ServiceState};
+use composure_api::{
+    Client, LogsQuery, ProjectState, ProjectStatus, PutProject, RolloutFailureView, RolloutKind,
+    RolloutState, RolloutView, ServiceState, ServiceStatusView,
+};
 use futures_util::StreamExt;
 
 use crate::cli::{GlobalArgs, UpArgs};
@@ -52,7 +55,13 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
         println!("Project {name} submitted (revision {}).", response.revision);
         return Ok(ExitCode::SUCCESS);
     }
-    let code = wait_converged(&client, &name, Duration::from_secs(args.wait_timeout)).await?;
+    let code = wait_converged(
+        &client,
+        &name,
+        response.revision,
+        Duration::from_secs(args.wait_timeout),
+    )
+    .await?;
     if let Some(daemon) = foreground {
         eprintln!("Project {name} is up. The daemon keeps it running until Ctrl-C.");
         daemon.wait_for_ctrl_c().await?;
@@ -60,33 +69,55 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     Ok(code)
 }
 
-/// Prints each service's progress as it changes until the project runs (exit 0) or fails
-/// (exit 1, with the failing tasks' errors and last log lines).
+/// Prints each service's progress as it changes (rolling updates: slots updated, waiting
+/// for health) until the project runs as of `revision` (exit 0), or fails: a task that
+/// cannot run, or an update of this revision that was rolled back or paused (exit 1, with
+/// the failed check and the last log lines of the failing task).
 pub async fn wait_converged(
     client: &Client,
     name: &str,
+    revision: u64,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + timeout;
     let mut shown: HashMap<String, String> = HashMap::new();
     loop {
         let status = client.project(name).await?;
-        for service in &status.services {
-            let line = output::service_progress(service);
-            if shown.get(&service.name) != Some(&line) {
-                eprintln!("{line}");
-                shown.insert(service.name.clone(), line);
+        // Statuses from before the daemon worked on this revision say nothing about it.
+        let seen = status.observed_revision >= revision;
+        if seen {
+            for service in &status.services {
+                let line = output::service_progress(service);
+                if shown.get(&service.name) != Some(&line) {
+                    eprintln!("{line}");
+                    shown.insert(service.name.clone(), line);
+                }
+            }
+            let failed: Vec<&ServiceStatusView> = status
+                .services
+                .iter()
+                .filter(|s| {
+                    s.rollout
+                        .as_ref()
+                        .is_some_and(|r| failed_update(r, revision))
+                })
+                .collect();
+            if !failed.is_empty() {
+                for service in failed {
+                    report_failed_update(client, &status, service).await;
+                }
+                return Ok(ExitCode::from(output::EXIT_FAILURE));
             }
         }
         match status.status {
-            ProjectState::Running => {
+            ProjectState::Running if seen => {
                 eprintln!(
                     "{}",
                     output::success(&format!("Project {name} is running."))
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            ProjectState::Failed => {
+            ProjectState::Failed if seen => {
                 report_failure(client, &status).await;
                 return Ok(ExitCode::from(output::EXIT_FAILURE));
             }
@@ -102,6 +133,98 @@ pub async fn wait_converged(
                 return Ok(ExitCode::from(output::EXIT_FAILURE));
             }
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Whether `rollout` says the update to `revision` (or a later one) failed: it paused, or
+/// it was rolled back and the rollback is over.
+fn failed_update(rollout: &RolloutView, revision: u64) -> bool {
+    match rollout.kind {
+        RolloutKind::Rollback => {
+            rollout
+                .cause
+                .as_ref()
+                .is_some_and(|c| c.revision >= revision)
+                && rollout.state != RolloutState::Updating
+        }
+        RolloutKind::Update | RolloutKind::Undo => {
+            rollout.revision >= revision && rollout.state == RolloutState::Paused
+        }
+    }
+}
+
+/// Names the service whose update failed, the check that failed, and the last lines the
+/// failing task wrote.
+async fn report_failed_update(
+    client: &Client,
+    status: &ProjectStatus,
+    service: &ServiceStatusView,
+) {
+    let Some(rollout) = &service.rollout else {
+        return;
+    };
+    let (what, failures): (String, &[RolloutFailureView]) = match (&rollout.kind, &rollout.cause) {
+        (RolloutKind::Rollback, Some(cause)) => (
+            format!(
+                "the update to revision {} failed and was rolled back (revision {}): {}",
+                cause.revision, rollout.revision, cause.reason
+            ),
+            &cause.failures,
+        ),
+        _ => (
+            format!(
+                "the {} to revision {} is paused: {}",
+                word(rollout.kind),
+                rollout.revision,
+                rollout
+                    .message
+                    .as_deref()
+                    .unwrap_or("too many new tasks failed")
+            ),
+            &rollout.failures,
+        ),
+    };
+    eprintln!(
+        "{}",
+        output::failure(&format!("service {}: {what}", service.name))
+    );
+    if let Some(failure) = failures.last() {
+        let short: String = failure.task.chars().take(8).collect();
+        eprintln!(
+            "  failed task ({}-{}, {short}): {}",
+            service.name, failure.slot, failure.reason
+        );
+        print_task_logs(client, &status.name, &service.name, &failure.task).await;
+    }
+}
+
+fn word(kind: RolloutKind) -> &'static str {
+    match kind {
+        RolloutKind::Update => "update",
+        RolloutKind::Rollback => "rollback",
+        RolloutKind::Undo => "undo",
+    }
+}
+
+/// The last lines `task` wrote, indented under a heading.
+async fn print_task_logs(client: &Client, project: &str, service: &str, task: &str) {
+    let query = LogsQuery {
+        service: Some(service.to_string()),
+        follow: false,
+        tail: Some(10),
+        task: Some(task.to_string()),
+    };
+    if let Ok(mut lines) = client.logs(project, &query).await {
+        let mut printed = false;
+        while let Some(Ok(entry)) = lines.next().await {
+            if entry.task == task {
+                if !printed {
+                    eprintln!("  its last log lines:");
+                    printed = true;
+                }
+                eprintln!("    {}", entry.line);
+            }
         }
     }
 }
@@ -131,23 +254,7 @@ async fn report_failure(client: &Client, status: &ProjectStatus) {
             if let Some(error) = &task.error {
                 eprintln!("  last task ({}-{}): {error}", task.service, task.slot);
             }
-            let query = LogsQuery {
-                service: Some(service.name.clone()),
-                follow: false,
-                tail: Some(10),
-            };
-            if let Ok(mut lines) = client.logs(&status.name, &query).await {
-                let mut printed = false;
-                while let Some(Ok(entry)) = lines.next().await {
-                    if entry.task == task.id {
-                        if !printed {
-                            eprintln!("  its last log lines:");
-                            printed = true;
-                        }
-                        eprintln!("    {}", entry.line);
-                    }
-                }
-            }
+            print_task_logs(client, &status.name, &service.name, &task.id).await;
         }
     }
 }

@@ -1,0 +1,192 @@
+//! The rollout endpoints: a service's latest rollout, its history of versions, and undo
+//! (back to an earlier version, rolling through the slots like any update).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use composure_api::{
+    RevisionResponse, RolloutHistory, RolloutView, ServiceRevisionView, UndoRequest,
+};
+use composure_compose::model::project_from_json;
+use composure_core::Task;
+use composure_core::rollout::{Rollout, ServiceRevision, service_history, with_replicas_of};
+use composure_core::spec::{ServiceSpec, service_spec};
+use composure_store::StoredProject;
+use serde_json::Value;
+
+use super::projects::{being_removed, no_service, stored};
+use super::views::{rollout_view, stored_specs};
+use super::{ApiError, json_body};
+use crate::clock::now_ms;
+use crate::controller::Controllers;
+use crate::events::NewEvent;
+use crate::shared::Shared;
+
+type SharedState = State<Arc<Shared>>;
+
+/// How much of a spec hash the history shows.
+const SHORT_HASH: usize = 12;
+
+/// The service's latest rollout, with each slot's progress while it runs.
+pub(super) async fn status(
+    State(shared): SharedState,
+    Path((name, service)): Path<(String, String)>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let project = stored(&shared, &name)?;
+    let spec = service_of(&project, &service)?;
+    let rollout = shared.store.rollout(&name, &service)?.ok_or_else(|| {
+        ApiError::NotFound(format!("service `{service}` has had no rolling update yet"))
+    })?;
+    let tasks: Vec<Task> = shared
+        .store
+        .tasks(&name)?
+        .into_iter()
+        .filter(|t| t.service == service)
+        .collect();
+    Ok(Json(rollout_view(&spec, &tasks, &rollout, now_ms())))
+}
+
+/// The service's versions, oldest first, with what changed between them.
+pub(super) async fn history(
+    State(shared): SharedState,
+    Path((name, service)): Path<(String, String)>,
+) -> Result<Json<RolloutHistory>, ApiError> {
+    let project = stored(&shared, &name)?;
+    let spec = service_of(&project, &service)?;
+    let versions = versions(&shared, &name, &service)?;
+    let current = current_index(&versions, &spec);
+    let revisions = versions
+        .iter()
+        .enumerate()
+        .map(|(index, version)| ServiceRevisionView {
+            revision: version.revision,
+            created_at: version.created_at,
+            spec_hash: version.spec_hash.chars().take(SHORT_HASH).collect(),
+            current: Some(index) == current,
+            changes: version.changes.clone(),
+        })
+        .collect();
+    Ok(Json(RolloutHistory { service, revisions }))
+}
+
+/// Puts an earlier version of the service back as the desired state (the one before the
+/// current, or the one of `to_revision`), keeping today's replicas, with an undo rollout:
+/// the controller rolls it through the slots with the service's `rollback_config`.
+pub(super) async fn undo(
+    State(shared): SharedState,
+    Path((name, service)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<RevisionResponse>, ApiError> {
+    let request: UndoRequest = if body.is_empty() {
+        UndoRequest::default()
+    } else {
+        json_body(&body)?
+    };
+    let _writes = shared.writes.lock().await;
+    let project = stored(&shared, &name)?;
+    if project.removing.is_some() {
+        return Err(being_removed(&name));
+    }
+    let spec = service_of(&project, &service)?;
+    let versions = versions(&shared, &name, &service)?;
+    let target = match request.to_revision {
+        Some(revision) => versions
+            .iter()
+            .rev()
+            .find(|v| v.revision <= revision)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "service `{service}` did not exist at revision {revision}"
+                ))
+            })?,
+        None => current_index(&versions, &spec)
+            .and_then(|current| current.checked_sub(1))
+            .and_then(|previous| versions.get(previous))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "service `{service}` has no earlier version to go back to"
+                ))
+            })?,
+    };
+    if target.spec_hash == spec.spec_hash {
+        return Err(ApiError::BadRequest(format!(
+            "service `{service}` already runs the version of revision {}",
+            target.revision
+        )));
+    }
+    let current = project
+        .spec
+        .get("services")
+        .and_then(|services| services.get(&service))
+        .cloned()
+        .ok_or_else(|| no_service(&name, &service))?;
+    let mut restored = project.spec.clone();
+    if let Some(Value::Object(services)) = restored.get_mut("services") {
+        services.insert(service.clone(), with_replicas_of(&target.service, &current));
+    }
+    let target_spec = project_from_json(restored.clone())
+        .ok()
+        .and_then(|p| p.services.get(&service).cloned())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "the version of revision {} no longer reads as a service",
+                target.revision
+            ))
+        })
+        .and_then(|model| {
+            service_spec(&service, &model)
+                .map_err(|err| ApiError::BadRequest(format!("invalid project: {err}")))
+        })?;
+    let mut rollout = Rollout::undo(
+        &spec,
+        project.revision,
+        target_spec.spec_hash,
+        format!(
+            "undo requested: back to the version of revision {}",
+            target.revision
+        ),
+        now_ms(),
+    );
+    rollout.previous_service = Some(current);
+    let revision = shared.store.put_project_with_rollout(
+        &name,
+        &restored,
+        &project.meta,
+        &service,
+        &rollout,
+    )?;
+    shared.events.record(NewEvent {
+        project: &name,
+        service: Some(&service),
+        slot: None,
+        task: None,
+        kind: "undo",
+        message: format!(
+            "undo: back to the version of revision {} as revision {revision}",
+            target.revision
+        ),
+    });
+    Controllers::start(&shared, &name);
+    Ok(Json(RevisionResponse { revision }))
+}
+
+fn service_of(project: &StoredProject, service: &str) -> Result<ServiceSpec, ApiError> {
+    stored_specs(project)
+        .shift_remove(service)
+        .ok_or_else(|| no_service(&project.name, service))
+}
+
+fn versions(shared: &Shared, name: &str, service: &str) -> Result<Vec<ServiceRevision>, ApiError> {
+    let history = shared.store.project_history(name)?;
+    Ok(service_history(
+        service,
+        history.iter().map(|r| (r.revision, r.created_at, &r.spec)),
+    ))
+}
+
+/// The version the project asks for now: the newest with the current spec hash.
+fn current_index(versions: &[ServiceRevision], spec: &ServiceSpec) -> Option<usize> {
+    versions.iter().rposition(|v| v.spec_hash == spec.spec_hash)
+}

@@ -1,0 +1,192 @@
+//! The daemon's side of rolling updates (the decisions are `composure_core::rollout`'s):
+//! storing the rollout each pass leaves, finding the version a rollback returns to in the
+//! project's history, and putting that version back as the desired state when an update
+//! fails.
+
+use composure_compose::model::project_from_json;
+use composure_core::rollout::{
+    Rollout, RolloutKind, RolloutState, service_history, with_replicas_of,
+};
+use composure_core::spec::{ServiceSpec, service_spec};
+use composure_store::{Store, StoreError};
+use serde_json::Value;
+
+use super::Controller;
+use super::pass::{PassError, Work};
+use crate::clock::now_ms;
+use crate::events::NewEvent;
+
+impl Controller {
+    /// Stores the rollout a plan left for `service`: a new one gets the pass's revision and
+    /// the previous version's service from the history. Its steps go to the event log.
+    pub(super) fn store_rollout(
+        &mut self,
+        work: &mut Work,
+        service: &str,
+        mut rollout: Rollout,
+    ) -> Result<(), PassError> {
+        let before = work.rollouts.get(service);
+        let begun = before.is_none_or(|b| {
+            b.target_hash != rollout.target_hash || b.started_at != rollout.started_at
+        });
+        let state_before = before.map(|b| b.state.clone());
+        if rollout.revision == 0 {
+            rollout.revision = work.revision;
+        }
+        if begun
+            && rollout.previous_service.is_none()
+            && let Some(hash) = &rollout.previous_hash
+        {
+            rollout.previous_service =
+                service_version(&self.shared.store, &self.name, service, hash)?;
+        }
+        self.shared
+            .store
+            .put_rollout(&self.name, service, &rollout)?;
+        let message = if begun && rollout.kind == RolloutKind::Update {
+            Some((
+                "rollout",
+                format!(
+                    "update to revision {} started: {} slot(s), {}, {} at a time",
+                    rollout.revision,
+                    rollout.total,
+                    rollout.config.order.as_str(),
+                    match rollout.config.parallelism {
+                        0 => "all".to_string(),
+                        n => n.to_string(),
+                    }
+                ),
+            ))
+        } else if state_before.as_ref() != Some(&rollout.state) {
+            match &rollout.state {
+                RolloutState::Paused { reason } => Some((
+                    "rollout-paused",
+                    format!("{} paused: {reason}", rollout.kind.as_str()),
+                )),
+                RolloutState::Completed { .. } => Some((
+                    "rollout-completed",
+                    format!(
+                        "{} completed: every slot runs revision {}",
+                        rollout.kind.as_str(),
+                        rollout.revision
+                    ),
+                )),
+                RolloutState::Updating | RolloutState::Superseded { .. } => None,
+            }
+        } else {
+            None
+        };
+        if let Some((kind, message)) = message {
+            self.shared.events.record(NewEvent {
+                project: &self.name,
+                service: Some(service),
+                slot: None,
+                task: None,
+                kind,
+                message,
+            });
+        }
+        work.rollouts.insert(service.to_string(), rollout);
+        Ok(())
+    }
+
+    /// Puts the previous version of `spec`'s service back as the project's desired state,
+    /// with the rollback rollout, after its update failed for `reason`. A project changed
+    /// since the pass began is left alone (the next pass works from the change); without a
+    /// previous version to go to, the update pauses instead.
+    pub(super) async fn roll_back(
+        &mut self,
+        work: &mut Work,
+        spec: &ServiceSpec,
+        reason: &str,
+    ) -> Result<(), PassError> {
+        let service = spec.name.as_str();
+        let Some(mut failed) = work.rollouts.get(service).cloned() else {
+            return Ok(());
+        };
+        let shared = self.shared.clone();
+        let _writes = shared.writes.lock().await;
+        let now = now_ms();
+        work.wake(now);
+        let Some(stored) = shared.store.project(&self.name)? else {
+            return Ok(());
+        };
+        if stored.removing.is_some() || stored.revision != work.revision {
+            return Ok(());
+        }
+        let previous = match (&failed.previous_service, &failed.previous_hash) {
+            (Some(previous), _) => Some(previous.clone()),
+            (None, Some(hash)) => service_version(&shared.store, &self.name, service, hash)?,
+            (None, None) => None,
+        };
+        let current = stored
+            .spec
+            .get("services")
+            .and_then(|services| services.get(service))
+            .cloned();
+        let (Some(previous), Some(current)) = (previous, current) else {
+            failed.state = RolloutState::Paused {
+                reason: format!("{reason} (the previous version is not in the project's history)"),
+            };
+            return self.store_rollout(work, service, failed);
+        };
+        let mut project = stored.spec.clone();
+        if let Some(Value::Object(services)) = project.get_mut("services") {
+            services.insert(service.to_string(), with_replicas_of(&previous, &current));
+        }
+        let restored = project_from_json(project.clone())?;
+        let Some(model) = restored.services.get(service) else {
+            return Ok(());
+        };
+        let target = service_spec(service, model)?;
+        let mut back = failed.rollback(
+            reason.to_string(),
+            target.spec_hash.clone(),
+            spec.rollback.clone(),
+            target.replicas,
+            now,
+        );
+        back.previous_service = Some(current);
+        let revision = shared.store.put_project_with_rollout(
+            &self.name,
+            &project,
+            &stored.meta,
+            service,
+            &back,
+        )?;
+        back.revision = revision;
+        shared.events.record(NewEvent {
+            project: &self.name,
+            service: Some(service),
+            slot: None,
+            task: None,
+            kind: "rollback",
+            message: format!(
+                "update to revision {} failed ({reason}); rolling back to the previous version as revision {revision}",
+                failed.revision
+            ),
+        });
+        work.rollouts.insert(service.to_string(), back);
+        Ok(())
+    }
+}
+
+/// The service's canonical JSON at the newest revision of the project where its spec hash
+/// was `hash`.
+pub(crate) fn service_version(
+    store: &Store,
+    project: &str,
+    service: &str,
+    hash: &str,
+) -> Result<Option<Value>, StoreError> {
+    let history = store.project_history(project)?;
+    let versions = service_history(
+        service,
+        history.iter().map(|r| (r.revision, r.created_at, &r.spec)),
+    );
+    Ok(versions
+        .into_iter()
+        .rev()
+        .find(|version| version.spec_hash == hash)
+        .map(|version| version.service))
+}

@@ -1,0 +1,316 @@
+//! Ingress: the daemon's proxy owns every published TCP port, so that the replicas of a
+//! service share it and only ready replicas get traffic.
+//!
+//! After each reconcile pass the controller calls [`Ingress::sync`] with the project and its
+//! tasks: listeners are opened for new published ports and closed for removed ones, and each
+//! service's set of ready endpoints (task, container address, target port) is sent to the
+//! proxy. Before a task is stopped the controller calls [`Ingress::withdraw`] then
+//! [`Ingress::drain`]: the replica gets no new connection or request, and what it has in
+//! flight may finish (up to its stop grace) before the stop signal.
+//!
+//! Only TCP ports are proxied; UDP ports and port ranges stay with the engine, which
+//! publishes them itself (see [`runtime_project`]).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use composure_compose::model::{Port, Project};
+use composure_core::{DesiredState, Health, Task, TaskId, TaskState};
+use composure_net::{
+    Endpoint, Endpoints, Listener, ListenerConfig, Protocol, RouteConfig, Upstream, UpstreamConfig,
+};
+use composure_runtime::ContainerInfo;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// One service port behind the proxy: (project, service, target port).
+type UpstreamKey = (String, String, u16);
+
+#[derive(Debug, Default)]
+pub(crate) struct Ingress {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    upstreams: HashMap<UpstreamKey, UpstreamEntry>,
+    listeners: HashMap<SocketAddr, ListenerEntry>,
+}
+
+#[derive(Debug)]
+struct UpstreamEntry {
+    tx: watch::Sender<Endpoints>,
+    upstream: Arc<Upstream>,
+}
+
+#[derive(Debug)]
+struct ListenerEntry {
+    project: String,
+    config: ListenerConfig,
+    upstream: UpstreamKey,
+    stop: CancellationToken,
+}
+
+/// A published port the proxy serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProxiedPort {
+    pub service: String,
+    pub addr: SocketAddr,
+    pub target: u16,
+    pub protocol: Protocol,
+}
+
+/// Whether the proxy (rather than the engine) publishes this port: a single TCP port.
+pub(crate) fn is_proxied(port: &Port) -> bool {
+    port.protocol.eq_ignore_ascii_case("tcp")
+        && port
+            .published
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok())
+}
+
+/// The ports of `project` that the proxy serves, or why one cannot be served.
+pub(crate) fn proxied_ports(project: &Project) -> (Vec<ProxiedPort>, Vec<String>) {
+    let mut ports = Vec::new();
+    let mut errors = Vec::new();
+    for (service, spec) in &project.services {
+        for port in spec.ports.iter().filter(|p| is_proxied(p)) {
+            let published: u16 = port
+                .published
+                .as_deref()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let ip = match port.host_ip.as_deref() {
+                None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                Some(ip) => match ip.parse() {
+                    Ok(ip) => ip,
+                    Err(_) => {
+                        errors.push(format!(
+                            "service `{service}`: host_ip `{ip}` is not an IP address"
+                        ));
+                        continue;
+                    }
+                },
+            };
+            match Protocol::for_port(port) {
+                Ok(protocol) => ports.push(ProxiedPort {
+                    service: service.clone(),
+                    addr: SocketAddr::new(ip, published),
+                    target: port.target,
+                    protocol,
+                }),
+                Err(e) => errors.push(format!("service `{service}`: {e}")),
+            }
+        }
+    }
+    (ports, errors)
+}
+
+/// The project as the runtime should see it: the ports the proxy serves are not published
+/// by the engine (they would clash between replicas and bypass readiness).
+pub(crate) fn runtime_project(project: &Project) -> Project {
+    let mut project = project.clone();
+    for service in project.services.values_mut() {
+        service.ports.retain(|p| !is_proxied(p));
+    }
+    project
+}
+
+/// Whether a task should get traffic: it runs, it is wanted, and it is healthy (or has no
+/// health check to pass).
+pub(crate) fn is_ready(task: &Task) -> bool {
+    task.desired == DesiredState::Running
+        && task.state == TaskState::Running
+        && matches!(task.health, Health::Healthy | Health::None)
+}
+
+/// The ready endpoints of `service` on `target`: each ready task's container address.
+pub(crate) fn endpoints(
+    service: &str,
+    target: u16,
+    tasks: &[Task],
+    containers: &[ContainerInfo],
+) -> Endpoints {
+    Endpoints::new(
+        tasks
+            .iter()
+            .filter(|t| t.service == service && is_ready(t))
+            .filter_map(|t| {
+                let id = t.container_id.as_deref()?;
+                let container = containers.iter().find(|c| c.id == id)?;
+                let ip: IpAddr = container.addresses.values().find_map(|a| a.parse().ok())?;
+                Some(Endpoint::new(t.id.0.clone(), SocketAddr::new(ip, target)))
+            }),
+    )
+}
+
+impl Ingress {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens, updates and closes the listeners of `name` to match `project`, and sends each
+    /// proxied service its ready endpoints. Returns what could not be served, in words.
+    pub async fn sync(
+        &self,
+        name: &str,
+        project: &Project,
+        tasks: &[Task],
+        containers: &[ContainerInfo],
+    ) -> Vec<String> {
+        let (ports, mut errors) = proxied_ports(project);
+        // Endpoint sets first, so a new listener starts with the ready replicas.
+        let mut to_open = Vec::new();
+        {
+            let mut state = self.lock();
+            for port in &ports {
+                let key = (name.to_string(), port.service.clone(), port.target);
+                let set = endpoints(&port.service, port.target, tasks, containers);
+                match state.upstreams.get(&key) {
+                    Some(entry) => {
+                        entry.tx.send_if_modified(|current| {
+                            let changed = *current != set;
+                            if changed {
+                                *current = set.clone();
+                            }
+                            changed
+                        });
+                    }
+                    None => {
+                        let (tx, rx) = set.channel();
+                        let upstream = Upstream::new(
+                            format!("{name}/{}:{}", port.service, port.target),
+                            rx,
+                            UpstreamConfig::default(),
+                        );
+                        state
+                            .upstreams
+                            .insert(key.clone(), UpstreamEntry { tx, upstream });
+                    }
+                }
+                let config = ListenerConfig {
+                    addr: port.addr,
+                    protocol: port.protocol,
+                    routes: vec![RouteConfig::to_service(port.service.clone())],
+                };
+                let current = state.listeners.get(&port.addr);
+                match current {
+                    Some(l) if l.project == name && l.config == config && l.upstream == key => {}
+                    Some(l) if l.project != name => errors.push(format!(
+                        "service `{}`: port {} is already published by project `{}`",
+                        port.service, port.addr, l.project
+                    )),
+                    _ => to_open.push((config, key)),
+                }
+            }
+            // Close what the project no longer publishes.
+            let wanted: Vec<SocketAddr> = ports.iter().map(|p| p.addr).collect();
+            state.listeners.retain(|addr, l| {
+                let keep = l.project != name || wanted.contains(addr);
+                if !keep {
+                    l.stop.cancel();
+                }
+                keep
+            });
+            let live: Vec<UpstreamKey> = state
+                .listeners
+                .values()
+                .map(|l| l.upstream.clone())
+                .collect();
+            let pending: Vec<UpstreamKey> = to_open.iter().map(|(_, k)| k.clone()).collect();
+            state
+                .upstreams
+                .retain(|k, _| k.0 != name || live.contains(k) || pending.contains(k));
+        }
+        for (config, key) in to_open {
+            if let Some(old) = self.lock().listeners.remove(&config.addr) {
+                old.stop.cancel();
+            }
+            let upstream = self.lock().upstreams.get(&key).map(|e| e.upstream.clone());
+            let Some(upstream) = upstream else { continue };
+            let service = key.1.clone();
+            match Listener::bind(&config, |s| (s == service).then(|| upstream.clone())).await {
+                Ok(listener) => {
+                    let stop = CancellationToken::new();
+                    let done = stop.clone();
+                    tokio::spawn(async move { listener.serve(done.cancelled_owned()).await });
+                    self.lock().listeners.insert(
+                        config.addr,
+                        ListenerEntry {
+                            project: name.to_string(),
+                            config,
+                            upstream: key,
+                            stop,
+                        },
+                    );
+                }
+                Err(e) => errors.push(format!(
+                    "service `{service}`: cannot listen on {}: {e}",
+                    config.addr
+                )),
+            }
+        }
+        errors
+    }
+
+    /// Takes a task out of every endpoint set of its service: it gets no new traffic.
+    pub fn withdraw(&self, name: &str, service: &str, task: &TaskId) {
+        let state = self.lock();
+        for ((project, svc, _), entry) in &state.upstreams {
+            if project == name && svc == service {
+                entry.tx.send_if_modified(|set| {
+                    let before = set.len();
+                    set.0.retain(|e| &e.task != task);
+                    set.len() != before
+                });
+            }
+        }
+    }
+
+    /// Waits until the task's in-flight connections and requests have finished, or the
+    /// deadline passes; returns how many were still open.
+    pub async fn drain(
+        &self,
+        name: &str,
+        service: &str,
+        task: &TaskId,
+        deadline: tokio::time::Instant,
+    ) -> usize {
+        let upstreams: Vec<Arc<Upstream>> = self
+            .lock()
+            .upstreams
+            .iter()
+            .filter(|((p, s, _), _)| p == name && s == service)
+            .map(|(_, e)| e.upstream.clone())
+            .collect();
+        let mut open = 0;
+        for upstream in upstreams {
+            open += upstream.drain(task, deadline).await;
+        }
+        open
+    }
+
+    /// Closes every listener of a project (it is being removed).
+    pub fn remove_project(&self, name: &str) {
+        let mut state = self.lock();
+        state.listeners.retain(|_, l| {
+            let keep = l.project != name;
+            if !keep {
+                l.stop.cancel();
+            }
+            keep
+        });
+        state.upstreams.retain(|k, _| k.0 != name);
+    }
+
+    /// Closes every listener (the daemon stops).
+    pub fn shutdown(&self) {
+        let mut state = self.lock();
+        for l in state.listeners.values() {
+            l.stop.cancel();
+        }
+        state.listeners.clear();
+        state.upstreams.clear();
+    }
+}

@@ -1,0 +1,146 @@
+//! What the daemon asks for: one listener per published port, with its protocol and
+//! routes, and the rule that picks the protocol of a compose port.
+
+use std::net::SocketAddr;
+
+use composure_compose::model::Port;
+
+use crate::error::NetError;
+
+/// How a listener handles its connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// L4: each connection is relayed byte for byte to one backend.
+    #[default]
+    Tcp,
+    /// L7: HTTP/1.1 (and h2c) requests are balanced one by one over keep-alive
+    /// connections, with host and path routing.
+    Http,
+}
+
+impl Protocol {
+    /// The protocol of a published port (see the crate docs for the rule):
+    /// `x-composure: {protocol: http|tcp}` on the port wins; otherwise `app_protocol:
+    /// http` (or `h2c`) means HTTP; anything else is TCP. UDP and SCTP ports are refused:
+    /// the proxy relays TCP only.
+    pub fn for_port(port: &Port) -> Result<Protocol, NetError> {
+        if !port.protocol.eq_ignore_ascii_case("tcp") {
+            return Err(NetError::Config(format!(
+                "port {}: the proxy relays tcp only, not {}",
+                port.target, port.protocol
+            )));
+        }
+        let explicit = port
+            .extensions
+            .get("x-composure")
+            .and_then(|x| x.get("protocol"));
+        if let Some(value) = explicit {
+            return value.as_str().and_then(Protocol::parse).ok_or_else(|| {
+                NetError::Config(format!(
+                    "port {}: x-composure.protocol must be \"http\" or \"tcp\", not {value}",
+                    port.target
+                ))
+            });
+        }
+        Ok(match port.app_protocol.as_deref() {
+            Some(p) if p.eq_ignore_ascii_case("http") || p.eq_ignore_ascii_case("h2c") => {
+                Protocol::Http
+            }
+            _ => Protocol::Tcp,
+        })
+    }
+
+    /// `tcp` or `http`, any case.
+    pub fn parse(text: &str) -> Option<Protocol> {
+        if text.eq_ignore_ascii_case("tcp") {
+            Some(Protocol::Tcp)
+        } else if text.eq_ignore_ascii_case("http") {
+            Some(Protocol::Http)
+        } else {
+            None
+        }
+    }
+}
+
+/// One routing rule of a listener, naming its service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// `example.com`, `*.example.com`, or `None` for any host (HTTP only).
+    pub host: Option<String>,
+    /// `/api`, matched segment by segment, or `None` for every path (HTTP only).
+    pub path_prefix: Option<String>,
+    /// The service whose ready replicas take the traffic.
+    pub service: String,
+}
+
+impl RouteConfig {
+    /// Every request or connection to `service`.
+    pub fn to_service(service: impl Into<String>) -> Self {
+        RouteConfig {
+            service: service.into(),
+            ..RouteConfig::default()
+        }
+    }
+}
+
+/// One published port owned by the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+    /// For TCP exactly one route, without host or path; for HTTP one or more.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(app_protocol: Option<&str>, x: Option<serde_json::Value>) -> Port {
+        let mut p = Port::new(8080);
+        p.app_protocol = app_protocol.map(str::to_string);
+        if let Some(x) = x {
+            p.extensions.insert("x-composure".into(), x);
+        }
+        p
+    }
+
+    #[test]
+    fn app_protocol_http_means_http() {
+        assert_eq!(
+            Protocol::for_port(&port(None, None)).unwrap(),
+            Protocol::Tcp
+        );
+        assert_eq!(
+            Protocol::for_port(&port(Some("HTTP"), None)).unwrap(),
+            Protocol::Http
+        );
+        assert_eq!(
+            Protocol::for_port(&port(Some("https"), None)).unwrap(),
+            Protocol::Tcp
+        );
+    }
+
+    #[test]
+    fn x_composure_wins() {
+        let http = serde_json::json!({"protocol": "http"});
+        let tcp = serde_json::json!({"protocol": "tcp"});
+        assert_eq!(
+            Protocol::for_port(&port(None, Some(http))).unwrap(),
+            Protocol::Http
+        );
+        assert_eq!(
+            Protocol::for_port(&port(Some("http"), Some(tcp))).unwrap(),
+            Protocol::Tcp
+        );
+        let bad = serde_json::json!({"protocol": "quic"});
+        assert!(Protocol::for_port(&port(None, Some(bad))).is_err());
+    }
+
+    #[test]
+    fn udp_is_refused() {
+        let mut p = port(None, None);
+        p.protocol = "udp".into();
+        assert!(Protocol::for_port(&p).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Composure's proxy. It runs inside the daemon and owns every published port, so that
+//! the replicas of a service share the port and only ready replicas get traffic.
+//!
+//! # Pieces
+//!
+//! - [`Endpoints`]: the ready replicas of one service (task id and address). The daemon
+//!   keeps the sending half of a `tokio::sync::watch` channel of them per service and
+//!   sends a new set whenever a task becomes ready or leaves.
+//! - [`Upstream`]: follows that channel and picks a backend for each new connection or
+//!   request (power of two choices on what is in flight), tries another when connecting
+//!   fails, ejects failing backends for a cool-down, counts per backend
+//!   ([`Upstream::metrics`]) and tells when a backend that left the set has drained
+//!   ([`Upstream::active`], [`Upstream::drain`]).
+//! - [`TcpProxy`] (L4) and [`HttpProxy`] (L7): one listener each; [`Listener`] builds
+//!   either from a [`ListenerConfig`].
+//! - [`Router`]: host (exact or `*.wildcard`) and path-prefix rules, so that several
+//!   services share one HTTP listener.
+//! - [`Workers`]: the proxy's own threads, one single-threaded runtime each; every
+//!   listener's `serve_on` accepts on all of them. (`serve` runs on the caller's runtime,
+//!   which suits tests; on a multi-threaded runtime it is about half as fast.)
+//!
+//! # Draining
+//!
+//! A backend that leaves the set gets no new connection or request from the moment the
+//! new set is sent; what it already has goes on. To stop a task without cutting anyone
+//! off, the daemon sends the set without it, awaits [`Upstream::drain`] with a deadline,
+//! then stops the container.
+//!
+//! # TCP or HTTP: the rule for a published port
+//!
+//! A port is proxied as TCP unless it says HTTP ([`Protocol::for_port`]):
+//!
+//! ```yaml
+//! services:
+//!   web:
+//!     ports:
+//!       - target: 8080
+//!         published: "80"
+//!         app_protocol: http        # the Compose specification's own hint
+//!   api:
+//!     ports:
+//!       - target: 9000
+//!         published: "9000"
+//!         x-composure:
+//!           protocol: http          # Composure's setting; wins over app_protocol
+//! ```
+//!
+//! `app_protocol: http` (or `h2c`) selects HTTP; any other `app_protocol` (`https`,
+//! `grpc`, ...) stays TCP, so TLS backends are passed through untouched.
+//! `x-composure: {protocol: http | tcp}` on the port overrides `app_protocol` either way.
+//! Only the long port syntax can carry either key; short-syntax ports are TCP.
+//!
+//! # TLS
+//!
+//! An HTTP listener terminates TLS when given PEM certificate and key files
+//! ([`TlsFiles`], [`HttpProxy::with_tls`], [`Listener::with_tls`]): rustls with the
+//! aws-lc-rs provider, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. One certificate per
+//! listener (it may carry several names or a wildcard); files are read when the listener
+//! is built. TCP listeners pass TLS through untouched.
+//!
+//! # Not covered yet
+//!
+//! Several certificates chosen by SNI, reloading renewed certificates in place, ACME,
+//! HTTP/2 to backends, UDP, and the PROXY protocol.
+
+mod backend;
+pub mod config;
+mod endpoints;
+mod error;
+mod http;
+mod listener;
+mod router;
+mod serve;
+mod tcp;
+mod tls;
+mod upstream;
+mod workers;
+
+pub use backend::BackendMetrics;
+pub use config::{ListenerConfig, Protocol, RouteConfig};
+pub use endpoints::{Endpoint, Endpoints};
+pub use error::NetError;
+pub use http::{HttpProxy, RouterHandle};
+pub use listener::Listener;
+pub use router::{HostMatch, Route, Router};
+pub use tcp::TcpProxy;
+pub use tls::TlsFiles;
+pub use upstream::{Upstream, UpstreamConfig};
+pub use workers::Workers;

@@ -1,0 +1,118 @@
+//! A listener built from its configuration: TCP or HTTP.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{ListenerConfig, Protocol};
+use crate::error::NetError;
+use crate::http::HttpProxy;
+use crate::router::{Route, Router};
+use crate::tcp::TcpProxy;
+use crate::tls::TlsFiles;
+use crate::upstream::Upstream;
+use crate::workers::Workers;
+
+/// One published port, bound and ready to serve.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpProxy),
+    Http(HttpProxy),
+}
+
+impl Listener {
+    /// Binds `config.addr`. `upstreams` gives the [`Upstream`] of each service a route
+    /// names; a name it does not know is an error.
+    pub async fn bind(
+        config: &ListenerConfig,
+        upstreams: impl Fn(&str) -> Option<Arc<Upstream>>,
+    ) -> Result<Self, NetError> {
+        let find = |service: &str| {
+            upstreams(service)
+                .ok_or_else(|| NetError::Config(format!("{}: no service {service:?}", config.addr)))
+        };
+        match config.protocol {
+            Protocol::Tcp => {
+                let [route] = config.routes.as_slice() else {
+                    return Err(NetError::Config(format!(
+                        "{}: a TCP listener needs exactly one route, not {}",
+                        config.addr,
+                        config.routes.len()
+                    )));
+                };
+                if route.host.is_some() || route.path_prefix.is_some() {
+                    return Err(NetError::Config(format!(
+                        "{}: a TCP listener cannot route by host or path",
+                        config.addr
+                    )));
+                }
+                Ok(Listener::Tcp(
+                    TcpProxy::bind(config.addr, find(&route.service)?).await?,
+                ))
+            }
+            Protocol::Http => {
+                if config.routes.is_empty() {
+                    return Err(NetError::Config(format!(
+                        "{}: an HTTP listener needs at least one route",
+                        config.addr
+                    )));
+                }
+                let routes = config
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        Route::new(
+                            r.host.as_deref(),
+                            r.path_prefix.as_deref(),
+                            find(&r.service)?,
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Listener::Http(
+                    HttpProxy::bind(config.addr, Router::new(routes)).await?,
+                ))
+            }
+        }
+    }
+
+    /// Terminates TLS with this certificate (see [`HttpProxy::with_tls`]); an error for a
+    /// TCP listener, which passes TLS through untouched.
+    pub fn with_tls(self, files: &TlsFiles) -> Result<Self, NetError> {
+        match self {
+            Listener::Http(p) => Ok(Listener::Http(p.with_tls(files)?)),
+            Listener::Tcp(p) => Err(NetError::Config(format!(
+                "{}: TLS is terminated on HTTP listeners only",
+                p.local_addr()
+            ))),
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        match self {
+            Listener::Tcp(p) => p.local_addr(),
+            Listener::Http(p) => p.local_addr(),
+        }
+    }
+
+    /// Serves on the current runtime until `shutdown` completes (see
+    /// [`TcpProxy::serve`], [`HttpProxy::serve`]).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NetError> {
+        match self {
+            Listener::Tcp(p) => p.serve(shutdown).await,
+            Listener::Http(p) => p.serve(shutdown).await,
+        }
+    }
+
+    /// Serves on the proxy's own threads until `shutdown` completes; the way to run it
+    /// in the daemon (see [`Workers`]).
+    pub async fn serve_on(
+        self,
+        workers: &Workers,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NetError> {
+        match self {
+            Listener::Tcp(p) => p.serve_on(workers, shutdown).await,
+            Listener::Http(p) => p.serve_on(workers, shutdown).await,
+        }
+    }
+}

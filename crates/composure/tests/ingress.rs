@@ -1,0 +1,118 @@
+//! Published ports behind Composure's proxy: replicas share a port, traffic goes to ready
+//! replicas only, and a replica leaves the proxy before it is stopped.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers panic on setup failures by design
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Daemon, Project, ensure_image, free_port, http_get, wait_for};
+
+fn web(port: u16, replicas: u32, app_protocol: &str) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+    ports:
+      - target: 8080
+        published: "{port}"
+        host_ip: 127.0.0.1
+        app_protocol: {app_protocol}
+    healthcheck:
+      test: ["CMD", "/demo-app", "probe", "http://127.0.0.1:8080/healthz"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+    deploy:
+      replicas: {replicas}
+"#
+    )
+}
+
+/// The `host:` line of the demo page: which replica answered.
+fn host_of(body: &str) -> Option<String> {
+    body.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+}
+
+#[test]
+fn replicas_share_a_published_port() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let port = free_port();
+    let p = Project::new("share", &daemon, &web(port, 3, "http"));
+    p.ok(&["up", "--wait-timeout", "90"]);
+    let hosts: HashSet<String> = wait_for(
+        "answers from every replica",
+        Duration::from_secs(60),
+        || {
+            let mut hosts = HashSet::new();
+            for _ in 0..60 {
+                if let Ok((200, body)) = http_get(port, "/") {
+                    hosts.extend(host_of(&body));
+                }
+            }
+            (hosts.len() == 3).then_some(hosts)
+        },
+    );
+    assert_eq!(hosts.len(), 3);
+    // The engine publishes nothing: the proxy owns the port.
+    let id = p.running("web", 1, true).expect("web-1")["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bindings = common::inspect(&id, "{{json .HostConfig.PortBindings}}");
+    assert!(
+        bindings == "null" || bindings == "{}",
+        "the engine publishes {bindings}"
+    );
+}
+
+#[test]
+fn scaling_down_under_load_fails_no_request() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let port = free_port();
+    let p = Project::new("drain", &daemon, &web(port, 3, "tcp"));
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_for("the proxy to answer", Duration::from_secs(30), || {
+        matches!(http_get(port, "/healthz"), Ok((200, _))).then_some(())
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            // Bounded: at most 20,000 requests, and it stops when told.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match http_get(port, "/healthz") {
+                    Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    p.ok(&["scale", "web=1"]);
+    wait_for("one replica left", Duration::from_secs(60), || {
+        (p.containers().len() == 1).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed while replicas were removed"
+    );
+}

@@ -49,6 +49,19 @@ struct State {
     listeners: HashMap<SocketAddr, ListenerEntry>,
 }
 
+impl State {
+    /// Stops and forgets the listeners for which `close` says so.
+    fn close_listeners(&mut self, close: impl Fn(&SocketAddr, &ListenerEntry) -> bool) {
+        self.listeners.retain(|addr, l| {
+            let closing = close(addr, l);
+            if closing {
+                l.stop.cancel();
+            }
+            !closing
+        });
+    }
+}
+
 #[derive(Debug)]
 struct UpstreamEntry {
     tx: watch::Sender<Endpoints>,
@@ -217,13 +230,7 @@ impl Ingress {
             }
             // Close what the project no longer publishes.
             let wanted: Vec<SocketAddr> = ports.iter().map(|p| p.addr).collect();
-            state.listeners.retain(|addr, l| {
-                let keep = l.project != name || wanted.contains(addr);
-                if !keep {
-                    l.stop.cancel();
-                }
-                keep
-            });
+            state.close_listeners(|addr, l| l.project == name && !wanted.contains(addr));
             let live: Vec<UpstreamKey> = state
                 .listeners
                 .values()
@@ -324,23 +331,14 @@ impl Ingress {
     /// Closes every listener of a project (it is being removed).
     pub fn remove_project(&self, name: &str) {
         let mut state = self.lock();
-        state.listeners.retain(|_, l| {
-            let keep = l.project != name;
-            if !keep {
-                l.stop.cancel();
-            }
-            keep
-        });
+        state.close_listeners(|_, l| l.project == name);
         state.upstreams.retain(|k, _| k.0 != name);
     }
 
     /// Closes every listener (the daemon stops).
     pub fn shutdown(&self) {
         let mut state = self.lock();
-        for l in state.listeners.values() {
-            l.stop.cancel();
-        }
-        state.listeners.clear();
+        state.close_listeners(|_, _| true);
         state.upstreams.clear();
     }
 }

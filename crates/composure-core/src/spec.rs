@@ -154,7 +154,8 @@ fn has_healthcheck(service: &Service) -> bool {
 /// with object keys sorted (so the order of a mapping in the file does not matter), and
 /// without `deploy.replicas` and `scale`, so that scaling never replaces tasks, nor
 /// `deploy.update_config` and `deploy.rollback_config`, which say how tasks are replaced
-/// and are not part of what runs (as in Swarm, changing them rolls nothing). Any other
+/// and are not part of what runs (as in Swarm, changing them rolls nothing), nor
+/// `x-composure.routes`, which tell the proxy how to reach the tasks. Any other
 /// change to the service (image, command, environment, restart policy, ...) changes the hash
 /// and replaces the service's tasks.
 pub fn spec_hash(service: &Service) -> String {
@@ -166,6 +167,12 @@ pub fn spec_hash(service: &Service) -> String {
         deploy.rollback_config = None;
         if *deploy == model::Deploy::default() {
             service.deploy = None;
+        }
+    }
+    if let Some(serde_json::Value::Object(x)) = service.extensions.get_mut("x-composure") {
+        x.remove("routes");
+        if x.is_empty() {
+            service.extensions.shift_remove("x-composure");
         }
     }
     let mut hasher = Sha256::new();
@@ -391,6 +398,20 @@ mod tests {
             hash(json!({"image": "a", "environment": {"A": "1", "B": "2"},
                         "deploy": {"replicas": 3, "restart_policy": {"condition": "none"}}}))
         );
+    }
+
+    #[test]
+    fn routes_do_not_change_the_hash() {
+        let hash = |service: serde_json::Value| one(service).unwrap().spec_hash;
+        let base = hash(json!({"image": "a"}));
+        let routed = |path: &str| {
+            hash(json!({"image": "a", "x-composure": {"routes": [{"path": path, "port": 80}]}}))
+        };
+        assert_eq!(routed("/a"), base);
+        assert_eq!(routed("/b"), base);
+        // Other settings under `x-composure` still count.
+        let other = hash(json!({"image": "a", "x-composure": {"routes": [], "other": 1}}));
+        assert_ne!(other, base);
     }
 
     #[test]

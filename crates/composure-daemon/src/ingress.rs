@@ -1,29 +1,35 @@
-//! Ingress: the daemon's proxy owns every published TCP port, so that the replicas of a
-//! service share it and only ready replicas get traffic.
+//! Ingress: the daemon's proxy owns every published TCP port and every address that
+//! `x-composure` routes name, so that the replicas of a service share it and only ready
+//! replicas get traffic.
 //!
 //! After each reconcile pass the controller calls [`Ingress::sync`] with the project and its
-//! tasks: listeners are opened for new published ports and closed for removed ones, and each
-//! service's set of ready endpoints (task, container address, target port) is sent to the
-//! proxy. Before a task is stopped the controller calls [`Ingress::withdraw`] then
-//! [`Ingress::drain`]: the replica gets no new connection or request, and what it has in
-//! flight may finish (up to its stop grace) before the stop signal.
+//! tasks: listeners are opened for new published ports and routed addresses (see
+//! [`listeners`](crate::listeners)) and closed for removed ones, an HTTP listener whose
+//! routes changed gets its new routes in place, and each service's set of ready endpoints
+//! (task, container address, target port) is sent to the proxy. Before a task is stopped
+//! the controller calls [`Ingress::withdraw`] then [`Ingress::drain`]: the replica gets no
+//! new connection or request, and what it has in flight may finish (up to its stop grace)
+//! before the stop signal.
 //!
 //! Only TCP ports are proxied; UDP ports and port ranges stay with the engine, which
 //! publishes them itself (see [`runtime_project`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use composure_compose::model::{Port, Project};
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState};
 use composure_net::{
-    Endpoint, Endpoints, Listener, ListenerConfig, Protocol, RouteConfig, Upstream, UpstreamConfig,
-    Workers,
+    Endpoint, Endpoints, Listener, ListenerConfig, NetError, Protocol, RouteConfig, Router,
+    RouterHandle, Upstream, UpstreamConfig, Workers,
 };
 use composure_runtime::ContainerInfo;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::listeners;
 
 /// One service port behind the proxy: (project, service, target port).
 type UpstreamKey = (String, String, u16);
@@ -50,6 +56,32 @@ struct State {
 }
 
 impl State {
+    /// Sends the upstream of `key` its ready endpoints, creating it if it is new.
+    fn send_endpoints(&mut self, key: UpstreamKey, tasks: &[Task], containers: &[ContainerInfo]) {
+        let (project, service, target) = &key;
+        let set = endpoints(service, *target, tasks, containers);
+        match self.upstreams.get(&key) {
+            Some(entry) => {
+                entry.tx.send_if_modified(|current| {
+                    let changed = *current != set;
+                    if changed {
+                        *current = set.clone();
+                    }
+                    changed
+                });
+            }
+            None => {
+                let (tx, rx) = set.channel();
+                let upstream = Upstream::new(
+                    format!("{project}/{service}:{target}"),
+                    rx,
+                    UpstreamConfig::default(),
+                );
+                self.upstreams.insert(key, UpstreamEntry { tx, upstream });
+            }
+        }
+    }
+
     /// Stops and forgets the listeners for which `close` says so.
     fn close_listeners(&mut self, close: impl Fn(&SocketAddr, &ListenerEntry) -> bool) {
         self.listeners.retain(|addr, l| {
@@ -72,8 +104,52 @@ struct UpstreamEntry {
 struct ListenerEntry {
     project: String,
     config: ListenerConfig,
-    upstream: UpstreamKey,
+    /// Replaces the routes of an HTTP listener in place; `None` for TCP.
+    router: Option<RouterHandle>,
     stop: CancellationToken,
+}
+
+/// The upstream a route of `project` sends its traffic to.
+fn upstream_key(project: &str, route: &RouteConfig) -> UpstreamKey {
+    (project.to_string(), route.service.clone(), route.port)
+}
+
+/// The upstreams a listener of `project` sends its traffic to.
+fn upstream_keys<'a>(
+    project: &'a str,
+    config: &'a ListenerConfig,
+) -> impl Iterator<Item = UpstreamKey> + 'a {
+    config.routes.iter().map(move |r| upstream_key(project, r))
+}
+
+/// Whether a running listener can take `new` by replacing its routes: same address,
+/// HTTP, same certificates.
+fn only_routes_differ(old: &ListenerConfig, new: &ListenerConfig) -> bool {
+    old.addr == new.addr
+        && old.protocol == Protocol::Http
+        && new.protocol == Protocol::Http
+        && old.tls == new.tls
+}
+
+/// Binds `config`. When it replaces a listener just told to stop, its socket may close a
+/// moment later: an address in use is tried again for up to a second.
+async fn bind(
+    config: &ListenerConfig,
+    upstreams: impl Fn(&RouteConfig) -> Option<Arc<Upstream>>,
+    replaced: bool,
+) -> Result<Listener, NetError> {
+    let mut tries = if replaced { 20 } else { 1 };
+    loop {
+        match Listener::bind(config, &upstreams).await {
+            Err(NetError::Bind { source, .. })
+                if tries > 1 && source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                tries -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// A published port the proxy serves.
@@ -174,121 +250,153 @@ impl Ingress {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens, updates and closes the listeners of `name` to match `project`, and sends each
-    /// proxied service its ready endpoints. Returns what could not be served, in words.
+    /// Opens, updates and closes the listeners of `name` to match `project` (its published
+    /// ports and its `x-composure` routes; certificate paths are relative to
+    /// `working_dir`), and sends each proxied service its ready endpoints. Returns what
+    /// could not be served, in words.
     pub async fn sync(
         &self,
         name: &str,
         project: &Project,
+        working_dir: &Path,
         tasks: &[Task],
         containers: &[ContainerInfo],
     ) -> Vec<String> {
-        let (ports, mut errors) = proxied_ports(project);
-        // Endpoint sets first, so a new listener starts with the ready replicas.
+        let (wanted, mut errors) = listeners::wanted(project, working_dir);
         let mut to_open = Vec::new();
+        let mut to_reroute = Vec::new();
         {
+            // Endpoint sets first, so a new listener starts with the ready replicas.
             let mut state = self.lock();
-            for port in &ports {
-                let key = (name.to_string(), port.service.clone(), port.target);
-                let set = endpoints(&port.service, port.target, tasks, containers);
-                match state.upstreams.get(&key) {
-                    Some(entry) => {
-                        entry.tx.send_if_modified(|current| {
-                            let changed = *current != set;
-                            if changed {
-                                *current = set.clone();
-                            }
-                            changed
-                        });
-                    }
-                    None => {
-                        let (tx, rx) = set.channel();
-                        let upstream = Upstream::new(
-                            format!("{name}/{}:{}", port.service, port.target),
-                            rx,
-                            UpstreamConfig::default(),
-                        );
-                        state
-                            .upstreams
-                            .insert(key.clone(), UpstreamEntry { tx, upstream });
-                    }
-                }
-                let config = ListenerConfig {
-                    addr: port.addr,
-                    protocol: port.protocol,
-                    routes: vec![RouteConfig::to_service(port.service.clone())],
-                };
-                let current = state.listeners.get(&port.addr);
-                match current {
-                    Some(l) if l.project == name && l.config == config && l.upstream == key => {}
-                    Some(l) if l.project != name => errors.push(format!(
-                        "service `{}`: port {} is already published by project `{}`",
-                        port.service, port.addr, l.project
-                    )),
-                    _ => to_open.push((config, key)),
+            for want in &wanted {
+                for key in upstream_keys(name, &want.config) {
+                    state.send_endpoints(key, tasks, containers);
                 }
             }
-            // Close what the project no longer publishes.
-            let wanted: Vec<SocketAddr> = ports.iter().map(|p| p.addr).collect();
-            state.close_listeners(|addr, l| l.project == name && !wanted.contains(addr));
-            let live: Vec<UpstreamKey> = state
+            for want in wanted.iter() {
+                match state.listeners.get(&want.config.addr) {
+                    Some(l) if l.project != name => errors.push(format!(
+                        "{}: {} is already published by project `{}`",
+                        want.owner, want.config.addr, l.project
+                    )),
+                    Some(l) if l.config == want.config => {}
+                    Some(l)
+                        if l.router.is_some() && only_routes_differ(&l.config, &want.config) =>
+                    {
+                        to_reroute.push(want);
+                    }
+                    _ => to_open.push(want),
+                }
+            }
+            // Close what the project no longer asks for.
+            let addrs: Vec<SocketAddr> = wanted.iter().map(|w| w.config.addr).collect();
+            state.close_listeners(|addr, l| l.project == name && !addrs.contains(addr));
+            let mut live: Vec<UpstreamKey> = state
                 .listeners
                 .values()
-                .map(|l| l.upstream.clone())
+                .flat_map(|l| upstream_keys(&l.project, &l.config))
                 .collect();
-            let pending: Vec<UpstreamKey> = to_open.iter().map(|(_, k)| k.clone()).collect();
+            live.extend(
+                to_open
+                    .iter()
+                    .chain(&to_reroute)
+                    .flat_map(|w| upstream_keys(name, &w.config)),
+            );
             state
                 .upstreams
-                .retain(|k, _| k.0 != name || live.contains(k) || pending.contains(k));
+                .retain(|k, _| k.0 != name || live.contains(k));
         }
-        for (config, key) in to_open {
-            if let Some(old) = self.lock().listeners.remove(&config.addr) {
-                old.stop.cancel();
+        for want in to_reroute {
+            if let Err(e) = self.reroute(name, &want.config) {
+                errors.push(format!("{}: {e}", want.owner));
             }
-            let upstream = self.lock().upstreams.get(&key).map(|e| e.upstream.clone());
-            let Some(upstream) = upstream else { continue };
-            let service = key.1.clone();
-            match Listener::bind(&config, |s| (s == service).then(|| upstream.clone())).await {
-                Ok(listener) => {
-                    let stop = CancellationToken::new();
-                    let done = stop.clone();
-                    let workers = self
-                        .workers
-                        .get_or_init(|| match Workers::start(proxy_threads()) {
-                            Ok(w) => Some(w),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot start the proxy threads; the proxy runs on the daemon's runtime");
-                                None
-                            }
-                        })
-                        .clone();
-                    let addr = config.addr;
-                    tokio::spawn(async move {
-                        let served = match &workers {
-                            Some(w) => listener.serve_on(w, done.cancelled_owned()).await,
-                            None => listener.serve(done.cancelled_owned()).await,
-                        };
-                        if let Err(e) = served {
-                            tracing::warn!(%addr, error = %e, "proxy listener stopped");
-                        }
-                    });
-                    self.lock().listeners.insert(
-                        config.addr,
-                        ListenerEntry {
-                            project: name.to_string(),
-                            config,
-                            upstream: key,
-                            stop,
-                        },
-                    );
-                }
-                Err(e) => errors.push(format!(
-                    "service `{service}`: cannot listen on {}: {e}",
-                    config.addr
-                )),
+        }
+        for want in to_open {
+            if let Err(e) = self.open(name, &want.config).await {
+                errors.push(match e {
+                    NetError::Bind { .. } => format!("{}: {e}", want.owner),
+                    e => format!("{}: cannot listen on {}: {e}", want.owner, want.config.addr),
+                });
             }
         }
         errors
+    }
+
+    /// Gives a running HTTP listener new routes, without closing it.
+    fn reroute(&self, name: &str, config: &ListenerConfig) -> Result<(), NetError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(entry) = state.listeners.get_mut(&config.addr) else {
+            return Ok(());
+        };
+        let Some(handle) = &entry.router else {
+            return Ok(());
+        };
+        let upstreams = &state.upstreams;
+        let router = Router::from_config(&config.routes, |r| {
+            upstreams
+                .get(&upstream_key(name, r))
+                .map(|e| e.upstream.clone())
+        })?;
+        handle.replace(router);
+        entry.config = config.clone();
+        Ok(())
+    }
+
+    /// Binds a listener (in place of the project's old one on that address) and serves it
+    /// on the proxy's threads.
+    async fn open(&self, name: &str, config: &ListenerConfig) -> Result<(), NetError> {
+        let replaced = match self.lock().listeners.remove(&config.addr) {
+            Some(old) => {
+                old.stop.cancel();
+                true
+            }
+            None => false,
+        };
+        let upstreams: HashMap<UpstreamKey, Arc<Upstream>> = {
+            let state = self.lock();
+            upstream_keys(name, config)
+                .filter_map(|k| {
+                    let upstream = state.upstreams.get(&k)?.upstream.clone();
+                    Some((k, upstream))
+                })
+                .collect()
+        };
+        let resolve = |r: &RouteConfig| upstreams.get(&upstream_key(name, r)).cloned();
+        let listener = bind(config, resolve, replaced).await?;
+        let router = listener.router();
+        let stop = CancellationToken::new();
+        let done = stop.clone();
+        let workers = self
+            .workers
+            .get_or_init(|| match Workers::start(proxy_threads()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the proxy threads; the proxy runs on the daemon's runtime");
+                    None
+                }
+            })
+            .clone();
+        let addr = config.addr;
+        tokio::spawn(async move {
+            let served = match &workers {
+                Some(w) => listener.serve_on(w, done.cancelled_owned()).await,
+                None => listener.serve(done.cancelled_owned()).await,
+            };
+            if let Err(e) = served {
+                tracing::warn!(%addr, error = %e, "proxy listener stopped");
+            }
+        });
+        self.lock().listeners.insert(
+            config.addr,
+            ListenerEntry {
+                project: name.to_string(),
+                config: config.clone(),
+                router,
+                stop,
+            },
+        );
+        Ok(())
     }
 
     /// Takes a task out of every endpoint set of its service: it gets no new traffic.

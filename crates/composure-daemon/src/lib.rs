@@ -20,6 +20,7 @@ mod controller;
 mod error;
 mod events;
 mod ingress;
+mod listeners;
 mod shared;
 mod socket;
 mod watch;

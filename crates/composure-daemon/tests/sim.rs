@@ -400,6 +400,61 @@ async fn bad_requests_get_a_clear_400() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn bad_routes_are_refused_and_new_routes_replace_no_task() {
+    let daemon = Daemon::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let routed = |path: &str| {
+        format!(
+            "
+services:
+  web:
+    image: demo
+    x-composure:
+      routes:
+        - {{listen: \"127.0.0.1:{port}\", path: {path}, port: 80}}
+"
+        )
+    };
+    let revision = daemon.up("shop", &routed("/a")).await;
+    let status = daemon.wait_running("shop").await;
+    let task = running(&status, "web", 1).unwrap().id.clone();
+
+    let err = daemon
+        .client
+        .put_project("shop", &harness::project("shop", &routed("a")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(
+            "services.web.x-composure.routes[0].path: service `web`: path `a` must start with `/`"
+        ) && message.contains("hint: write `/a`"),
+        "{message}"
+    );
+    assert_eq!(daemon.status("shop").await.revision, revision);
+
+    // Routes tell the proxy how to reach the tasks: changing them replaces none.
+    let response = daemon
+        .client
+        .put_project("shop", &harness::project("shop", &routed("/b")))
+        .await
+        .unwrap();
+    assert!(response.revision > revision);
+    assert_eq!(response.changed_services, Vec::<String>::new());
+    let status = daemon
+        .wait_status("shop", "the new revision", |s| {
+            s.observed_revision >= response.revision
+        })
+        .await;
+    assert_eq!(running(&status, "web", 1).unwrap().id, task);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn engine_down_is_a_503_and_the_daemon_recovers() {
     let daemon = Daemon::start().await;
     daemon.client.info().await.unwrap();

@@ -1,11 +1,12 @@
-//! What the daemon asks for: one listener per published port, with its protocol and
-//! routes, and the rule that picks the protocol of a compose port.
+//! What the daemon asks for: listeners with their protocol, routes and certificates, and
+//! the rule that picks the protocol of a compose port.
 
 use std::net::SocketAddr;
 
 use composure_compose::model::Port;
 
 use crate::error::NetError;
+use crate::tls::HostCertificate;
 
 /// How a listener handles its connections.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -71,25 +72,32 @@ pub struct RouteConfig {
     pub path_prefix: Option<String>,
     /// The service whose ready replicas take the traffic.
     pub service: String,
+    /// The port the replicas listen on (inside their containers).
+    pub port: u16,
 }
 
 impl RouteConfig {
-    /// Every request or connection to `service`.
-    pub fn to_service(service: impl Into<String>) -> Self {
+    /// Every request or connection to `port` of `service`.
+    pub fn to_service(service: impl Into<String>, port: u16) -> Self {
         RouteConfig {
             service: service.into(),
+            port,
             ..RouteConfig::default()
         }
     }
 }
 
-/// One published port owned by the proxy.
+/// One listening address owned by the proxy: a published port, or the routes declared
+/// for one address under `x-composure`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub protocol: Protocol,
     /// For TCP exactly one route, without host or path; for HTTP one or more.
     pub routes: Vec<RouteConfig>,
+    /// Empty: plain HTTP (or TCP). Otherwise the listener terminates TLS (HTTP only), with
+    /// the certificate picked by the name the client asks for (see [`HostCertificate`]).
+    pub tls: Vec<HostCertificate>,
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@
 //!   either from a [`ListenerConfig`].
 //! - [`Router`]: host (exact or `*.wildcard`) and path-prefix rules, so that several
 //!   services share one HTTP listener.
+//! - [`routing`]: the routes a project declares under `x-composure` (pure parsing and
+//!   checks, all problems at once with their YAML paths; reading the certificate files is
+//!   a separate step), turned into [`ListenerConfig`]s.
 //! - [`Workers`]: the proxy's own threads, one single-threaded runtime each; every
 //!   listener's `serve_on` accepts on all of them. (`serve` runs on the caller's runtime,
 //!   which suits tests; on a multi-threaded runtime it is about half as fast.)
@@ -54,14 +57,16 @@
 //!
 //! An HTTP listener terminates TLS when given PEM certificate and key files
 //! ([`TlsFiles`], [`HttpProxy::with_tls`], [`Listener::with_tls`]): rustls with the
-//! aws-lc-rs provider, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. One certificate per
-//! listener (it may carry several names or a wildcard); files are read when the listener
-//! is built. TCP listeners pass TLS through untouched.
+//! aws-lc-rs provider, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`. A listener may hold
+//! several certificates, each for a host pattern ([`HostCertificate`],
+//! [`HttpProxy::with_certificates`]): the client's server name (SNI) picks the most
+//! specific match, as the router does for `Host`. Files are read when the listener is
+//! built. TCP listeners pass TLS through untouched.
 //!
 //! # Not covered yet
 //!
-//! Several certificates chosen by SNI, reloading renewed certificates in place, ACME,
-//! HTTP/2 to backends, UDP, and the PROXY protocol.
+//! Reloading renewed certificates in place, ACME, HTTP/2 to backends, UDP, and the PROXY
+//! protocol.
 
 mod backend;
 pub mod config;
@@ -70,6 +75,7 @@ mod error;
 mod http;
 mod listener;
 mod router;
+pub mod routing;
 mod serve;
 mod tcp;
 mod tls;
@@ -84,6 +90,6 @@ pub use http::{HttpProxy, RouterHandle};
 pub use listener::Listener;
 pub use router::{HostMatch, Route, Router};
 pub use tcp::TcpProxy;
-pub use tls::TlsFiles;
+pub use tls::{HostCertificate, TlsFiles};
 pub use upstream::{Upstream, UpstreamConfig};
 pub use workers::Workers;

@@ -4,10 +4,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::{ListenerConfig, Protocol};
+use crate::config::{ListenerConfig, Protocol, RouteConfig};
 use crate::error::NetError;
-use crate::http::HttpProxy;
-use crate::router::{Route, Router};
+use crate::http::{HttpProxy, RouterHandle};
+use crate::router::Router;
 use crate::tcp::TcpProxy;
 use crate::tls::TlsFiles;
 use crate::upstream::Upstream;
@@ -21,16 +21,13 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `config.addr`. `upstreams` gives the [`Upstream`] of each service a route
-    /// names; a name it does not know is an error.
+    /// Binds `config.addr`, terminating TLS if `config.tls` names certificates (read
+    /// now). `upstreams` gives the [`Upstream`] of each route; a route it has none for is
+    /// an error.
     pub async fn bind(
         config: &ListenerConfig,
-        upstreams: impl Fn(&str) -> Option<Arc<Upstream>>,
+        upstreams: impl Fn(&RouteConfig) -> Option<Arc<Upstream>>,
     ) -> Result<Self, NetError> {
-        let find = |service: &str| {
-            upstreams(service)
-                .ok_or_else(|| NetError::Config(format!("{}: no service {service:?}", config.addr)))
-        };
         match config.protocol {
             Protocol::Tcp => {
                 let [route] = config.routes.as_slice() else {
@@ -46,9 +43,19 @@ impl Listener {
                         config.addr
                     )));
                 }
-                Ok(Listener::Tcp(
-                    TcpProxy::bind(config.addr, find(&route.service)?).await?,
-                ))
+                if !config.tls.is_empty() {
+                    return Err(NetError::Config(format!(
+                        "{}: TLS is terminated on HTTP listeners only",
+                        config.addr
+                    )));
+                }
+                let upstream = upstreams(route).ok_or_else(|| {
+                    NetError::Config(format!(
+                        "{}: no upstream for {}:{}",
+                        config.addr, route.service, route.port
+                    ))
+                })?;
+                Ok(Listener::Tcp(TcpProxy::bind(config.addr, upstream).await?))
             }
             Protocol::Http => {
                 if config.routes.is_empty() {
@@ -57,21 +64,22 @@ impl Listener {
                         config.addr
                     )));
                 }
-                let routes = config
-                    .routes
-                    .iter()
-                    .map(|r| {
-                        Route::new(
-                            r.host.as_deref(),
-                            r.path_prefix.as_deref(),
-                            find(&r.service)?,
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Listener::Http(
-                    HttpProxy::bind(config.addr, Router::new(routes)).await?,
-                ))
+                let router = Router::from_config(&config.routes, upstreams)?;
+                let proxy = HttpProxy::bind(config.addr, router).await?;
+                if config.tls.is_empty() {
+                    Ok(Listener::Http(proxy))
+                } else {
+                    Ok(Listener::Http(proxy.with_certificates(&config.tls)?))
+                }
             }
+        }
+    }
+
+    /// The handle that replaces the routes of a running HTTP listener; `None` for TCP.
+    pub fn router(&self) -> Option<RouterHandle> {
+        match self {
+            Listener::Http(p) => Some(p.router()),
+            Listener::Tcp(_) => None,
         }
     }
 

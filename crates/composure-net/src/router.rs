@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::config::RouteConfig;
 use crate::error::NetError;
 use crate::upstream::Upstream;
 
@@ -39,7 +40,7 @@ impl HostMatch {
         Ok(HostMatch::Exact(text))
     }
 
-    fn matches(&self, host: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, host: Option<&str>) -> bool {
         match (self, host) {
             (HostMatch::Any, _) => true,
             (_, None) => false,
@@ -53,7 +54,7 @@ impl HostMatch {
     }
 
     /// Exact names first, then wildcards with the longest suffix, then any host.
-    fn rank(&self) -> (u8, usize) {
+    pub(crate) fn rank(&self) -> (u8, usize) {
         match self {
             HostMatch::Exact(_) => (2, 0),
             HostMatch::Wildcard(s) => (1, s.len()),
@@ -123,6 +124,24 @@ impl Router {
             (b.host.rank(), b.path_prefix.len()).cmp(&(a.host.rank(), a.path_prefix.len()))
         });
         Router { routes }
+    }
+
+    /// The router of `routes`; `upstreams` gives the [`Upstream`] of each route, and a
+    /// route it has none for is an error.
+    pub fn from_config(
+        routes: &[RouteConfig],
+        upstreams: impl Fn(&RouteConfig) -> Option<Arc<Upstream>>,
+    ) -> Result<Self, NetError> {
+        let routes = routes
+            .iter()
+            .map(|r| {
+                let upstream = upstreams(r).ok_or_else(|| {
+                    NetError::Config(format!("no upstream for {}:{}", r.service, r.port))
+                })?;
+                Route::new(r.host.as_deref(), r.path_prefix.as_deref(), upstream)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Router::new(routes))
     }
 
     /// Every request to one service.

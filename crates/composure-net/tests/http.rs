@@ -303,21 +303,22 @@ async fn routes_pick_the_service_by_host_and_path() {
         routes: vec![
             RouteConfig {
                 host: Some("*.shop.test".into()),
-                ..RouteConfig::to_service("web")
+                ..RouteConfig::to_service("web", 80)
             },
             RouteConfig {
                 host: Some("api.shop.test".into()),
-                ..RouteConfig::to_service("api")
+                ..RouteConfig::to_service("api", 80)
             },
             RouteConfig {
                 path_prefix: Some("/admin".into()),
-                ..RouteConfig::to_service("admin")
+                ..RouteConfig::to_service("admin", 80)
             },
         ],
+        tls: Vec::new(),
     };
     let ups = [web_up, api_up, admin_up];
-    let listener = Listener::bind(&config, |name| {
-        ups.iter().find(|u| u.name() == name).cloned()
+    let listener = Listener::bind(&config, |route| {
+        ups.iter().find(|u| u.name() == route.service).cloned()
     })
     .await
     .unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
-use composure_net::{HttpProxy, Router, TlsFiles, UpstreamConfig};
+use composure_net::{HostCertificate, HttpProxy, Router, TlsFiles, UpstreamConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -25,7 +25,12 @@ struct Certificate {
 }
 
 fn certificate(host: &str) -> Certificate {
-    let made = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    certificate_for(&[host])
+}
+
+fn certificate_for(names: &[&str]) -> Certificate {
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let made = rcgen::generate_simple_self_signed(names).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let files = TlsFiles {
         cert: dir.path().join("cert.pem"),
@@ -41,6 +46,16 @@ fn certificate(host: &str) -> Certificate {
 }
 
 async fn connect(proxy: SocketAddr, cert: &Certificate, alpn: &[u8]) -> TlsStream<TcpStream> {
+    connect_as(proxy, cert, "app.test", alpn).await.unwrap()
+}
+
+/// A TLS connection to `proxy` asking for `name`, trusting `cert` only.
+async fn connect_as(
+    proxy: SocketAddr,
+    cert: &Certificate,
+    name: &str,
+    alpn: &[u8],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -52,9 +67,8 @@ async fn connect(proxy: SocketAddr, cert: &Certificate, alpn: &[u8]) -> TlsStrea
     config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = TcpStream::connect(proxy).await.unwrap();
     TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("app.test").unwrap(), tcp)
+        .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -118,4 +132,57 @@ async fn bad_certificate_files_are_refused() {
         .unwrap();
     let err = proxy.with_tls(&swapped).unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+#[tokio::test]
+async fn the_certificate_is_picked_by_the_server_name() {
+    let (_tx, up) = upstream("web", vec![], UpstreamConfig::default());
+    let exact = certificate("app.test");
+    let wildcard = certificate("*.shop.test");
+    let fallback = certificate_for(&["fallback.test", "other.test"]);
+    let by_host = |host: Option<&str>, cert: &Certificate| HostCertificate {
+        host: host.map(str::to_string),
+        files: cert.files.clone(),
+    };
+    let proxy = HttpProxy::bind("127.0.0.1:0".parse().unwrap(), Router::single(up.clone()))
+        .await
+        .unwrap()
+        .with_certificates(&[
+            by_host(None, &fallback),
+            by_host(Some("*.shop.test"), &wildcard),
+            by_host(Some("app.test"), &exact),
+        ])
+        .unwrap();
+    let addr = proxy.local_addr();
+    tokio::spawn(proxy.serve(std::future::pending()));
+    // Each client trusts only the certificate it should get: a wrong one fails the handshake.
+    for (name, cert) in [
+        ("app.test", &exact),
+        ("www.shop.test", &wildcard),
+        ("other.test", &fallback),
+    ] {
+        let stream = connect_as(addr, cert, name, b"http/1.1").await;
+        let stream = stream.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let presented = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+        assert_eq!(presented, cert.der, "{name}");
+    }
+
+    // Without a default certificate, a name no host matches gets no handshake.
+    let proxy = HttpProxy::bind("127.0.0.1:0".parse().unwrap(), Router::single(up))
+        .await
+        .unwrap()
+        .with_certificates(&[by_host(Some("app.test"), &exact)])
+        .unwrap();
+    let addr = proxy.local_addr();
+    tokio::spawn(proxy.serve(std::future::pending()));
+    assert!(
+        connect_as(addr, &fallback, "other.test", b"http/1.1")
+            .await
+            .is_err()
+    );
+    assert!(
+        connect_as(addr, &exact, "app.test", b"http/1.1")
+            .await
+            .is_ok()
+    );
 }

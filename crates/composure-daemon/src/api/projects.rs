@@ -14,6 +14,7 @@ use composure_api::{
 use composure_compose::model::{Project, project_from_json};
 use composure_compose::names::validate_project_name;
 use composure_core::spec::{ServiceSpec, service_specs};
+use composure_net::routing::Routing;
 use composure_store::{ProjectMeta, StoredProject};
 use indexmap::IndexMap;
 
@@ -77,6 +78,7 @@ pub(super) async fn put(
     project.name = Some(name.clone());
     let specs = service_specs(&project)
         .map_err(|err| ApiError::BadRequest(format!("invalid project: {err}")))?;
+    check_routes(&project, std::path::Path::new(&request.working_dir))?;
     let spec = canonical(&project)?;
     let meta = ProjectMeta {
         working_dir: request.working_dir,
@@ -204,6 +206,24 @@ pub(super) async fn restart(
         .map_err(ApiError::Internal)?;
     let revision = shared.store.revision()?;
     Ok(Json(RevisionResponse { revision }))
+}
+
+/// The project's `x-composure` routes and their certificate files, checked before anything
+/// is stored: a bad route leaves the running revision as it is.
+fn check_routes(project: &Project, working_dir: &std::path::Path) -> Result<(), ApiError> {
+    let problems = Routing::check(project, working_dir);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut message =
+        String::from("invalid routes under `x-composure` (the project was not changed):");
+    for problem in &problems {
+        message.push_str(&format!("\n  {}: {}", problem.path, problem.message));
+        if let Some(hint) = &problem.hint {
+            message.push_str(&format!("\n    hint: {hint}"));
+        }
+    }
+    Err(ApiError::BadRequest(message))
 }
 
 pub(super) fn stored(shared: &Shared, name: &str) -> Result<StoredProject, ApiError> {

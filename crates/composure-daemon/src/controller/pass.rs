@@ -142,7 +142,13 @@ impl Controller {
         let errors = self
             .shared
             .ingress
-            .sync(&self.name, &work.project, &work.tasks, &work.containers)
+            .sync(
+                &self.name,
+                &work.project,
+                std::path::Path::new(&work.working_dir),
+                &work.tasks,
+                &work.containers,
+            )
             .await;
         if errors != self.ingress_errors {
             for error in errors.iter().filter(|e| !self.ingress_errors.contains(e)) {

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::error::NetError;
 use crate::router::Router;
 use crate::serve::{self, Serve};
-use crate::tls::TlsFiles;
+use crate::tls::{self, HostCertificate, TlsFiles};
 use crate::workers::Workers;
 
 use forward::{Client, forward};
@@ -126,6 +126,13 @@ impl HttpProxy {
     /// certificate needs a new listener.
     pub fn with_tls(mut self, files: &TlsFiles) -> Result<Self, NetError> {
         self.shared.tls = Some(TlsAcceptor::from(files.server_config()?));
+        Ok(self)
+    }
+
+    /// Terminates TLS with several certificates, each served for the client's server name
+    /// (SNI) that its host pattern matches (see [`HostCertificate`]).
+    pub fn with_certificates(mut self, certs: &[HostCertificate]) -> Result<Self, NetError> {
+        self.shared.tls = Some(TlsAcceptor::from(tls::server_config(certs)?));
         Ok(self)
     }
 

@@ -4,6 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use composure_compose::LoadError;
+use composure_net::routing::Routing;
 
 use crate::cli::{ConfigArgs, Format, GlobalArgs};
 use crate::commands::project;
@@ -13,6 +15,14 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     options.interpolate = !args.no_interpolate;
     let loaded = project::load(&options)?;
     let project = &loaded.project;
+    if options.interpolate {
+        // What the daemon would refuse the project for; `${VAR}` left as written cannot
+        // be checked.
+        let problems = Routing::check(project, &loaded.project_directory);
+        if !problems.is_empty() {
+            return Err(LoadError::new(problems).into());
+        }
+    }
     if args.quiet {
         return Ok(ExitCode::SUCCESS);
     }

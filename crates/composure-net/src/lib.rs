@@ -15,6 +15,8 @@
 //!   either from a [`ListenerConfig`].
 //! - [`Router`]: host (exact or `*.wildcard`) and path-prefix rules, so that several
 //!   services share one HTTP listener.
+//! - [`vip`]: the loop of a service's VIP container, which holds the service's name for
+//!   the other containers and relays to its ready replicas, fed through files.
 //! - [`Workers`]: the proxy's own threads, one single-threaded runtime each; every
 //!   listener's `serve_on` accepts on all of them. (`serve` runs on the caller's runtime,
 //!   which suits tests; on a multi-threaded runtime it is about half as fast.)
@@ -74,6 +76,7 @@ mod serve;
 mod tcp;
 mod tls;
 mod upstream;
+pub mod vip;
 mod workers;
 
 pub use backend::BackendMetrics;

@@ -9,6 +9,9 @@ pub const SERVICE: &str = "io.composure.service";
 pub const SLOT: &str = "io.composure.slot";
 pub const TASK: &str = "io.composure.task";
 pub const SPEC_HASH: &str = "io.composure.spec-hash";
+/// On a service whose name is held by a VIP (the daemon's `<service>.vip` service): the
+/// VIP's service name. Its replicas get no network alias of the service's name.
+pub const FRONTED_BY: &str = "io.composure.fronted-by";
 
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";

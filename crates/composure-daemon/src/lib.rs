@@ -11,7 +11,9 @@
 //!   the pure reconciler of `composure_core`, apply its plan) and is its tasks' only writer;
 //! - `watch`: runtime events wake the controller of their project;
 //! - `api`: the axum server (wire types in `composure_api`);
-//! - `events`: the event log, in the store and broadcast to watchers.
+//! - `events`: the event log, in the store and broadcast to watchers;
+//! - `ingress`: the proxy on published ports; `vip`: each service's VIP container, which
+//!   holds the service's name for the other containers and follows readiness.
 
 mod api;
 mod clock;
@@ -23,6 +25,7 @@ mod ingress;
 mod listeners;
 mod shared;
 mod socket;
+mod vip;
 mod watch;
 
 use std::sync::Arc;
@@ -65,6 +68,23 @@ pub async fn run(
         tracing::warn!(error = %err, "the container engine does not answer yet; projects converge once it does");
     }
 
+    let vip_image = if config.service_vips {
+        let data_dir = config.data_dir.clone();
+        match tokio::task::spawn_blocking(move || vip::VipImage::prepare(&data_dir)).await {
+            Ok(Ok(image)) => Some(image),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "cannot prepare the VIP image; services keep Docker's DNS");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot prepare the VIP image; services keep Docker's DNS");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let stop = shutdown.child_token();
     let shared = Arc::new(Shared {
         events: EventLog::new(store.clone()),
@@ -72,6 +92,7 @@ pub async fn run(
         runtime,
         controllers: Controllers::new(stop.child_token()),
         ingress: ingress::Ingress::default(),
+        vips: vip::Vips::new(config.data_dir.join("vip"), vip_image),
         data_dir: config.data_dir.clone(),
         writes: tokio::sync::Mutex::new(()),
         shutdown: stop.clone(),
@@ -80,6 +101,17 @@ pub async fn run(
         Controllers::start(&shared, &project.name);
     }
     let background = TaskTracker::new();
+    if let Some(project) = shared.vips.image_project() {
+        let (runtime, stop) = (shared.runtime.clone(), stop.clone());
+        background.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                built = runtime.ensure_image(&project, "vip") => if let Err(err) = built {
+                    tracing::warn!(error = %err, "cannot build the VIP image");
+                }
+            }
+        });
+    }
     background.spawn(watch::route_runtime_events(shared.clone(), stop.clone()));
     tracing::info!(socket = %config.socket.display(), projects = projects.len(), "daemon ready");
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::Controllers;
 use crate::events::EventLog;
 use crate::ingress::Ingress;
+use crate::vip::Vips;
 
 pub(crate) struct Shared {
     pub store: Arc<Store>,
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub controllers: Controllers,
     /// The proxy: every published TCP port, shared by the ready replicas of its service.
     pub ingress: Ingress,
+    /// Each service's VIP: the container that holds the service's name.
+    pub vips: Vips,
     pub data_dir: PathBuf,
     /// Held by the API calls that change a project's desired state, so that a put, a scale
     /// and a delete of the same project never interleave.

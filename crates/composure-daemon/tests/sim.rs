@@ -547,6 +547,7 @@ async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
         DaemonConfig {
             data_dir: daemon.dir.path().join("data"),
             socket: daemon.dir.path().join("other.sock"),
+            service_vips: false,
         },
         daemon.sim.clone(),
         CancellationToken::new(),
@@ -562,6 +563,7 @@ async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
         DaemonConfig {
             data_dir: other_dir.path().to_path_buf(),
             socket: socket.clone(),
+            service_vips: false,
         },
         daemon.sim.clone(),
         CancellationToken::new(),

@@ -18,6 +18,8 @@
 //! - [`routing`]: the routes a project declares under `x-composure` (pure parsing and
 //!   checks, all problems at once with their YAML paths; reading the certificate files is
 //!   a separate step), turned into [`ListenerConfig`]s.
+//! - [`vip`]: the loop of a service's VIP container, which holds the service's name for
+//!   the other containers and relays to its ready replicas, fed through files.
 //! - [`Workers`]: the proxy's own threads, one single-threaded runtime each; every
 //!   listener's `serve_on` accepts on all of them. (`serve` runs on the caller's runtime,
 //!   which suits tests; on a multi-threaded runtime it is about half as fast.)
@@ -80,6 +82,7 @@ mod serve;
 mod tcp;
 mod tls;
 mod upstream;
+pub mod vip;
 mod workers;
 
 pub use backend::BackendMetrics;

@@ -63,6 +63,16 @@ pub enum Command {
     Config(ConfigArgs),
     /// Run the daemon: the control plane and the local agent
     Daemon(DaemonArgs),
+    /// Run a service's VIP (inside the VIP container the daemon creates)
+    #[command(hide = true)]
+    Vip(VipArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VipArgs {
+    /// The directory holding the VIP's config, written by the daemon
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

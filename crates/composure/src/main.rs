@@ -26,6 +26,7 @@ async fn main() -> ExitCode {
         Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
         Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Daemon(args) => commands::daemon::run(&cli.global.then(&args.global), args).await,
+        Command::Vip(args) => commands::vip::run(args).await,
     };
     match result {
         Ok(code) => code,

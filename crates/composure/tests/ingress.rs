@@ -105,7 +105,7 @@ fn scaling_down_under_load_fails_no_request() {
     };
     p.ok(&["scale", "web=1"]);
     wait_for("one replica left", Duration::from_secs(60), || {
-        (p.containers().len() == 1).then_some(())
+        (p.containers_of("web").len() == 1).then_some(())
     });
     stop.store(true, Ordering::Relaxed);
     client.join().unwrap();

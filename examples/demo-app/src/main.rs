@@ -11,6 +11,7 @@
 
 mod args;
 mod kv;
+mod load;
 mod net;
 mod probe;
 mod web;
@@ -32,6 +33,8 @@ commands:
   worker --db HOST:PORT [--interval 2s]    increments the `ticks` counter in the kv store
   probe  http://HOST[:PORT][/PATH] [--timeout 2s]
   probe  tcp HOST:PORT [--timeout 2s]      exit 0 if the target answers
+  load   http://HOST[:PORT][/PATH] [--connection close|keep-alive] [--interval 10ms]
+                                           requests without end; prints counts twice a second
 
 environment of `web`:
   APP_VERSION        returned by GET /version (default: unknown)
@@ -128,6 +131,27 @@ fn run(command: &str, raw: &[String]) -> Result<(), Failure> {
             let answer = probe::check(&target, timeout).map_err(Failure::Run)?;
             println!("ok: {answer}");
             Ok(())
+        }
+        "load" => {
+            let args = Args::parse(raw, &["connection", "interval", "timeout"])?;
+            let keep_alive = match args.get("connection").unwrap_or("close") {
+                "keep-alive" => true,
+                "close" => false,
+                other => {
+                    return Err(UsageError(format!(
+                        "--connection is keep-alive or close, not {other:?}"
+                    ))
+                    .into());
+                }
+            };
+            let config = load::Config {
+                target: probe::Target::parse(&args.positional)?,
+                keep_alive,
+                interval: args.duration("interval", Duration::from_millis(10))?,
+                timeout: args.duration("timeout", Duration::from_secs(2))?,
+            };
+            exit_on_termination()?;
+            load::run(&config).map_err(Failure::Run)
         }
         other => Err(UsageError(format!("unknown command '{other}'")).into()),
     }

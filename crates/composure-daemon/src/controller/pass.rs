@@ -88,7 +88,8 @@ impl Controller {
         let Some(stored) = self.shared.store.project(&self.name)? else {
             return Ok(Outcome::Gone);
         };
-        let project = Arc::new(project_from_json(stored.spec.clone())?);
+        let project = project_from_json(stored.spec.clone())?;
+        let project = Arc::new(self.shared.vips.front(&self.name, project));
         if let Some(removing) = &stored.removing {
             return self.remove(&project, removing.volumes).await;
         }
@@ -115,6 +116,9 @@ impl Controller {
             wake_at: None,
         };
         self.observe(&mut work)?;
+        // The proxy and the VIPs learn what turned ready or left before anything that
+        // depends on it starts in this pass.
+        self.sync_ingress(&work).await;
         self.clean_up(&mut work).await?;
         let mut statuses = IndexMap::new();
         for service in startup_order(&work.specs) {
@@ -139,7 +143,7 @@ impl Controller {
     /// Sends the proxy the project's published ports and ready replicas; reports (once) what
     /// it cannot serve.
     async fn sync_ingress(&mut self, work: &Work) {
-        let errors = self
+        let mut errors = self
             .shared
             .ingress
             .sync(
@@ -150,6 +154,12 @@ impl Controller {
                 &work.containers,
             )
             .await;
+        errors.extend(self.shared.vips.sync(
+            &self.name,
+            &work.project,
+            &work.tasks,
+            &work.containers,
+        ));
         if errors != self.ingress_errors {
             for error in errors.iter().filter(|e| !self.ingress_errors.contains(e)) {
                 tracing::warn!(project = %self.name, error = %error, "proxy");

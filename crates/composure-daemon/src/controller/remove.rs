@@ -29,6 +29,7 @@ impl Controller {
                 .map_or(DEFAULT_STOP_GRACE_MS, |spec| spec.stop_grace_ms)
         };
         self.shared.ingress.remove_project(&self.name);
+        self.shared.vips.remove_project(&self.name);
         let containers = runtime.list(Some(&self.name)).await?;
         let mut tasks = store.tasks(&self.name)?;
         for task in &mut tasks {

@@ -191,11 +191,14 @@ impl Controller {
             // Out of the proxy first: no new traffic, and what is in flight may finish
             // within the stop grace before the stop signal.
             let grace = work.grace_ms(&task.service);
-            let ingress = &self.shared.ingress;
+            let (ingress, vips) = (&self.shared.ingress, &self.shared.vips);
             ingress.withdraw(&self.name, &task.service, &task.id);
+            vips.withdraw(&self.name, &task.service, &task.id).await;
             let deadline = tokio::time::Instant::now() + Duration::from_millis(grace);
             ingress
                 .drain(&self.name, &task.service, &task.id, deadline)
+                .await;
+            vips.drain(&self.name, &task.service, &task.id, deadline)
                 .await;
             self.stop_and_remove(&container, grace).await?;
             work.containers.retain(|c| c.id != container.id);

@@ -43,6 +43,7 @@ impl Daemon {
         let config = DaemonConfig {
             data_dir: dir.path().join("data"),
             socket: socket.clone(),
+            service_vips: false,
         };
         let shutdown = CancellationToken::new();
         let runtime: Arc<dyn Runtime> = sim.clone();

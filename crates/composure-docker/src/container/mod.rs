@@ -56,7 +56,7 @@
 //! | `mem_limit`, `mem_reservation`, `mem_swappiness`, `memswap_limit` | `Memory`, `MemoryReservation`, `MemorySwappiness`, `MemorySwap` | |
 //! | `models` | rejected | |
 //! | `network_mode` | `NetworkMode` | `service:x` → `container:<id>`; excludes `networks` |
-//! | `networks` | first (highest `priority`) in `NetworkingConfig` and `NetworkMode`, the others connected after create, before start | aliases = service name + `aliases` + container name; `ipv4_address`, `ipv6_address`, `link_local_ips`, `driver_opts`; `mac_address`, `gw_priority`, `interface_name` rejected |
+//! | `networks` | first (highest `priority`) in `NetworkingConfig` and `NetworkMode`, the others connected after create, before start | aliases = service name + `aliases` + container name (only the container name when the service carries the label `io.composure.fronted-by`: its VIP holds the name); `ipv4_address`, `ipv6_address`, `link_local_ips`, `driver_opts`; `mac_address`, `gw_priority`, `interface_name` rejected |
 //! | `oom_kill_disable`, `oom_score_adj` | `OomKillDisable`, `OomScoreAdj` | |
 //! | `pid` | `PidMode` | `service:x` → `container:<id>` |
 //! | `pids_limit` | `PidsLimit` | |

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use bollard::models::{EndpointIpamConfig, EndpointSettings, PortBinding, PortMap};
 use composure_compose::model::{Service, ServiceNetwork};
+use composure_core::labels;
 use composure_runtime::RuntimeError;
 
 use super::{CreateInput, Peer, invalid, map, non_empty, unsupported};
@@ -80,7 +81,14 @@ fn endpoint(
     links: &[String],
 ) -> Result<EndpointSettings, RuntimeError> {
     let name = input.service_name;
-    let mut aliases = vec![input.service_name.to_string()];
+    // A service whose name a VIP holds (the daemon's `<service>.vip`) leaves it to the VIP:
+    // the replicas answer to their container name only.
+    let fronted = input.service.labels.contains_key(labels::FRONTED_BY);
+    let mut aliases = if fronted {
+        Vec::new()
+    } else {
+        vec![input.service_name.to_string()]
+    };
     let mut endpoint = EndpointSettings::default();
     if let Some(def) = def {
         for (field, set) in [
@@ -92,7 +100,9 @@ fn endpoint(
                 return Err(unsupported(name, &format!("networks.{key}.{field}")));
             }
         }
-        aliases.extend(def.aliases.iter().cloned());
+        if !fronted {
+            aliases.extend(def.aliases.iter().cloned());
+        }
         let has_ipam = def.ipv4_address.is_some()
             || def.ipv6_address.is_some()
             || !def.link_local_ips.is_empty();

@@ -11,7 +11,8 @@ use super::{DeclaredRoute, error};
 use crate::tls::TlsFiles;
 
 /// The keys `x-composure` takes on a service.
-const SERVICE_KEYS: &[&str] = &["routes"];
+/// (`protocol` is the protocol of the service's VIP: see the daemon's `vip` module.)
+const SERVICE_KEYS: &[&str] = &["protocol", "routes"];
 const ROUTE_KEYS: &[&str] = &["listen", "host", "path", "port", "tls"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 
@@ -40,6 +41,17 @@ pub(super) fn service_routes(
         return Vec::new();
     };
     unknown_keys(x, SERVICE_KEYS, &at, name, diags);
+    if let Some(protocol) = x.get("protocol")
+        && protocol.as_str().and_then(crate::Protocol::parse).is_none()
+    {
+        diags.push(
+            error(
+                at.key("protocol"),
+                format!("service `{name}`: `protocol` must be \"http\" or \"tcp\", not {protocol}"),
+            )
+            .with_hint("http balances each request (keep-alive clients never notice a rollout); tcp relays bytes"),
+        );
+    }
     let at = at.key("routes");
     let entries = match x.get("routes") {
         None | Some(Value::Null) => return Vec::new(),

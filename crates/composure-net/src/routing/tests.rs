@@ -449,3 +449,15 @@ fn certificates_are_read_and_checked() {
         found[0].hint
     );
 }
+
+#[test]
+fn the_service_protocol_is_http_or_tcp() {
+    let ok = problems(
+        json!({"api": {"image": "x", "expose": ["80"], "x-composure": {"protocol": "http"}}}),
+    );
+    assert!(ok.is_empty(), "{ok:#?}");
+    let (path, message, _) =
+        one_problem(json!({"api": {"image": "x", "x-composure": {"protocol": "udp"}}}));
+    assert_eq!(path, "services.api.x-composure.protocol");
+    assert!(message.contains("must be \"http\" or \"tcp\""), "{message}");
+}

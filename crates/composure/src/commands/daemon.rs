@@ -33,13 +33,18 @@ async fn serve(
         .await
         .context("cannot reach the Docker Engine")?
         .with_secrets_dir(data_dir.join("files"));
-    let config = DaemonConfig { data_dir, socket };
+    let config = DaemonConfig {
+        data_dir,
+        socket,
+        // VIP containers run this executable: see `composure vip`.
+        service_vips: true,
+    };
     run_daemon(config, Arc::new(runtime), shutdown).await?;
     Ok(())
 }
 
 /// The daemon's log on stderr; `RUST_LOG` chooses the detail (default: info).
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -49,7 +54,7 @@ fn init_logging() {
 }
 
 /// SIGTERM and SIGINT stop the daemon; containers keep running.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

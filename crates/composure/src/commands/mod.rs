@@ -11,3 +11,4 @@ pub mod ps;
 pub mod rollout;
 pub mod scale;
 pub mod up;
+pub mod vip;

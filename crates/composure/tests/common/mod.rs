@@ -206,6 +206,19 @@ impl Project {
             &format!("label=com.docker.compose.project={}", self.name),
         ])
     }
+
+    /// The containers of one service (a service with declared ports also has a VIP
+    /// container, `<service>.vip`, which this leaves out).
+    pub fn containers_of(&self, service: &str) -> Vec<String> {
+        docker_lines(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.name),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+    }
 }
 
 impl Drop for Project {

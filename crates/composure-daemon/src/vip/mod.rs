@@ -1,0 +1,403 @@
+//! Service discovery that follows readiness: each service that declares its ports gets a
+//! VIP, a small container that holds the service's name on its networks and relays to the
+//! ready replicas (see `composure_net::vip`). The replicas themselves do not answer to the
+//! service name, so a container calling `http://web:8080` never reaches a replica that is
+//! starting, unhealthy or draining.
+//!
+//! The VIP is an ordinary service of the project as the daemon runs it, `<service>.vip`,
+//! added by [`front`]: it is created, healed, adopted and removed like any other, and a
+//! change of its spec rolls it start-first. [`Vips`] writes each VIP its config (ports and
+//! ready replicas) after every reconcile pass, and before a replica stops it withdraws the
+//! replica and waits until the VIP has let it drain.
+//!
+//! Which services get one (the rule is in `docs/engine.md`): those on networks (no
+//! `network_mode`), with `deploy.endpoint_mode` other than `dnsrr`, that declare at least
+//! one TCP port (`ports` targets, `expose`) and no UDP port. The others keep Docker's own
+//! DNS: every running replica answers to the name, ready or not.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use composure_compose::model::{Project, Service, project_from_json};
+use composure_core::{Task, TaskId};
+use composure_net::Protocol;
+use composure_net::vip::{
+    CONFIG_FILE, STATUS_FILE, VipConfig, VipEndpoint, VipPort, VipStatus, read_json, write_json,
+};
+use composure_runtime::ContainerInfo;
+
+use crate::clock::now_ms;
+use crate::ingress::is_ready;
+
+mod image;
+
+pub(crate) use image::VipImage;
+
+/// On a service whose name a VIP holds: the VIP service's name. The engine then gives the
+/// replicas no alias of the service's name.
+pub(crate) const FRONTED_BY: &str = composure_core::labels::FRONTED_BY;
+/// On a VIP service: the service it fronts.
+pub(crate) const VIP_FOR: &str = "io.composure.vip-for";
+/// Where the VIP container finds its config and writes its status.
+const MOUNT: &str = "/run/composure-vip";
+/// A service that exposes more ports than this keeps Docker's DNS (a VIP listens on each).
+const MAX_PORTS: usize = 64;
+/// How long a withdrawal waits for a live VIP to stop sending the replica new traffic.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
+const STATUS_POLL: Duration = Duration::from_millis(20);
+
+/// The name of the VIP service of `service`.
+pub(crate) fn vip_name(service: &str) -> String {
+    format!("{service}.vip")
+}
+
+/// The ports a VIP of `service` would serve, or `None` if the service keeps Docker's DNS.
+pub(crate) fn fronted_ports(service: &Service) -> Option<Vec<VipPort>> {
+    if service.network_mode.is_some() || service.networks.is_empty() {
+        return None;
+    }
+    let mode = service
+        .deploy
+        .as_ref()
+        .and_then(|d| d.endpoint_mode.as_deref());
+    if mode.is_some_and(|m| m.eq_ignore_ascii_case("dnsrr")) {
+        return None;
+    }
+    let default = service
+        .extensions
+        .get("x-composure")
+        .and_then(|x| x.get("protocol"))
+        .and_then(|p| p.as_str())
+        .and_then(Protocol::parse)
+        .unwrap_or(Protocol::Tcp);
+    let mut ports: Vec<VipPort> = Vec::new();
+    let mut add = |port: u16, protocol: Protocol| {
+        if !ports.iter().any(|p| p.port == port) {
+            ports.push(VipPort { port, protocol });
+        }
+    };
+    for port in &service.ports {
+        if !port.protocol.eq_ignore_ascii_case("tcp") {
+            return None;
+        }
+        let explicit = port.app_protocol.is_some() || port.extensions.contains_key("x-composure");
+        let protocol = match Protocol::for_port(port) {
+            Ok(p) if explicit => p,
+            _ => default,
+        };
+        add(port.target, protocol);
+    }
+    for entry in &service.expose {
+        let (range, proto) = entry.split_once('/').unwrap_or((entry, "tcp"));
+        if !proto.eq_ignore_ascii_case("tcp") {
+            return None;
+        }
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let (Ok(first), Ok(last)) = (first.trim().parse::<u16>(), last.trim().parse::<u16>())
+        else {
+            return None;
+        };
+        if last < first || usize::from(last - first) >= MAX_PORTS {
+            return None;
+        }
+        for port in first..=last {
+            add(port, default);
+        }
+    }
+    (!ports.is_empty() && ports.len() <= MAX_PORTS).then_some(ports)
+}
+
+/// `project` as the daemon runs it: next to each service that [`fronted_ports`] accepts, a
+/// VIP service holding the service's name (and its network aliases) on its networks.
+/// `files` is where each VIP's directory is (`<files>/<service>`).
+pub(crate) fn front(mut project: Project, image: &VipImage, files: &Path) -> Project {
+    let mut vips = Vec::new();
+    for (name, service) in &mut project.services {
+        let ours = service.labels.contains_key(VIP_FOR) || service.labels.contains_key(FRONTED_BY);
+        if ours || fronted_ports(service).is_none() {
+            continue;
+        }
+        let vip = vip_name(name);
+        let mut networks = serde_json::Map::new();
+        for (key, def) in &mut service.networks {
+            let mut aliases = vec![name.clone()];
+            if let Some(def) = def {
+                aliases.append(&mut def.aliases);
+            }
+            networks.insert(key.clone(), serde_json::json!({ "aliases": aliases }));
+        }
+        service.labels.insert(FRONTED_BY.to_string(), vip.clone());
+        let json = serde_json::json!({
+            "image": image.tag,
+            "build": { "context": image.context.display().to_string(), "dockerfile": "Dockerfile" },
+            "pull_policy": "missing",
+            "command": ["--dir", MOUNT],
+            "networks": networks,
+            "volumes": [{
+                "type": "bind",
+                "source": files.join(name).display().to_string(),
+                "target": MOUNT,
+                "bind": { "create_host_path": true },
+            }],
+            "labels": { VIP_FOR: name },
+        });
+        match serde_json::from_value::<Service>(json) {
+            Ok(mut spec) => {
+                // The VIP drains what it relays within the same grace as the replicas.
+                spec.stop_grace_period = service.stop_grace_period;
+                vips.push((vip, spec));
+            }
+            Err(e) => tracing::warn!(service = %name, error = %e, "cannot describe the VIP"),
+        }
+    }
+    for (vip, spec) in vips {
+        if project.services.contains_key(&vip) {
+            // The file has a service of that name already: leave the name to it.
+            if let Some(fronted) = spec.labels.get(VIP_FOR)
+                && let Some(service) = project.services.get_mut(fronted)
+            {
+                service.labels.shift_remove(FRONTED_BY);
+            }
+            continue;
+        }
+        project.services.insert(vip, spec);
+    }
+    project
+}
+
+/// The VIPs' config files, as last written, by (project, fronted service).
+#[derive(Debug)]
+pub(crate) struct Vips {
+    /// `<data dir>/vip`: one directory per project, one per service in it.
+    root: PathBuf,
+    /// The image VIP containers run; `None`: no VIPs, every service keeps Docker's DNS.
+    image: Option<VipImage>,
+    written: Mutex<HashMap<(String, String), VipConfig>>,
+}
+
+impl Vips {
+    pub fn new(root: PathBuf, image: Option<VipImage>) -> Self {
+        Vips {
+            root,
+            image,
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), VipConfig>> {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn dir(&self, project: &str, service: &str) -> PathBuf {
+        self.root.join(project).join(service)
+    }
+
+    /// A project of one service, `vip`, that builds the VIP image: the daemon builds it at
+    /// start, so that the first VIP does not wait for it.
+    pub fn image_project(&self) -> Option<Project> {
+        let image = self.image.as_ref()?;
+        let json = serde_json::json!({
+            "name": "composure-vip",
+            "services": { "vip": {
+                "image": image.tag,
+                "build": { "context": image.context.display().to_string(), "dockerfile": "Dockerfile" },
+                "pull_policy": "missing",
+            }},
+        });
+        match project_from_json(json) {
+            Ok(project) => Some(project),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot describe the VIP image");
+                None
+            }
+        }
+    }
+
+    /// The project as the daemon runs it (see [`front`]).
+    pub fn front(&self, name: &str, project: Project) -> Project {
+        match &self.image {
+            Some(image) => front(project, image, &self.root.join(name)),
+            None => project,
+        }
+    }
+
+    /// Writes each VIP of `name` its ports and ready replicas, where they changed. Returns
+    /// what could not be written, in words.
+    pub fn sync(
+        &self,
+        name: &str,
+        project: &Project,
+        tasks: &[Task],
+        containers: &[ContainerInfo],
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut written = self.lock();
+        let mut live = BTreeSet::new();
+        for service in project.services.values() {
+            let Some(fronted) = service.labels.get(VIP_FOR) else {
+                continue;
+            };
+            let Some(spec) = project.services.get(fronted) else {
+                continue;
+            };
+            live.insert(fronted.clone());
+            let ports = fronted_ports(spec).unwrap_or_default();
+            let endpoints = ready_endpoints(fronted, spec, project, tasks, containers);
+            let key = (name.to_string(), fronted.clone());
+            let old = written.get(&key);
+            if old.is_some_and(|o| o.ports == ports && o.endpoints == endpoints) {
+                continue;
+            }
+            let config = VipConfig {
+                generation: next_generation(old),
+                service: fronted.clone(),
+                ports,
+                endpoints,
+            };
+            match self.write(name, &config) {
+                Ok(()) => {
+                    written.insert(key, config);
+                }
+                Err(e) => errors.push(format!("service `{fronted}`: cannot write its VIP: {e}")),
+            }
+        }
+        written.retain(|(project, service), _| project != name || live.contains(service));
+        errors
+    }
+
+    fn write(&self, project: &str, config: &VipConfig) -> std::io::Result<()> {
+        let dir = self.dir(project, &config.service);
+        std::fs::create_dir_all(&dir)?;
+        write_json(&dir, CONFIG_FILE, config)
+    }
+
+    /// Takes a task out of its service's VIP and waits (briefly) until a live VIP sends it
+    /// no new traffic.
+    pub async fn withdraw(&self, name: &str, service: &str, task: &TaskId) {
+        let config = {
+            let mut written = self.lock();
+            let Some(old) = written.get(&(name.to_string(), service.to_string())) else {
+                return;
+            };
+            if !old.endpoints.iter().any(|e| e.task == task.0) {
+                return;
+            }
+            let mut config = old.clone();
+            config.endpoints.retain(|e| e.task != task.0);
+            config.generation = next_generation(Some(old));
+            if let Err(e) = self.write(name, &config) {
+                tracing::warn!(service, error = %e, "cannot withdraw a replica from its VIP");
+                return;
+            }
+            let previous = old.generation;
+            written.insert((name.to_string(), service.to_string()), config.clone());
+            (config, previous)
+        };
+        let (config, previous) = config;
+        let dir = self.dir(name, service);
+        // Only a VIP that served the previous config is alive to apply this one.
+        let alive =
+            read_json::<VipStatus>(&dir, STATUS_FILE).is_some_and(|s| s.generation >= previous);
+        if !alive {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            if read_json::<VipStatus>(&dir, STATUS_FILE)
+                .is_some_and(|s| s.generation >= config.generation)
+            {
+                return;
+            }
+            tokio::time::sleep(STATUS_POLL).await;
+        }
+        tracing::warn!(service, task = %task.0, "the VIP did not confirm the withdrawal in time");
+    }
+
+    /// Waits until the VIP has nothing in flight on `task`, or `deadline`; returns how
+    /// many connections or requests were still open.
+    pub async fn drain(
+        &self,
+        name: &str,
+        service: &str,
+        task: &TaskId,
+        deadline: tokio::time::Instant,
+    ) -> usize {
+        let dir = self.dir(name, service);
+        loop {
+            let open = read_json::<VipStatus>(&dir, STATUS_FILE)
+                .and_then(|s| s.active.get(&task.0).copied())
+                .unwrap_or(0);
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(STATUS_POLL).await;
+        }
+    }
+
+    /// Forgets a removed project and deletes its VIPs' files.
+    pub fn remove_project(&self, name: &str) {
+        self.lock().retain(|(project, _), _| project != name);
+        let dir = self.root.join(name);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the VIP files");
+        }
+    }
+}
+
+/// Wall-clock milliseconds, but always past the last generation.
+fn next_generation(old: Option<&VipConfig>) -> u64 {
+    let last = old.map_or(0, |o| o.generation);
+    now_ms().max(last + 1)
+}
+
+/// The ready replicas of `service`, each at its address on one of the service's networks
+/// (the VIP is on all of them).
+fn ready_endpoints(
+    service: &str,
+    spec: &Service,
+    project: &Project,
+    tasks: &[Task],
+    containers: &[ContainerInfo],
+) -> Vec<VipEndpoint> {
+    let networks: Vec<String> = spec
+        .networks
+        .keys()
+        .map(|key| {
+            project
+                .networks
+                .get(key)
+                .and_then(|n| n.name.clone())
+                .unwrap_or_else(|| key.clone())
+        })
+        .collect();
+    let mut endpoints: Vec<VipEndpoint> = tasks
+        .iter()
+        .filter(|t| t.service == service && is_ready(t))
+        .filter_map(|t| {
+            let id = t.container_id.as_deref()?;
+            let container = containers.iter().find(|c| c.id == id)?;
+            let on_network = networks.iter().find_map(|n| {
+                container
+                    .addresses
+                    .get(n)
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+            });
+            let ip =
+                on_network.or_else(|| container.addresses.values().find_map(|a| a.parse().ok()))?;
+            Some(VipEndpoint {
+                task: t.id.0.clone(),
+                ip,
+            })
+        })
+        .collect();
+    endpoints.sort();
+    endpoints
+}
+
+#[cfg(test)]
+mod tests;

@@ -116,3 +116,71 @@ fn scaling_down_under_load_fails_no_request() {
         "requests failed while replicas were removed"
     );
 }
+
+/// A replica without a health check is ready once it accepts connections, not once its
+/// container runs: a new version that opens its port late replaces the only replica under
+/// load without a failed request.
+#[test]
+fn a_replica_without_a_health_check_is_ready_once_it_accepts_connections() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let port = free_port();
+    let compose = |listen_after: u32| {
+        format!(
+            r#"
+services:
+  web:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+    environment:
+      LISTEN_AFTER_SECS: "{listen_after}"
+    ports:
+      - target: 8080
+        published: "{port}"
+        host_ip: 127.0.0.1
+        app_protocol: http
+"#
+        )
+    };
+    let p = Project::new("accepting", &daemon, &compose(0));
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_for("the proxy to answer", Duration::from_secs(30), || {
+        matches!(http_get(port, "/version"), Ok((200, _))).then_some(())
+    });
+    let old = p.containers_of("web");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match http_get(port, "/version") {
+                    Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        compose(3).replace("IMAGE", common::IMAGE),
+    )
+    .unwrap();
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_for("the old replica to go", Duration::from_secs(60), || {
+        let now = p.containers_of("web");
+        (now.len() == 1 && now != old).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed while the new replica was not listening yet"
+    );
+}

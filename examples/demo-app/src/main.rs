@@ -40,6 +40,7 @@ environment of `web`:
   APP_VERSION        returned by GET /version (default: unknown)
   READY_AFTER_SECS   GET /healthz answers 503 until this long after start (default: 0)
   FAIL_AFTER_SECS    exit with status 1 this long after start (default: never)
+  LISTEN_AFTER_SECS  open the port only this long after start (default: 0)
 ";
 
 fn main() -> ExitCode {
@@ -98,9 +99,14 @@ fn run(command: &str, raw: &[String]) -> Result<(), Failure> {
                 ready_after: env_duration("READY_AFTER_SECS")?.unwrap_or_default(),
             };
             let fail_after = env_duration("FAIL_AFTER_SECS")?;
+            let listen_after = env_duration("LISTEN_AFTER_SECS")?;
             exit_on_termination()?;
             if let Some(delay) = fail_after {
                 fail_after_delay(delay);
+            }
+            // A slow start: the container runs, but nothing accepts connections yet.
+            if let Some(delay) = listen_after {
+                thread::sleep(delay);
             }
             Ok(web::run(config)?)
         }

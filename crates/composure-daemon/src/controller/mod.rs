@@ -3,17 +3,19 @@
 //! a restart delay that ends) and at least every [`RESYNC`], since the runtime is the truth
 //! and events are only hints.
 
+mod accepting;
 mod observe;
 mod pass;
 mod remove;
 mod rollout;
 mod steps;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use composure_api::ServiceState;
+use composure_core::TaskId;
 use composure_core::reconcile::ServiceStatus;
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot};
@@ -132,6 +134,7 @@ impl Controllers {
             rng: fastrand::Rng::new(),
             adopted: false,
             ingress_errors: Vec::new(),
+            accepting: HashSet::new(),
         };
         let cancel = this.cancel.clone();
         this.tracker.spawn(controller.run(cancel));
@@ -221,6 +224,9 @@ struct Controller {
     adopted: bool,
     /// What the proxy could not serve at the last pass, to report only changes.
     ingress_errors: Vec<String>,
+    /// Running tasks without a health check that have accepted a connection on their
+    /// served port (see `accepting`).
+    accepting: HashSet<TaskId>,
 }
 
 impl Controller {

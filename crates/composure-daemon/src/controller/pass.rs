@@ -116,6 +116,7 @@ impl Controller {
             wake_at: None,
         };
         self.observe(&mut work)?;
+        self.probe_accepting(&mut work).await;
         // The proxy and the VIPs learn what turned ready or left before anything that
         // depends on it starts in this pass.
         self.sync_ingress(&work).await;

@@ -290,7 +290,12 @@ services:
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let url = format!("ws://127.0.0.1:{chat_port}/ws");
-    let (mut socket, _) = tungstenite::client(url.as_str(), stream).expect("WebSocket handshake");
+    let (mut socket, _) = tungstenite::client(url.as_str(), stream).unwrap_or_else(|e| {
+        panic!(
+            "WebSocket handshake: {e} (a 404 means an image from before demo-app's /ws: \
+             rebuild it with examples/demo/build.sh {IMAGE})"
+        )
+    });
     let mut echo = |n: usize| {
         let text = format!("message {n}");
         socket

@@ -53,6 +53,12 @@ impl ComposureProject {
         })
     }
 
+    /// Replaces the compose file (the next `up` deploys the change).
+    pub fn write(&self, compose: &str) -> anyhow::Result<()> {
+        std::fs::write(self.dir.path().join("compose.yaml"), compose)
+            .context("cannot write compose.yaml")
+    }
+
     pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(&self.bin)
             .current_dir(self.dir.path())
@@ -113,6 +119,11 @@ impl DockerComposeProject {
 
     pub fn file(&self) -> PathBuf {
         self.dir.path().join("compose.yaml")
+    }
+
+    /// Replaces the compose file (the next `up` deploys the change).
+    pub fn write(&self, compose: &str) -> anyhow::Result<()> {
+        std::fs::write(self.file(), compose).context("cannot write compose.yaml")
     }
 
     pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {

@@ -39,6 +39,10 @@ pub struct PutProjectResponse {
     pub revision: u64,
     /// Services added, removed or whose spec changed (scaling alone is not a change of spec).
     pub changed_services: Vec<String>,
+    /// What the change will cost that the user may not expect: `service web: a stop-first
+    /// update of 1 replica leaves it without a ready replica …`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Where a project stands as a whole.
@@ -220,6 +224,29 @@ pub struct RolloutView {
     /// For a rollback or an undo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<RolloutCauseView>,
+    /// How long the service had no ready replica while the rollout ran, in milliseconds,
+    /// the current stretch included (a rollback's includes the failed update's). 0 for a
+    /// start-first update; a stop-first update of one replica cannot avoid it.
+    #[serde(default)]
+    pub outage_ms: u64,
+    /// Whether the service has no ready replica now.
+    #[serde(default)]
+    pub outage_ongoing: bool,
+}
+
+/// How a rollout went, in a service's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutSummaryView {
+    pub kind: RolloutKind,
+    pub state: RolloutState,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// `start-first` or `stop-first`.
+    pub order: String,
+    /// How long the service had no ready replica while it ran, in milliseconds.
+    pub outage_ms: u64,
 }
 
 /// One version of a service in its history.
@@ -234,6 +261,10 @@ pub struct ServiceRevisionView {
     pub current: bool,
     /// What changed from the version before: `image: a → b`, `environment.X changed`.
     pub changes: Vec<String>,
+    /// The latest rollout to this version, if one ran (the first version of a service is
+    /// started, not rolled out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSummaryView>,
 }
 
 /// `GET /v1/projects/{name}/services/{service}/history`: the service's versions, oldest first.

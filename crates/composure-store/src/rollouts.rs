@@ -1,5 +1,7 @@
 //! Rollouts: the latest rolling update of each service, stored whole as JSON, so that a
-//! restarted daemon resumes an update where it was.
+//! restarted daemon resumes an update where it was; and every rollout as it last stood (the
+//! log), for the history of a service's versions. The log stays when the project goes, as
+//! the project's history does.
 
 use composure_core::Rollout;
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -51,6 +53,22 @@ impl Store {
                 let rollout = from_json("rollout", &key(project, service.as_str()), &body)?;
                 Ok((service, rollout))
             })
+            .collect()
+    }
+
+    /// Every rollout of the service that was stored, each as it last stood, oldest first.
+    pub fn rollout_log(&self, project: &str, service: &str) -> Result<Vec<Rollout>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare(
+            "SELECT body FROM rollout_log WHERE project = ?1 AND service = ?2
+             ORDER BY started_at, target_hash",
+        )?;
+        let bodies = statement
+            .query_map([project, service], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        bodies
+            .iter()
+            .map(|body| from_json("rollout", &key(project, service), body))
             .collect()
     }
 
@@ -115,6 +133,18 @@ fn upsert(
         "INSERT INTO rollouts (project, service, body) VALUES (?1, ?2, ?3)
          ON CONFLICT (project, service) DO UPDATE SET body = excluded.body",
         params![project, service, body],
+    )?;
+    tx.execute(
+        "INSERT INTO rollout_log (project, service, started_at, target_hash, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (project, service, started_at, target_hash) DO UPDATE SET body = excluded.body",
+        params![
+            project,
+            service,
+            rollout.started_at,
+            rollout.target_hash,
+            body
+        ],
     )?;
     Ok(())
 }

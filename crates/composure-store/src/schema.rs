@@ -72,6 +72,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project, service)
     );
     "#,
+    // 3: every rollout, as it last stood, for the history of a service's versions (what
+    // each deploy cost: how it ended, how long the service had no ready replica).
+    r#"
+    CREATE TABLE rollout_log (
+        project     TEXT NOT NULL,
+        service     TEXT NOT NULL,
+        started_at  INTEGER NOT NULL,
+        target_hash TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (project, service, started_at, target_hash)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

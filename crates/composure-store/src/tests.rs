@@ -630,6 +630,26 @@ fn a_project_and_a_rollout_are_put_in_one_revision() {
 }
 
 #[test]
+fn the_rollout_log_keeps_each_rollout_as_it_last_stood() {
+    let (_dir, store) = open();
+    let mut first = rollout("v2");
+    store.put_rollout("shop", "web", &first).unwrap();
+    first.outage.observe(false, 1_500);
+    first.state = composure_core::RolloutState::Completed { at: 2_000 };
+    store.put_rollout("shop", "web", &first).unwrap();
+    let mut second = rollout("v3");
+    second.started_at = 3_000;
+    store.put_rollout("shop", "web", &second).unwrap();
+    store.put_rollout("shop", "db", &rollout("d2")).unwrap();
+    assert_eq!(store.rollout_log("shop", "web").unwrap(), [first, second]);
+    store
+        .put_project("shop", &json!({"services": {}}), &meta())
+        .unwrap();
+    store.delete_project("shop").unwrap();
+    assert_eq!(store.rollout_log("shop", "web").unwrap().len(), 2);
+}
+
+#[test]
 fn a_version_1_database_gains_the_rollouts_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");

@@ -61,6 +61,10 @@ pub fn success(text: &str) -> String {
     }
 }
 
+pub fn warning(text: &str) -> String {
+    paint(&format!("warning: {text}"), Severity::Warning)
+}
+
 pub fn failure(text: &str) -> String {
     if stderr_colour() {
         format!("\x1b[31m✘ {text}\x1b[0m")
@@ -88,7 +92,37 @@ pub fn service_progress(service: &composure_api::ServiceStatusView) -> String {
     if let Some(message) = &service.message {
         line.push_str(&format!(" — {message}"));
     }
+    if service.rollout.as_ref().is_some_and(|r| r.outage_ongoing) {
+        line.push_str(" (no ready replica)");
+    }
     line
+}
+
+/// `1.3 s without a ready replica`, or `no time without a ready replica`.
+pub fn outage(ms: u64) -> String {
+    match ms {
+        0 => "no time without a ready replica".to_string(),
+        ms => format!("{:.1} s without a ready replica", ms as f64 / 1000.0),
+    }
+}
+
+/// How a rollout that `up` followed went: `web: updated 1/1 (stop-first: 1.3 s without a
+/// ready replica)`.
+pub fn rollout_outcome(view: &composure_api::RolloutView) -> String {
+    use composure_api::RolloutKind;
+    let verb = match view.kind {
+        RolloutKind::Update => "updated",
+        RolloutKind::Rollback => "rolled back",
+        RolloutKind::Undo => "undone",
+    };
+    format!(
+        "{}: {verb} {}/{} ({}: {})",
+        view.service,
+        view.updated,
+        view.total,
+        view.order,
+        outage(view.outage_ms)
+    )
 }
 
 #[cfg(test)]
@@ -140,6 +174,16 @@ pub fn rollout_status(view: &composure_api::RolloutView) -> String {
         view.failure_action
     );
     let _ = writeln!(out, "  {}/{} slots updated", view.updated, view.total);
+    let _ = writeln!(
+        out,
+        "  {}{}",
+        outage(view.outage_ms),
+        if view.outage_ongoing {
+            " (none ready now)"
+        } else {
+            ""
+        }
+    );
     if let Some(message) = &view.message {
         let _ = writeln!(out, "  {message}");
     }
@@ -173,7 +217,7 @@ pub fn rollout_history(history: &composure_api::RolloutHistory) -> String {
     use comfy_table::{Table, presets::NOTHING};
     let mut table = Table::new();
     table.load_preset(NOTHING);
-    table.set_header(["", "REVISION", "CREATED", "SPEC", "CHANGES"]);
+    table.set_header(["", "REVISION", "CREATED", "SPEC", "CHANGES", "ROLLOUT"]);
     for revision in &history.revisions {
         table.add_row([
             if revision.current { "*" } else { "" }.to_string(),
@@ -181,6 +225,15 @@ pub fn rollout_history(history: &composure_api::RolloutHistory) -> String {
             format_datetime(revision.created_at),
             revision.spec_hash.clone(),
             revision.changes.join(", "),
+            revision.rollout.as_ref().map_or("-".to_string(), |r| {
+                format!(
+                    "{} {}, {}: {}",
+                    word(&r.kind),
+                    word(&r.state),
+                    r.order,
+                    outage(r.outage_ms)
+                )
+            }),
         ]);
     }
     table.to_string()

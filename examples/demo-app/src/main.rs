@@ -16,6 +16,7 @@ mod net;
 mod probe;
 mod web;
 mod worker;
+mod ws;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,7 +29,7 @@ usage: demo-app <command> [flags]
 
 commands:
   web    [--port 8080] [--db HOST:PORT]    HTTP server: / /healthz /version /crash
-                                           /make-unhealthy
+                                           /make-unhealthy /ws (WebSocket echo)
   kv     [--port 6379] [--data /data]      key-value store over TCP (PING, GET, SET, INCR)
   worker --db HOST:PORT [--interval 2s]    increments the `ticks` counter in the kv store
   probe  http://HOST[:PORT][/PATH] [--timeout 2s]

@@ -7,6 +7,7 @@
 //! | `GET /version` | the `APP_VERSION` environment variable                              |
 //! | `/crash`       | answers, then exits with status 1 (GET or POST)                     |
 //! | `/make-unhealthy` | answers; from then on `/healthz` is 503 while `/` still serves   |
+//! | `GET /ws`      | a WebSocket that echoes every message (426 without the upgrade)     |
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{kv, net};
+use crate::{kv, net, ws};
 
 const MAX_LINE: usize = 8 * 1024;
 const MAX_HEADERS: usize = 100;
@@ -108,6 +109,8 @@ impl App {
                 self.unhealthy.store(true, Ordering::Relaxed);
                 Response::text(200, "unhealthy from now on\n")
             }
+            // An upgrade never gets here (see `serve_connection`).
+            "/ws" => Response::text(426, "a WebSocket upgrade is expected here\n"),
             _ => Response::text(404, "not found\n"),
         }
     }
@@ -167,6 +170,15 @@ fn serve_connection(stream: TcpStream, app: &App) -> io::Result<()> {
                 return response.write_to(&mut writer, false, false);
             }
         };
+        if let (Some(key), "/ws", "GET") = (
+            &request.websocket_key,
+            request.path.as_str(),
+            request.method.as_str(),
+        ) {
+            eprintln!("web: GET /ws -> 101");
+            let buffered = reader.buffer().to_vec();
+            return ws::echo(writer, buffered, key);
+        }
         let response = app.respond(&request);
         if request.path != "/healthz" || response.status != 200 {
             eprintln!(
@@ -192,6 +204,8 @@ struct Request {
     /// The request target without its query string.
     path: String,
     keep_alive: bool,
+    /// `Sec-WebSocket-Key` of a request to upgrade to a WebSocket.
+    websocket_key: Option<String>,
 }
 
 #[derive(Debug)]
@@ -225,6 +239,7 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, RequestErr
     }
     let mut request = parse_request_line(&line)?;
     let mut content_length = 0;
+    let (mut upgrade, mut websocket_key) = (false, None);
     for _ in 0..=MAX_HEADERS {
         if !net::read_line(reader, &mut line, MAX_LINE)? {
             return Err(RequestError::Invalid(400, "incomplete request"));
@@ -232,6 +247,9 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, RequestErr
         let header = line.trim_end();
         if header.is_empty() {
             discard_body(reader, content_length)?;
+            if upgrade {
+                request.websocket_key = websocket_key;
+            }
             return Ok(Some(request));
         }
         let Some((name, value)) = header.split_once(':') else {
@@ -248,6 +266,8 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, RequestErr
                     }
                 }
             }
+            "upgrade" => upgrade = value.eq_ignore_ascii_case("websocket"),
+            "sec-websocket-key" => websocket_key = Some(value.to_owned()),
             "content-length" => {
                 content_length = value
                     .parse()
@@ -281,6 +301,7 @@ fn parse_request_line(line: &str) -> Result<Request, RequestError> {
         method: method.to_owned(),
         path: path.to_owned(),
         keep_alive,
+        websocket_key: None,
     })
 }
 
@@ -343,6 +364,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Content Too Large",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         503 => "Service Unavailable",
@@ -365,6 +387,7 @@ mod tests {
             method: method.to_owned(),
             path: path.to_owned(),
             keep_alive: true,
+            websocket_key: None,
         }
     }
 
@@ -529,6 +552,24 @@ mod tests {
         );
         let second = app.respond(&request("GET", "/"));
         assert!(second.body.contains("hits: 2\n"), "{}", second.body);
+    }
+
+    #[test]
+    fn ws_echoes_messages_and_refuses_a_plain_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || serve(listener, Arc::new(app(None))));
+
+        let stream = net::connect(&addr, Duration::from_secs(5)).unwrap();
+        let (mut socket, _) =
+            tungstenite::client(format!("ws://{addr}/ws").as_str(), stream).unwrap();
+        for text in ["one", "two"] {
+            socket.send(tungstenite::Message::text(text)).unwrap();
+            assert_eq!(socket.read().unwrap().into_text().unwrap().as_str(), text);
+        }
+        socket.close(None).unwrap();
+
+        assert_eq!(app(None).respond(&request("GET", "/ws")).status, 426);
     }
 
     #[test]

@@ -176,6 +176,7 @@ pub fn reconcile_service(
             pass.slot(slot, &history, deps)
         })
         .collect();
+    tracked.observe_outage(spec, tasks, &pass, now);
     tracked.complete_if_done(spec, tasks, &outcomes, &pass, now);
     let status = match tracked.active() {
         Some(rollout) if rollout.is_active() => pass
@@ -266,6 +267,7 @@ impl Tracked {
                 // The spec moved on and nothing is left to roll: that rollout is over.
                 if rollout.is_active() {
                     rollout.state = RolloutState::Superseded { at: now };
+                    rollout.outage.close(now);
                     tracked.changed = true;
                 }
             } else if rollout.is_active() {
@@ -356,8 +358,33 @@ impl Tracked {
             && rollout.watched_until(tasks, now).is_some();
         if settled && !watched {
             rollout.state = RolloutState::Completed { at: now };
+            rollout.outage.close(now);
             self.changed = true;
         }
+    }
+
+    /// Records whether the service keeps a ready replica once this pass's plan is applied
+    /// (the tasks it shuts down or fails serve no more), while a rollout to the spec runs.
+    fn observe_outage(&mut self, spec: &ServiceSpec, tasks: &[Task], pass: &Pass<'_>, now: u64) {
+        let target = self.target.clone();
+        let Some(rollout) = self
+            .rollout
+            .as_mut()
+            .filter(|r| r.target_hash == target && r.is_active())
+        else {
+            return;
+        };
+        if spec.replicas == 0 {
+            return;
+        }
+        let leaving: Vec<&TaskId> = pass
+            .shutdown
+            .iter()
+            .chain(&pass.fail)
+            .map(|(id, _)| id)
+            .collect();
+        let serving = rollout::serving(spec, tasks, &leaving);
+        self.changed |= rollout.outage.observe(serving, now);
     }
 }
 

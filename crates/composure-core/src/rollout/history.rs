@@ -5,6 +5,7 @@ use composure_compose::model::{Service, project_from_json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Rollout;
 use crate::spec::spec_hash;
 
 /// Values longer than this are not printed in a change, only named.
@@ -62,6 +63,23 @@ pub fn service_history<'a>(
         });
     }
     history
+}
+
+/// The latest of `rollouts` (oldest first) that moved the service to version `index` of
+/// `versions`: to its spec hash, from a project revision that had that version.
+pub fn rollout_to<'a>(
+    versions: &[ServiceRevision],
+    index: usize,
+    rollouts: &'a [Rollout],
+) -> Option<&'a Rollout> {
+    let version = versions.get(index)?;
+    let until = versions
+        .get(index + 1)
+        .map_or(u64::MAX, |next| next.revision);
+    rollouts.iter().rev().find(|rollout| {
+        rollout.target_hash == version.spec_hash
+            && (version.revision..until).contains(&rollout.revision)
+    })
 }
 
 /// The typed service `name` of a stored project, as the engine reads it.
@@ -184,6 +202,44 @@ mod tests {
                 "healthcheck added: {\"interval\":\"1s\"}",
             ]
         );
+    }
+
+    #[test]
+    fn a_version_is_matched_with_the_latest_rollout_to_it() {
+        let version = |revision: u64, hash: &str| ServiceRevision {
+            revision,
+            created_at: 0,
+            spec_hash: hash.into(),
+            service: json!({}),
+            changes: Vec::new(),
+        };
+        let versions = [version(1, "a"), version(5, "b"), version(9, "a")];
+        let rollout = |revision: u64, hash: &str, started_at: u64| {
+            let spec = crate::spec::ServiceSpec {
+                name: "web".into(),
+                replicas: 1,
+                restart: crate::restart::RestartPolicy::default(),
+                depends_on: Vec::new(),
+                spec_hash: hash.into(),
+                has_healthcheck: false,
+                stop_grace_ms: 0,
+                healthcheck: None,
+                update: super::super::UpdateConfig::update_default(),
+                rollback: super::super::UpdateConfig::rollback_default(),
+            };
+            let mut rollout = Rollout::begin(&spec, None, started_at);
+            rollout.revision = revision;
+            rollout
+        };
+        let rollouts = [
+            rollout(5, "b", 10),
+            rollout(6, "b", 20),
+            rollout(9, "a", 30),
+        ];
+        assert_eq!(rollout_to(&versions, 0, &rollouts), None);
+        assert_eq!(rollout_to(&versions, 1, &rollouts), Some(&rollouts[1]));
+        assert_eq!(rollout_to(&versions, 2, &rollouts), Some(&rollouts[2]));
+        assert_eq!(rollout_to(&versions, 3, &rollouts), None);
     }
 
     #[test]

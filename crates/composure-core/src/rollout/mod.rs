@@ -32,13 +32,17 @@
 
 mod config;
 mod history;
+mod outage;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use config::{DEFAULT_MONITOR_MS, FailureAction, Order, UpdateConfig};
-pub use history::{ServiceRevision, service_changes, service_history, with_replicas_of};
+pub use history::{
+    ServiceRevision, rollout_to, service_changes, service_history, with_replicas_of,
+};
+pub use outage::{Outage, empties_service, serving};
 
 use crate::reconcile::end_reason;
 use crate::restart::RestartCondition;
@@ -140,6 +144,10 @@ pub struct Rollout {
     /// For a rollback or an undo: what it undoes, and why.
     #[serde(default)]
     pub cause: Option<RolloutCause>,
+    /// The time the service had no ready replica while the rollout ran. A rollback's
+    /// starts with the failed update's: together they are what the deploy cost.
+    #[serde(default)]
+    pub outage: Outage,
 }
 
 impl Rollout {
@@ -158,6 +166,7 @@ impl Rollout {
             ready_at: BTreeMap::new(),
             failures: Vec::new(),
             cause: None,
+            outage: Outage::default(),
         }
     }
 
@@ -190,6 +199,7 @@ impl Rollout {
                 reason,
                 failures: self.failures.clone(),
             }),
+            outage: self.outage.clone(),
             target_hash,
         }
     }
@@ -220,6 +230,7 @@ impl Rollout {
                 reason,
                 failures: Vec::new(),
             }),
+            outage: Outage::default(),
             target_hash,
         }
     }

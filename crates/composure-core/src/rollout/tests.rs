@@ -316,6 +316,96 @@ fn stop_first_stops_the_old_task_before_the_new_one_is_created() {
 }
 
 #[test]
+fn stop_first_of_one_replica_records_the_time_without_a_ready_replica() {
+    let mut world = World::running(spec(
+        1,
+        config(Order::StopFirst, 1, FailureAction::Rollback),
+        true,
+    ));
+    world.change("v2");
+    let stopped_at = world.now;
+    world.pass();
+    let outage = &world.rollout.as_ref().unwrap().outage;
+    assert_eq!(
+        outage.since,
+        Some(stopped_at),
+        "the gap opens as the old task is stopped"
+    );
+    let new = world.live(1, "v2").unwrap();
+    world.now += 700;
+    world.start(&new);
+    world.pass();
+    assert!(
+        world.rollout.as_ref().unwrap().outage.ongoing(),
+        "running is not ready"
+    );
+    world.now += 600;
+    world.ready(&new);
+    world.pass();
+    let outage = &world.rollout.as_ref().unwrap().outage;
+    assert_eq!(
+        (outage.closed_ms, outage.since, outage.gaps),
+        (1_300, None, 1)
+    );
+    world.now += 5_000;
+    world.pass();
+    assert!(matches!(world.state(), RolloutState::Completed { .. }));
+    assert_eq!(
+        world.rollout.as_ref().unwrap().outage.total_ms(world.now),
+        1_300
+    );
+}
+
+#[test]
+fn start_first_never_leaves_the_service_without_a_ready_replica() {
+    let mut world = World::running(spec(
+        1,
+        config(Order::StartFirst, 1, FailureAction::Rollback),
+        true,
+    ));
+    world.change("v2");
+    world.pass();
+    let new = world.live(1, "v2").unwrap();
+    world.now += 500;
+    world.start(&new);
+    world.pass();
+    world.now += 500;
+    world.ready(&new);
+    world.pass();
+    world.now += 5_000;
+    world.pass();
+    let rollout = world.rollout.as_ref().unwrap();
+    assert!(matches!(rollout.state, RolloutState::Completed { .. }));
+    assert_eq!(rollout.outage, Outage::default());
+}
+
+#[test]
+fn a_rollback_carries_the_failed_updates_outage_on() {
+    let mut world = World::running(spec(
+        1,
+        config(Order::StopFirst, 1, FailureAction::Rollback),
+        false,
+    ));
+    world.change("v2");
+    world.pass();
+    let new = world.live(1, "v2").unwrap();
+    world.now += 400;
+    world.crash(&new);
+    world.pass();
+    assert_eq!(world.rollbacks.len(), 1);
+    let failed = world.rollout.clone().unwrap();
+    let back = failed.rollback(
+        "crashed".into(),
+        "v1".into(),
+        UpdateConfig::rollback_default(),
+        1,
+        world.now,
+    );
+    assert_eq!(back.outage, failed.outage);
+    assert!(back.outage.ongoing());
+}
+
+#[test]
 fn parallelism_zero_updates_every_slot_at_once() {
     let mut world = World::running(spec(
         3,

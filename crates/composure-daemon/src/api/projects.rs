@@ -13,6 +13,7 @@ use composure_api::{
 };
 use composure_compose::model::{Project, project_from_json};
 use composure_compose::names::validate_project_name;
+use composure_core::rollout::empties_service;
 use composure_core::spec::{ServiceSpec, service_specs};
 use composure_net::routing::Routing;
 use composure_store::{ProjectMeta, StoredProject};
@@ -91,6 +92,7 @@ pub(super) async fn put(
         return Err(being_removed(&name));
     }
     let changed_services = changed_services(previous.as_ref(), &specs);
+    let warnings = outage_warnings(previous.as_ref(), &specs);
     let unchanged = previous.as_ref().filter(|p| {
         p.spec == spec && p.meta.working_dir == meta.working_dir && p.meta.files == meta.files
     });
@@ -116,6 +118,7 @@ pub(super) async fn put(
     Ok(Json(PutProjectResponse {
         revision,
         changed_services,
+        warnings,
     }))
 }
 
@@ -249,6 +252,34 @@ pub(super) fn canonical(project: &Project) -> Result<serde_json::Value, ApiError
 }
 
 /// Services added, removed, or whose spec hash changed.
+/// A warning for each service whose change rolls out stop-first over every replica at once:
+/// it will have no ready replica until a new task is ready.
+fn outage_warnings(
+    previous: Option<&StoredProject>,
+    specs: &IndexMap<String, ServiceSpec>,
+) -> Vec<String> {
+    let before = previous.map(stored_specs).unwrap_or_default();
+    specs
+        .values()
+        .filter(|spec| {
+            before
+                .get(&spec.name)
+                .is_some_and(|old| old.spec_hash != spec.spec_hash)
+                && empties_service(&spec.update, spec.replicas)
+        })
+        .map(|spec| {
+            format!(
+                "service {}: a stop-first update of {} leaves it without a ready replica until a new one is ready (`deploy.update_config.order: start-first` avoids that)",
+                spec.name,
+                match spec.replicas {
+                    1 => "its only replica".to_string(),
+                    n => format!("all {n} replicas at once"),
+                }
+            )
+        })
+        .collect()
+}
+
 fn changed_services(
     previous: Option<&StoredProject>,
     specs: &IndexMap<String, ServiceSpec>,

@@ -1,5 +1,6 @@
-//! The rollout endpoints: a service's latest rollout, its history of versions, and undo
-//! (back to an earlier version, rolling through the slots like any update).
+//! The rollout endpoints: a service's latest rollout, its history of versions (each with
+//! how the rollout to it went), and undo (back to an earlier version, rolling through the
+//! slots like any update).
 
 use std::sync::Arc;
 
@@ -11,13 +12,15 @@ use composure_api::{
 };
 use composure_compose::model::project_from_json;
 use composure_core::Task;
-use composure_core::rollout::{Rollout, ServiceRevision, service_history, with_replicas_of};
+use composure_core::rollout::{
+    Rollout, ServiceRevision, rollout_to, service_history, with_replicas_of,
+};
 use composure_core::spec::{ServiceSpec, service_spec};
 use composure_store::StoredProject;
 use serde_json::Value;
 
 use super::projects::{being_removed, no_service, stored};
-use super::views::{rollout_view, stored_specs};
+use super::views::{rollout_summary, rollout_view, stored_specs};
 use super::{ApiError, json_body};
 use crate::clock::now_ms;
 use crate::controller::Controllers;
@@ -56,7 +59,9 @@ pub(super) async fn history(
     let project = stored(&shared, &name)?;
     let spec = service_of(&project, &service)?;
     let versions = versions(&shared, &name, &service)?;
+    let rollouts = shared.store.rollout_log(&name, &service)?;
     let current = current_index(&versions, &spec);
+    let now = now_ms();
     let revisions = versions
         .iter()
         .enumerate()
@@ -66,6 +71,8 @@ pub(super) async fn history(
             spec_hash: version.spec_hash.chars().take(SHORT_HASH).collect(),
             current: Some(index) == current,
             changes: version.changes.clone(),
+            rollout: rollout_to(&versions, index, &rollouts)
+                .map(|rollout| rollout_summary(rollout, now)),
         })
         .collect();
     Ok(Json(RolloutHistory { service, revisions }))

@@ -149,17 +149,8 @@ pub(crate) fn rollout_view(
     };
     api::RolloutView {
         service: spec.name.clone(),
-        kind: match rollout.kind {
-            RolloutKind::Update => api::RolloutKind::Update,
-            RolloutKind::Rollback => api::RolloutKind::Rollback,
-            RolloutKind::Undo => api::RolloutKind::Undo,
-        },
-        state: match rollout.state {
-            RolloutState::Updating => api::RolloutState::Updating,
-            RolloutState::Paused { .. } => api::RolloutState::Paused,
-            RolloutState::Completed { .. } => api::RolloutState::Completed,
-            RolloutState::Superseded { .. } => api::RolloutState::Superseded,
-        },
+        kind: rollout_kind(rollout.kind),
+        state: rollout_state(&rollout.state),
         revision: rollout.revision,
         started_at: rollout.started_at,
         finished_at: rollout.finished_at(),
@@ -180,6 +171,39 @@ pub(crate) fn rollout_view(
             reason: cause.reason.clone(),
             failures: cause.failures.iter().map(failure_view).collect(),
         }),
+        outage_ms: rollout.outage.total_ms(now),
+        outage_ongoing: rollout.outage.ongoing(),
+    }
+}
+
+/// How a rollout went, for a service's history.
+pub(crate) fn rollout_summary(rollout: &Rollout, now: u64) -> api::RolloutSummaryView {
+    api::RolloutSummaryView {
+        kind: rollout_kind(rollout.kind),
+        state: rollout_state(&rollout.state),
+        started_at: rollout.started_at,
+        finished_at: rollout.finished_at(),
+        order: rollout.config.order.as_str().to_string(),
+        outage_ms: rollout
+            .outage
+            .total_ms(rollout.finished_at().unwrap_or(now)),
+    }
+}
+
+fn rollout_kind(kind: RolloutKind) -> api::RolloutKind {
+    match kind {
+        RolloutKind::Update => api::RolloutKind::Update,
+        RolloutKind::Rollback => api::RolloutKind::Rollback,
+        RolloutKind::Undo => api::RolloutKind::Undo,
+    }
+}
+
+fn rollout_state(state: &RolloutState) -> api::RolloutState {
+    match state {
+        RolloutState::Updating => api::RolloutState::Updating,
+        RolloutState::Paused { .. } => api::RolloutState::Paused,
+        RolloutState::Completed { .. } => api::RolloutState::Completed,
+        RolloutState::Superseded { .. } => api::RolloutState::Superseded,
     }
 }
 

@@ -63,12 +63,13 @@ impl Controller {
                     "rollout-paused",
                     format!("{} paused: {reason}", rollout.kind.as_str()),
                 )),
-                RolloutState::Completed { .. } => Some((
+                RolloutState::Completed { at } => Some((
                     "rollout-completed",
                     format!(
-                        "{} completed: every slot runs revision {}",
+                        "{} completed: every slot runs revision {}; {}",
                         rollout.kind.as_str(),
-                        rollout.revision
+                        rollout.revision,
+                        outage_words(rollout.outage.total_ms(*at))
                     ),
                 )),
                 RolloutState::Updating | RolloutState::Superseded { .. } => None,
@@ -76,7 +77,26 @@ impl Controller {
         } else {
             None
         };
-        if let Some((kind, message)) = message {
+        let outage_before = before.and_then(|b| b.outage.since);
+        let outage = match (outage_before, rollout.outage.since) {
+            (None, Some(_)) => Some((
+                "no-ready-replica",
+                format!(
+                    "no ready replica ({} {})",
+                    rollout.config.order.as_str(),
+                    rollout.kind.as_str()
+                ),
+            )),
+            (Some(since), None) if rollout.state == RolloutState::Updating => Some((
+                "ready-again",
+                format!(
+                    "a replica is ready again after {:.1} s without one",
+                    work.now.saturating_sub(since) as f64 / 1000.0
+                ),
+            )),
+            _ => None,
+        };
+        for (kind, message) in message.into_iter().chain(outage) {
             self.shared.events.record(NewEvent {
                 project: &self.name,
                 service: Some(service),
@@ -168,6 +188,14 @@ impl Controller {
         });
         work.rollouts.insert(service.to_string(), back);
         Ok(())
+    }
+}
+
+/// `no time without a ready replica`, `1.3 s without a ready replica`.
+fn outage_words(ms: u64) -> String {
+    match ms {
+        0 => "no time without a ready replica".to_string(),
+        ms => format!("{:.1} s without a ready replica", ms as f64 / 1000.0),
     }
 }
 

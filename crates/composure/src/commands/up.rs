@@ -51,6 +51,9 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
             .collect(),
     };
     let response = client.put_project(&name, &body).await?;
+    for warning in &response.warnings {
+        eprintln!("{}", output::warning(warning));
+    }
     if args.detach {
         println!("Project {name} submitted (revision {}).", response.revision);
         return Ok(ExitCode::SUCCESS);
@@ -111,6 +114,14 @@ pub async fn wait_converged(
         }
         match status.status {
             ProjectState::Running if seen => {
+                for rollout in status
+                    .services
+                    .iter()
+                    .filter_map(|s| s.rollout.as_ref())
+                    .filter(|r| r.revision >= revision && r.state == RolloutState::Completed)
+                {
+                    eprintln!("{}", output::success(&output::rollout_outcome(rollout)));
+                }
                 eprintln!(
                     "{}",
                     output::success(&format!("Project {name} is running."))
@@ -189,6 +200,17 @@ async fn report_failed_update(
         "{}",
         output::failure(&format!("service {}: {what}", service.name))
     );
+    if rollout.outage_ms > 0 {
+        eprintln!(
+            "  {}{}",
+            output::outage(rollout.outage_ms),
+            if rollout.outage_ongoing {
+                " so far"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(failure) = failures.last() {
         let short: String = failure.task.chars().take(8).collect();
         eprintln!(

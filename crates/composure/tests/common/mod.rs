@@ -2,6 +2,8 @@
 //! test, projects that clean up after themselves, and waiting on conditions with a deadline.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod load;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

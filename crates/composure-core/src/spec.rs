@@ -155,12 +155,15 @@ fn has_healthcheck(service: &Service) -> bool {
 /// without `deploy.replicas` and `scale`, so that scaling never replaces tasks, nor
 /// `deploy.update_config` and `deploy.rollback_config`, which say how tasks are replaced
 /// and are not part of what runs (as in Swarm, changing them rolls nothing), nor
-/// `x-composure.routes`, which tell the proxy how to reach the tasks. Any other
+/// `x-composure.routes`, which tell the proxy how to reach the tasks, nor the label
+/// [`crate::labels::FRONTED_BY`], which the daemon adds (not the file). Any other
 /// change to the service (image, command, environment, restart policy, ...) changes the hash
 /// and replaces the service's tasks.
 pub fn spec_hash(service: &Service) -> String {
     let mut service = service.clone();
     service.scale = None;
+    // Set by the daemon on a service whose name its VIP holds; not part of the file.
+    service.labels.shift_remove(crate::labels::FRONTED_BY);
     if let Some(deploy) = service.deploy.as_mut() {
         deploy.replicas = None;
         deploy.update_config = None;

@@ -111,7 +111,9 @@ pub(crate) fn fronted_ports(service: &Service) -> Option<Vec<VipPort>> {
 }
 
 /// `project` as the daemon runs it: next to each service that [`fronted_ports`] accepts, a
-/// VIP service holding the service's name (and its network aliases) on its networks.
+/// VIP service holding the service's name (and its network aliases) on its networks. The
+/// fronted service only gains the label [`FRONTED_BY`], which its spec hash leaves out, so
+/// that the hashes of its tasks match the project's stored revisions.
 /// `files` is where each VIP's directory is (`<files>/<service>`).
 pub(crate) fn front(mut project: Project, image: &VipImage, files: &Path) -> Project {
     let mut vips = Vec::new();
@@ -122,10 +124,12 @@ pub(crate) fn front(mut project: Project, image: &VipImage, files: &Path) -> Pro
         }
         let vip = vip_name(name);
         let mut networks = serde_json::Map::new();
-        for (key, def) in &mut service.networks {
+        // The replicas keep their network definitions as written (their spec hash must not
+        // change); the engine leaves the aliases of a fronted service to its VIP.
+        for (key, def) in &service.networks {
             let mut aliases = vec![name.clone()];
             if let Some(def) = def {
-                aliases.append(&mut def.aliases);
+                aliases.extend(def.aliases.iter().cloned());
             }
             networks.insert(key.clone(), serde_json::json!({ "aliases": aliases }));
         }

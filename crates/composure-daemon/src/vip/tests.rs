@@ -112,7 +112,23 @@ fn front_adds_a_vip_that_takes_the_name_and_aliases() {
         web.labels.get(FRONTED_BY).map(String::as_str),
         Some("web.vip")
     );
-    assert!(web.networks["back"].as_ref().unwrap().aliases.is_empty());
+    // The replicas' networks stay as written (the engine drops their aliases), so their
+    // spec hash is the one of the file.
+    assert_eq!(web.networks["back"].as_ref().unwrap().aliases, ["www"]);
+    let specs = |p: &Project| {
+        composure_core::spec::service_specs(p).unwrap()["web"]
+            .spec_hash
+            .clone()
+    };
+    let plain = project(serde_json::json!({
+        "web": {
+            "image": "x", "expose": ["8080"],
+            "networks": {"default": null, "back": {"aliases": ["www"]}},
+            "stop_grace_period": "30s",
+        },
+        "db": {"image": "y", "networks": {"default": null}},
+    }));
+    assert_eq!(specs(&fronted), specs(&plain));
     let vip = &fronted.services["web.vip"];
     assert_eq!(vip.image.as_deref(), Some("composure-vip:abc"));
     assert_eq!(vip.labels.get(VIP_FOR).map(String::as_str), Some("web"));

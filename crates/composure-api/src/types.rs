@@ -124,6 +124,8 @@ pub enum RolloutKind {
     Rollback,
     /// `composure rollout undo`.
     Undo,
+    /// `composure restart`: new replicas of the same spec, rolled like an update.
+    Restart,
 }
 
 /// Where a rollout stands.

@@ -335,6 +335,69 @@ async fn restart_replaces_the_tasks_of_a_service() {
     daemon.stop().await;
 }
 
+/// A restart rolls like an update (start-first by default): at no point does the service
+/// run fewer replicas than it declares, and the rollout says it was a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_rolls_without_going_below_the_declared_replicas() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let old: Vec<String> = current(&status, "web")
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
+    assert_eq!(old.len(), 2);
+
+    let request = RestartRequest {
+        services: vec!["web".into()],
+    };
+    daemon.client.restart("shop", &request).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = daemon.client.project("shop").await.unwrap();
+        let up = (1..=2)
+            .filter(|&slot| running(&status, "web", slot).is_some())
+            .count();
+        assert_eq!(
+            up, 2,
+            "a slot without a running replica: {:#?}",
+            status.tasks
+        );
+        let restarted =
+            (1..=2).all(|slot| running(&status, "web", slot).is_some_and(|t| !old.contains(&t.id)));
+        let gone = !status
+            .tasks
+            .iter()
+            .any(|t| old.contains(&t.id) && t.state == TaskState::Running);
+        if restarted && gone {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restart did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let rollout = wait_rollout(&daemon, "completed").await;
+    assert_eq!(rollout.kind, composure_api::RolloutKind::Restart);
+    daemon.stop().await;
+}
+
+async fn wait_rollout(daemon: &Daemon, state: &str) -> composure_api::RolloutView {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rollout = daemon.client.rollout("shop", "web").await.unwrap();
+        if format!("{:?}", rollout.state).eq_ignore_ascii_case(state) {
+            return rollout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rollout not {state}: {rollout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_leaves_nothing_behind() {
     let daemon = Daemon::start().await;

@@ -114,6 +114,7 @@ pub fn rollout_outcome(view: &composure_api::RolloutView) -> String {
         RolloutKind::Update => "updated",
         RolloutKind::Rollback => "rolled back",
         RolloutKind::Undo => "undone",
+        RolloutKind::Restart => "restarted",
     };
     format!(
         "{}: {verb} {}/{} ({}: {})",
@@ -146,6 +147,7 @@ pub fn rollout_status(view: &composure_api::RolloutView) -> String {
         RolloutKind::Update => format!("update to revision {}", view.revision),
         RolloutKind::Rollback => format!("rollback (revision {})", view.revision),
         RolloutKind::Undo => format!("undo (revision {})", view.revision),
+        RolloutKind::Restart => format!("restart (revision {})", view.revision),
     };
     let state = match view.state {
         RolloutState::Updating => "in progress",

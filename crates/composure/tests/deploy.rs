@@ -341,3 +341,36 @@ services:
     assert!(!chat.status.success(), "chat itself was not rolled out");
     socket.close(None).unwrap();
 }
+
+/// `composure restart` rolls like an update: new replicas of the same spec replace the old
+/// ones slot by slot, and clients see no failed request.
+#[test]
+fn a_restart_under_load_fails_no_request() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let port = free_port();
+    let p = Project::new(
+        "restart",
+        &daemon,
+        &web(port, 3, "v1", HEALTHY, "start-first"),
+    );
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_serving(port, "v1");
+    let old = p.containers_of("web");
+    assert_eq!(old.len(), 3);
+
+    let load = Load::start(port, "/version", CLIENTS);
+    std::thread::sleep(Duration::from_millis(500));
+    p.ok(&["restart", "web"]);
+    wait_for("the restart to complete", LONG, || {
+        let status = json(&p, &["rollout", "status", "web", "--format", "json"]);
+        (status["kind"] == "restart" && status["state"] == "completed").then_some(())
+    });
+    wait_for("the old replicas to go", LONG, || {
+        let now = p.containers_of("web");
+        (now.len() == 3 && now.iter().all(|c| !old.contains(c))).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = load.stop();
+    assert_no_failure(&seen, &daemon);
+}

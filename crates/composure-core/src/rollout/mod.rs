@@ -59,6 +59,8 @@ pub enum RolloutKind {
     Rollback,
     /// Someone asked to go back to an earlier revision (`composure rollout undo`).
     Undo,
+    /// Someone asked for new replicas of the same spec (`composure restart`).
+    Restart,
 }
 
 impl RolloutKind {
@@ -67,6 +69,7 @@ impl RolloutKind {
             RolloutKind::Update => "update",
             RolloutKind::Rollback => "rollback",
             RolloutKind::Undo => "undo",
+            RolloutKind::Restart => "restart",
         }
     }
 }
@@ -232,6 +235,20 @@ impl Rollout {
             }),
             outage: Outage::default(),
             target_hash,
+        }
+    }
+
+    /// The rollout that replaces the running replicas of `spec`'s service with new ones of
+    /// the same spec, slot by slot with its `update_config` (`composure restart`). The
+    /// replicas to replace are those whose task carries [`restart_mark`] of the hash. There
+    /// is no earlier version to roll back to: a failure pauses it, and the replicas not
+    /// restarted yet keep serving.
+    pub fn restart(spec: &ServiceSpec, revision: u64, now: u64) -> Rollout {
+        Rollout {
+            kind: RolloutKind::Restart,
+            revision,
+            previous_hash: None,
+            ..Rollout::begin(spec, None, now)
         }
     }
 
@@ -426,6 +443,12 @@ pub fn begin_if_needed(
         .filter(|hash| *hash != spec.spec_hash)
         .or_else(|| most_common_hash(&stale));
     Some(Rollout::begin(spec, previous, now))
+}
+
+/// The spec hash a task to restart carries: not the service's hash, so the service's rollout
+/// replaces it like the task of an older spec.
+pub fn restart_mark(spec_hash: &str) -> String {
+    format!("restart:{spec_hash}")
 }
 
 /// The hash most of `tasks` run (live ones first), the newest on a tie.

@@ -195,6 +195,7 @@ fn rollout_kind(kind: RolloutKind) -> api::RolloutKind {
         RolloutKind::Update => api::RolloutKind::Update,
         RolloutKind::Rollback => api::RolloutKind::Rollback,
         RolloutKind::Undo => api::RolloutKind::Undo,
+        RolloutKind::Restart => api::RolloutKind::Restart,
     }
 }
 

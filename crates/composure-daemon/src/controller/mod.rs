@@ -263,7 +263,10 @@ impl Controller {
         match command {
             Command::Wake => {}
             Command::Restart { services, reply } => {
-                let _ = reply.send(self.restart(&services).map_err(|err| err.to_string()));
+                let _ = reply.send(
+                    self.restart(&services)
+                        .map_err(|err| crate::error::chain(&err)),
+                );
             }
         }
     }

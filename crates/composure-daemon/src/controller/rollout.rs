@@ -134,6 +134,15 @@ impl Controller {
         if stored.removing.is_some() || stored.revision != work.revision {
             return Ok(());
         }
+        if failed.kind == RolloutKind::Restart {
+            failed.state = RolloutState::Paused {
+                reason: format!(
+                    "{reason} (a restart has no earlier version to roll back to; the replicas \
+                     not restarted yet keep serving)"
+                ),
+            };
+            return self.store_rollout(work, service, failed);
+        }
         let previous = match (&failed.previous_service, &failed.previous_hash) {
             (Some(previous), _) => Some(previous.clone()),
             (None, Some(hash)) => service_version(&shared.store, &self.name, service, hash)?,

@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use composure_compose::model::project_from_json;
+use composure_core::rollout::{Rollout, restart_mark};
+use composure_core::spec::service_specs;
 use composure_core::{DesiredState, Task, TaskState, labels};
 use composure_runtime::{ContainerInfo, ContainerSpec, ContainerStatus, RuntimeError};
 use composure_store::StoreError;
@@ -294,30 +297,72 @@ impl Controller {
         runtime.remove(&container.id).await
     }
 
-    /// Marks the tasks of `services` (all when empty) shut down; the next pass stops them
-    /// and the reconciler gives each slot a new task.
-    pub(super) fn restart(&mut self, services: &[String]) -> Result<(), StoreError> {
+    /// Restarts `services` (all when empty) the way an update rolls: their running tasks are
+    /// marked (their spec hash becomes [`restart_mark`] of it) and a restart rollout is
+    /// stored, so the next passes replace them slot by slot with the service's
+    /// `update_config` (start-first by default): the service keeps serving throughout.
+    /// A service already being updated is left to its update, which replaces its tasks
+    /// anyway.
+    pub(super) fn restart(&mut self, services: &[String]) -> Result<(), PassError> {
+        let Some(stored) = self.shared.store.project(&self.name)? else {
+            return Ok(());
+        };
+        let project = self
+            .shared
+            .vips
+            .front(&self.name, project_from_json(stored.spec.clone())?);
+        let specs = service_specs(&project)?;
         let mut tasks = self.shared.store.tasks(&self.name)?;
-        let restarted: Vec<Task> = tasks
-            .iter_mut()
-            .filter(|t| {
-                t.desired == DesiredState::Running
-                    && (services.is_empty() || services.contains(&t.service))
-            })
-            .map(|task| {
-                task.desired = DesiredState::Shutdown;
-                task.error
-                    .get_or_insert_with(|| "restarted on request".to_string());
-                task.clone()
-            })
-            .collect();
-        self.shared.store.put_tasks(&restarted)?;
-        for task in &restarted {
-            self.shared.events.record(NewEvent::task(
-                task,
-                "restarting",
-                "restart requested".to_string(),
-            ));
+        let now = now_ms();
+        for (name, spec) in &specs {
+            if !services.is_empty() && !services.contains(name) {
+                continue;
+            }
+            let updating = self
+                .shared
+                .store
+                .rollout(&self.name, name)?
+                .is_some_and(|r| r.is_active() && r.target_hash == spec.spec_hash)
+                && tasks
+                    .iter()
+                    .any(|t| t.service == *name && t.spec_hash != spec.spec_hash);
+            if updating {
+                continue;
+            }
+            let marked: Vec<Task> = tasks
+                .iter_mut()
+                .filter(|t| {
+                    t.service == *name
+                        && t.desired == DesiredState::Running
+                        && t.spec_hash == spec.spec_hash
+                })
+                .map(|task| {
+                    task.spec_hash = restart_mark(&spec.spec_hash);
+                    task.clone()
+                })
+                .collect();
+            if marked.is_empty() {
+                continue;
+            }
+            let rollout = Rollout::restart(spec, stored.revision, now);
+            self.shared.store.put_tasks(&marked)?;
+            self.shared.store.put_rollout(&self.name, name, &rollout)?;
+            self.shared.events.record(NewEvent {
+                service: Some(name),
+                ..NewEvent::project(
+                    &self.name,
+                    "rollout",
+                    format!(
+                        "restart requested: {} replica(s), {}, {} at a time",
+                        marked.len(),
+                        spec.update.order.as_str(),
+                        match spec.update.parallelism {
+                            0 => "all".to_string(),
+                            n => n.to_string(),
+                        }
+                    ),
+                )
+            });
         }
         Ok(())
     }

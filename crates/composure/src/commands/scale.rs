@@ -25,7 +25,11 @@ pub async fn restart(global: &GlobalArgs, args: &RestartArgs) -> anyhow::Result<
         services: args.services.clone(),
     };
     let response = client::client(global)?.restart(&name, &request).await?;
-    println!("Restarting (revision {}).", response.revision);
+    println!(
+        "Restarting slot by slot, as an update rolls (revision {}); follow it with \
+         `composure rollout status SERVICE`.",
+        response.revision
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -159,7 +159,7 @@ fn failed_update(rollout: &RolloutView, revision: u64) -> bool {
                 .is_some_and(|c| c.revision >= revision)
                 && rollout.state != RolloutState::Updating
         }
-        RolloutKind::Update | RolloutKind::Undo => {
+        RolloutKind::Update | RolloutKind::Undo | RolloutKind::Restart => {
             rollout.revision >= revision && rollout.state == RolloutState::Paused
         }
     }
@@ -226,6 +226,7 @@ fn word(kind: RolloutKind) -> &'static str {
         RolloutKind::Update => "update",
         RolloutKind::Rollback => "rollback",
         RolloutKind::Undo => "undo",
+        RolloutKind::Restart => "restart",
     }
 }
 

@@ -50,7 +50,7 @@ pub struct Dependency {
     pub condition: Condition,
     /// A missing optional dependency is ignored.
     pub required: bool,
-    /// Restart this service when the dependency is updated (not acted on yet).
+    /// Restart this service (rolled in like an update) once the dependency has been updated.
     pub restart: bool,
 }
 

@@ -830,3 +830,56 @@ async fn a_transient_create_failure_is_retried_without_failing_the_task() {
     assert_eq!(status.tasks[0].restarts, 0);
     daemon.stop().await;
 }
+
+/// `depends_on: {db: {restart: true}}`: once `db` is updated, `web` is restarted (rolled in
+/// like an update); `worker`, which depends on `db` without `restart`, keeps its tasks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_updated_restarts_the_services_that_ask_for_it() {
+    let yaml = |version: &str| {
+        format!(
+            "
+services:
+  db:
+    image: demo
+    environment:
+      VERSION: \"{version}\"
+  web:
+    image: demo
+    deploy:
+      replicas: 2
+    depends_on:
+      db: {{condition: service_started, restart: true}}
+  worker:
+    image: demo
+    depends_on:
+      db: {{condition: service_started}}
+"
+        )
+    };
+    let daemon = Daemon::start().await;
+    daemon.up("shop", &yaml("1")).await;
+    let status = daemon.wait_running("shop").await;
+    let ids = |status: &composure_api::ProjectStatus, service: &str| -> Vec<String> {
+        current(status, service)
+            .iter()
+            .map(|t| t.id.clone())
+            .collect()
+    };
+    let (web, worker) = (ids(&status, "web"), ids(&status, "worker"));
+
+    daemon.up("shop", &yaml("2")).await;
+    let status = daemon
+        .wait_status("shop", "web restarted after db's update", |s| {
+            (1..=2).all(|slot| running(s, "web", slot).is_some_and(|t| !web.contains(&t.id)))
+                && current(s, "web").len() == 2
+        })
+        .await;
+    assert_eq!(
+        ids(&status, "worker"),
+        worker,
+        "worker did not ask to be restarted"
+    );
+    let rollout = daemon.client.rollout("shop", "web").await.unwrap();
+    assert_eq!(rollout.kind, composure_api::RolloutKind::Restart);
+    daemon.stop().await;
+}

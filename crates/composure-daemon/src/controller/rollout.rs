@@ -106,7 +106,40 @@ impl Controller {
                 message,
             });
         }
+        let completed = matches!(rollout.state, RolloutState::Completed { .. })
+            && !matches!(state_before, Some(RolloutState::Completed { .. }));
         work.rollouts.insert(service.to_string(), rollout);
+        if completed {
+            self.restart_dependents(work, service)?;
+        }
+        Ok(())
+    }
+
+    /// `depends_on: {<service>: {restart: true}}`: once `service` has been updated (or
+    /// restarted, rolled back, undone), the services that ask for it are restarted, rolled
+    /// in like an update. A service that is being updated itself is left to its update.
+    fn restart_dependents(&mut self, work: &mut Work, service: &str) -> Result<(), PassError> {
+        let dependents: Vec<_> = work
+            .specs
+            .values()
+            .filter(|s| {
+                s.depends_on
+                    .iter()
+                    .any(|d| d.service == service && d.restart)
+            })
+            .cloned()
+            .collect();
+        for spec in dependents {
+            let why = format!("`{service}`, which it depends on with `restart: true`, was updated");
+            let current = work.rollouts.get(&spec.name).cloned();
+            let mut tasks = std::mem::take(&mut work.tasks);
+            let marked =
+                self.mark_restart(&mut tasks, &spec, current.as_ref(), work.revision, &why);
+            work.tasks = tasks;
+            if let Some(rollout) = marked? {
+                self.store_rollout(work, &spec.name, rollout)?;
+            }
+        }
         Ok(())
     }
 

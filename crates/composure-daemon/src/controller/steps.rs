@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use composure_compose::model::project_from_json;
 use composure_core::rollout::{Rollout, restart_mark};
-use composure_core::spec::service_specs;
+use composure_core::spec::{ServiceSpec, service_specs};
 use composure_core::{DesiredState, Task, TaskState, labels};
 use composure_runtime::{ContainerInfo, ContainerSpec, ContainerStatus, RuntimeError};
 use composure_store::StoreError;
@@ -297,10 +297,7 @@ impl Controller {
         runtime.remove(&container.id).await
     }
 
-    /// Restarts `services` (all when empty) the way an update rolls: their running tasks are
-    /// marked (their spec hash becomes [`restart_mark`] of it) and a restart rollout is
-    /// stored, so the next passes replace them slot by slot with the service's
-    /// `update_config` (start-first by default): the service keeps serving throughout.
+    /// Restarts `services` (all when empty) the way an update rolls (see [`Self::mark_restart`]).
     /// A service already being updated is left to its update, which replaces its tasks
     /// anyway.
     pub(super) fn restart(&mut self, services: &[String]) -> Result<(), PassError> {
@@ -313,58 +310,78 @@ impl Controller {
             .front(&self.name, project_from_json(stored.spec.clone())?);
         let specs = service_specs(&project)?;
         let mut tasks = self.shared.store.tasks(&self.name)?;
-        let now = now_ms();
         for (name, spec) in &specs {
             if !services.is_empty() && !services.contains(name) {
                 continue;
             }
-            let updating = self
-                .shared
-                .store
-                .rollout(&self.name, name)?
-                .is_some_and(|r| r.is_active() && r.target_hash == spec.spec_hash)
-                && tasks
-                    .iter()
-                    .any(|t| t.service == *name && t.spec_hash != spec.spec_hash);
-            if updating {
-                continue;
+            let current = self.shared.store.rollout(&self.name, name)?;
+            if let Some(rollout) = self.mark_restart(
+                &mut tasks,
+                spec,
+                current.as_ref(),
+                stored.revision,
+                "restart requested",
+            )? {
+                self.shared.store.put_rollout(&self.name, name, &rollout)?;
             }
-            let marked: Vec<Task> = tasks
-                .iter_mut()
-                .filter(|t| {
-                    t.service == *name
-                        && t.desired == DesiredState::Running
-                        && t.spec_hash == spec.spec_hash
-                })
-                .map(|task| {
-                    task.spec_hash = restart_mark(&spec.spec_hash);
-                    task.clone()
-                })
-                .collect();
-            if marked.is_empty() {
-                continue;
-            }
-            let rollout = Rollout::restart(spec, stored.revision, now);
-            self.shared.store.put_tasks(&marked)?;
-            self.shared.store.put_rollout(&self.name, name, &rollout)?;
-            self.shared.events.record(NewEvent {
-                service: Some(name),
-                ..NewEvent::project(
-                    &self.name,
-                    "rollout",
-                    format!(
-                        "restart requested: {} replica(s), {}, {} at a time",
-                        marked.len(),
-                        spec.update.order.as_str(),
-                        match spec.update.parallelism {
-                            0 => "all".to_string(),
-                            n => n.to_string(),
-                        }
-                    ),
-                )
-            });
         }
         Ok(())
+    }
+
+    /// Marks the running tasks of `spec`'s service for a restart (their spec hash becomes
+    /// [`restart_mark`] of it) and returns the restart rollout to store: the next passes
+    /// replace them slot by slot with the service's `update_config` (start-first by
+    /// default), so the service keeps serving. `None` if there is nothing to restart, or an
+    /// update is under way (it replaces the tasks anyway).
+    pub(super) fn mark_restart(
+        &self,
+        tasks: &mut [Task],
+        spec: &ServiceSpec,
+        current: Option<&Rollout>,
+        revision: u64,
+        why: &str,
+    ) -> Result<Option<Rollout>, PassError> {
+        let name = &spec.name;
+        let updating = current.is_some_and(|r| r.is_active() && r.target_hash == spec.spec_hash)
+            && tasks
+                .iter()
+                .any(|t| t.service == *name && t.spec_hash != spec.spec_hash);
+        if updating {
+            return Ok(None);
+        }
+        let marked: Vec<Task> = tasks
+            .iter_mut()
+            .filter(|t| {
+                t.service == *name
+                    && t.desired == DesiredState::Running
+                    && t.spec_hash == spec.spec_hash
+            })
+            .map(|task| {
+                task.spec_hash = restart_mark(&spec.spec_hash);
+                task.clone()
+            })
+            .collect();
+        if marked.is_empty() {
+            return Ok(None);
+        }
+        self.shared.store.put_tasks(&marked)?;
+        self.shared.events.record(NewEvent {
+            service: Some(name),
+            ..NewEvent::project(
+                &self.name,
+                "rollout",
+                format!(
+                    "{why}: restarting {} replica(s), {}, {} at a time",
+                    marked.len(),
+                    spec.update.order.as_str(),
+                    match spec.update.parallelism {
+                        0 => "all".to_string(),
+                        n => n.to_string(),
+                    }
+                ),
+            )
+        });
+        Ok(Some(Rollout::restart(spec, revision, now_ms())))
     }
 }
 

@@ -504,6 +504,10 @@ pub struct Progress {
     /// Slots of the service.
     pub total: u32,
     pub slots: Vec<SlotProgress>,
+    /// Slots whose old replica is out of the proxies and finishing what it has in flight
+    /// before it is stopped.
+    #[serde(default)]
+    pub draining: Vec<u32>,
 }
 
 impl Progress {
@@ -538,6 +542,17 @@ impl Progress {
                 rollout.config.monitor_ms.div_ceil(1_000)
             ));
         }
+        match self.draining.as_slice() {
+            [] => {}
+            [slot] => text.push_str(&format!("; draining the old replica of slot {slot}")),
+            slots => {
+                let list: Vec<String> = slots.iter().map(u32::to_string).collect();
+                text.push_str(&format!(
+                    "; draining the old replicas of slots {}",
+                    list.join(", ")
+                ));
+            }
+        }
         text
     }
 }
@@ -551,9 +566,21 @@ pub fn progress(spec: &ServiceSpec, tasks: &[Task], rollout: &Rollout, now: u64)
         .iter()
         .filter(|s| matches!(s.state, SlotState::Updated | SlotState::Monitoring { .. }))
         .count();
+    // An old task told to shut down whose container still runs: withdrawn, draining.
+    let draining = (1..=spec.replicas)
+        .filter(|&slot| {
+            tasks.iter().any(|t| {
+                t.slot == slot
+                    && t.desired == DesiredState::Shutdown
+                    && t.state == TaskState::Running
+                    && t.spec_hash != rollout.target_hash
+            })
+        })
+        .collect();
     Progress {
         updated: u32::try_from(updated).unwrap_or(u32::MAX),
         total: spec.replicas,
+        draining,
         slots,
     }
 }

@@ -743,3 +743,35 @@ fn no_stale_task_means_no_rollout() {
 fn ids(list: &[(TaskId, String)]) -> Vec<&str> {
     list.iter().map(|(id, _)| id.0.as_str()).collect()
 }
+
+#[test]
+fn progress_tells_which_old_replicas_are_draining() {
+    let mut world = World::running(spec(
+        2,
+        config(Order::StartFirst, 1, FailureAction::Rollback),
+        true,
+    ));
+    let old1 = world.live(1, "v1").unwrap();
+    world.change("v2");
+    world.pass();
+    let new1 = world.live(1, "v2").unwrap();
+    world.ready(&new1);
+    world.pass();
+    // The daemon withdraws the old task and drains it before its container stops: it is
+    // told to shut down but still runs.
+    world.task(&old1).state = TaskState::Running;
+    let rollout = world.rollout.clone().unwrap();
+    let during = progress(&world.spec, &world.tasks, &rollout, world.now);
+    assert_eq!(during.draining, [1]);
+    assert!(
+        during
+            .summary(&rollout)
+            .ends_with("; draining the old replica of slot 1"),
+        "{}",
+        during.summary(&rollout)
+    );
+    // Once stopped it is no longer draining.
+    world.task(&old1).state = TaskState::Shutdown;
+    let after = progress(&world.spec, &world.tasks, &rollout, world.now);
+    assert!(after.draining.is_empty());
+}

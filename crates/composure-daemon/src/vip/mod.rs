@@ -296,16 +296,15 @@ impl Vips {
                 tracing::warn!(service, error = %e, "cannot withdraw a replica from its VIP");
                 return;
             }
-            let previous = old.generation;
             written.insert((name.to_string(), service.to_string()), config.clone());
-            (config, previous)
+            config
         };
-        let (config, previous) = config;
         let dir = self.dir(name, service);
-        // Only a VIP that served the previous config is alive to apply this one.
-        let alive =
-            read_json::<VipStatus>(&dir, STATUS_FILE).is_some_and(|s| s.generation >= previous);
-        if !alive {
+        // A VIP that has never reported is not running yet: nothing to wait for. One that
+        // has may be a generation or two behind (the config that added the replacement
+        // was written a moment ago): wait until it serves this one, within the timeout in
+        // case it died since.
+        if read_json::<VipStatus>(&dir, STATUS_FILE).is_none() {
             return;
         }
         let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;

@@ -310,3 +310,52 @@ fn the_interpreter_of_this_test_binary_is_found() {
     assert!(Path::new(&interp).exists(), "{interp}");
     assert_eq!(interpreter(b"not an elf file"), None);
 }
+
+#[tokio::test]
+async fn withdraw_waits_for_a_vip_that_is_behind_to_serve_the_withdrawal() {
+    let dir = tempfile::tempdir().unwrap();
+    let vips = std::sync::Arc::new(Vips::new(dir.path().to_path_buf(), Some(image())));
+    let p = vips.front(
+        "shop",
+        project(serde_json::json!({
+            "web": {"image": "x", "expose": ["8080"], "networks": {"back": null}},
+        })),
+    );
+    let tasks = [
+        task("t1", "web", Health::None, "c1"),
+        task("t2", "web", Health::None, "c2"),
+    ];
+    let containers = [
+        container("c1", &[("shop_back", "172.20.0.2")]),
+        container("c2", &[("shop_back", "172.20.0.3")]),
+    ];
+    assert!(vips.sync("shop", &p, &tasks, &containers).is_empty());
+    let web_dir = dir.path().join("shop/web");
+    let first: VipConfig = read_json(&web_dir, CONFIG_FILE).unwrap();
+    // The VIP runs but serves an older config than the one just written.
+    let behind = VipStatus {
+        generation: first.generation - 1,
+        active: Default::default(),
+    };
+    write_json(&web_dir, STATUS_FILE, &behind).unwrap();
+
+    let withdrawing = {
+        let vips = vips.clone();
+        tokio::spawn(async move { vips.withdraw("shop", "web", &TaskId("t1".into())).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        !withdrawing.is_finished(),
+        "withdraw returned before the VIP served it"
+    );
+    let wanted: VipConfig = read_json(&web_dir, CONFIG_FILE).unwrap();
+    let caught_up = VipStatus {
+        generation: wanted.generation,
+        active: Default::default(),
+    };
+    write_json(&web_dir, STATUS_FILE, &caught_up).unwrap();
+    tokio::time::timeout(Duration::from_secs(1), withdrawing)
+        .await
+        .expect("withdraw returns once the VIP serves the withdrawal")
+        .unwrap();
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::load::Load;
 use common::{Daemon, Project, ensure_image, free_port, http_get, wait_for};
 
 fn web(port: u16, replicas: u32, app_protocol: &str) -> String {
@@ -149,22 +150,7 @@ services:
     });
     let old = p.containers_of("web");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let client = {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        std::thread::spawn(move || {
-            for _ in 0..20_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match http_get(port, "/version") {
-                    Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        })
-    };
+    let load = Load::start(port, "/version", 2);
     std::fs::write(
         p.dir.path().join("compose.yaml"),
         compose(3).replace("IMAGE", common::IMAGE),
@@ -175,12 +161,12 @@ services:
         let now = p.containers_of("web");
         (now.len() == 1 && now != old).then_some(())
     });
-    stop.store(true, Ordering::Relaxed);
-    client.join().unwrap();
-    assert!(ok.load(Ordering::Relaxed) > 0);
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "requests failed while the new replica was not listening yet"
-    );
+    for (kind, seen) in load.stop() {
+        assert!(seen.answers > 0, "{kind:?} clients got no answer");
+        assert!(
+            seen.failures.is_empty(),
+            "{kind:?} clients saw failures while the new replica was not listening yet: {:?}",
+            &seen.failures[..seen.failures.len().min(5)]
+        );
+    }
 }

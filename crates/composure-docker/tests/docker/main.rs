@@ -227,8 +227,14 @@ services:
     let rt = runtime(dir.path()).await;
     let mut rx = live_events(&rt, &project, "web").await;
     let id = run(&rt, &project, "web", 1).await;
-    wait_container(&rt, &id, "web to run", |i| {
-        i.status == ContainerStatus::Running
+    // Running is not enough: until demo-app has installed its handler, SIGTERM to PID 1
+    // is ignored (a loaded machine stretches that moment). It has once it listens.
+    eventually("web's start-up line", Duration::from_secs(30), || async {
+        let lines: Vec<_> = rt.logs(&id, false, None).collect().await;
+        lines
+            .into_iter()
+            .filter_map(Result::ok)
+            .find(|l| l.text.contains("listening on port"))
     })
     .await;
 

@@ -1,6 +1,6 @@
-//! Ingress: the daemon's proxy owns every published TCP port and every address that
-//! `x-composure` routes name, so that the replicas of a service share it and only ready
-//! replicas get traffic.
+//! Ingress: the daemon's proxy owns every single published port (TCP or UDP) and every
+//! address that `x-composure` routes name, so that the replicas of a service share it and
+//! only ready replicas get traffic.
 //!
 //! After each reconcile pass the controller calls [`Ingress::sync`] with the project and its
 //! tasks: listeners are opened for new published ports and routed addresses (see
@@ -9,10 +9,10 @@
 //! (task, container address, target port) is sent to the proxy. Before a task is stopped
 //! the controller calls [`Ingress::withdraw`] then [`Ingress::drain`]: the replica gets no
 //! new connection or request, and what it has in flight may finish (up to its stop grace)
-//! before the stop signal.
+//! before the stop signal (for UDP, a session counts as in flight until it goes idle).
 //!
-//! Only TCP ports are proxied; UDP ports and port ranges stay with the engine, which
-//! publishes them itself (see [`runtime_project`]).
+//! Port ranges (and SCTP ports) stay with the engine, which publishes them itself (see
+//! [`runtime_project`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,7 +23,7 @@ use composure_compose::model::{Port, Project};
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState};
 use composure_net::{
     Endpoint, Endpoints, Listener, ListenerConfig, NetError, Protocol, RouteConfig, Router,
-    RouterHandle, Upstream, UpstreamConfig, Workers,
+    RouterHandle, Transport, Upstream, UpstreamConfig, Workers,
 };
 use composure_runtime::ContainerInfo;
 use tokio::sync::watch;
@@ -31,8 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::listeners;
 
-/// One service port behind the proxy: (project, service, target port).
+/// One service port behind the proxy: (project, service, target port). A TCP and a UDP
+/// port with the same target share it: the same replicas, drained together.
 type UpstreamKey = (String, String, u16);
+/// What a listener binds: a TCP and a UDP listener may share an address.
+type SocketKey = (Transport, SocketAddr);
 
 #[derive(Debug, Default)]
 pub(crate) struct Ingress {
@@ -52,7 +55,7 @@ fn proxy_threads() -> usize {
 #[derive(Debug, Default)]
 struct State {
     upstreams: HashMap<UpstreamKey, UpstreamEntry>,
-    listeners: HashMap<SocketAddr, ListenerEntry>,
+    listeners: HashMap<SocketKey, ListenerEntry>,
 }
 
 impl State {
@@ -83,7 +86,7 @@ impl State {
     }
 
     /// Stops and forgets the listeners for which `close` says so.
-    fn close_listeners(&mut self, close: impl Fn(&SocketAddr, &ListenerEntry) -> bool) {
+    fn close_listeners(&mut self, close: impl Fn(&SocketKey, &ListenerEntry) -> bool) {
         self.listeners.retain(|addr, l| {
             let closing = close(addr, l);
             if closing {
@@ -104,7 +107,7 @@ struct UpstreamEntry {
 struct ListenerEntry {
     project: String,
     config: ListenerConfig,
-    /// Replaces the routes of an HTTP listener in place; `None` for TCP.
+    /// Replaces the routes of an HTTP listener in place; `None` for TCP and UDP.
     router: Option<RouterHandle>,
     stop: CancellationToken,
 }
@@ -152,7 +155,7 @@ async fn bind(
     }
 }
 
-/// A published port the proxy serves.
+/// A single published port the proxy serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ProxiedPort {
     pub service: String,
@@ -161,9 +164,10 @@ pub(crate) struct ProxiedPort {
     pub protocol: Protocol,
 }
 
-/// Whether the proxy (rather than the engine) publishes this port: a single TCP port.
+/// Whether the proxy (rather than the engine) publishes this port: a single TCP or UDP
+/// port.
 pub(crate) fn is_proxied(port: &Port) -> bool {
-    port.protocol.eq_ignore_ascii_case("tcp")
+    (port.protocol.eq_ignore_ascii_case("tcp") || port.protocol.eq_ignore_ascii_case("udp"))
         && port
             .published
             .as_deref()
@@ -274,10 +278,13 @@ impl Ingress {
                 }
             }
             for want in wanted.iter() {
-                match state.listeners.get(&want.config.addr) {
+                match state.listeners.get(&want.config.socket()) {
                     Some(l) if l.project != name => errors.push(format!(
-                        "{}: {} is already published by project `{}`",
-                        want.owner, want.config.addr, l.project
+                        "{}: {} ({}) is already published by project `{}`",
+                        want.owner,
+                        want.config.addr,
+                        want.config.protocol.transport(),
+                        l.project
                     )),
                     Some(l) if l.config == want.config => {}
                     Some(l)
@@ -289,8 +296,8 @@ impl Ingress {
                 }
             }
             // Close what the project no longer asks for.
-            let addrs: Vec<SocketAddr> = wanted.iter().map(|w| w.config.addr).collect();
-            state.close_listeners(|addr, l| l.project == name && !addrs.contains(addr));
+            let sockets: Vec<SocketKey> = wanted.iter().map(|w| w.config.socket()).collect();
+            state.close_listeners(|socket, l| l.project == name && !sockets.contains(socket));
             let mut live: Vec<UpstreamKey> = state
                 .listeners
                 .values()
@@ -326,7 +333,7 @@ impl Ingress {
     fn reroute(&self, name: &str, config: &ListenerConfig) -> Result<(), NetError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let Some(entry) = state.listeners.get_mut(&config.addr) else {
+        let Some(entry) = state.listeners.get_mut(&config.socket()) else {
             return Ok(());
         };
         let Some(handle) = &entry.router else {
@@ -346,7 +353,7 @@ impl Ingress {
     /// Binds a listener (in place of the project's old one on that address) and serves it
     /// on the proxy's threads.
     async fn open(&self, name: &str, config: &ListenerConfig) -> Result<(), NetError> {
-        let replaced = match self.lock().listeners.remove(&config.addr) {
+        let replaced = match self.lock().listeners.remove(&config.socket()) {
             Some(old) => {
                 old.stop.cancel();
                 true
@@ -388,7 +395,7 @@ impl Ingress {
             }
         });
         self.lock().listeners.insert(
-            config.addr,
+            config.socket(),
             ListenerEntry {
                 project: name.to_string(),
                 config: config.clone(),
@@ -448,5 +455,77 @@ impl Ingress {
         let mut state = self.lock();
         state.close_listeners(|_, _| true);
         state.upstreams.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use composure_compose::model::project_from_json;
+
+    use super::*;
+
+    fn project(ports: serde_json::Value) -> Project {
+        project_from_json(serde_json::json!({
+            "services": {"dns": {"image": "x", "ports": ports}}
+        }))
+        .unwrap()
+    }
+
+    /// A port free for both TCP and UDP on 127.0.0.1.
+    fn free_port() -> u16 {
+        loop {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = tcp.local_addr().unwrap().port();
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+
+    #[test]
+    fn single_tcp_and_udp_ports_are_proxied_and_ranges_stay_with_the_engine() {
+        let p = project(serde_json::json!([
+            {"target": 53, "published": "5353", "protocol": "udp"},
+            {"target": 53, "published": "5353", "protocol": "tcp"},
+            {"target": 7000, "published": "7000-7001", "protocol": "udp"},
+            {"target": 9, "published": "9", "protocol": "sctp"},
+        ]));
+        let (ports, errors) = proxied_ports(&p);
+        assert!(errors.is_empty(), "{errors:?}");
+        let protocols: Vec<Protocol> = ports.iter().map(|p| p.protocol).collect();
+        assert_eq!(protocols, [Protocol::Udp, Protocol::Tcp]);
+        let engine: Vec<String> = runtime_project(&p).services["dns"]
+            .ports
+            .iter()
+            .map(|p| format!("{}/{}", p.published.as_deref().unwrap_or(""), p.protocol))
+            .collect();
+        assert_eq!(engine, ["7000-7001/udp", "9/sctp"]);
+    }
+
+    #[tokio::test]
+    async fn a_tcp_and_a_udp_port_share_an_address() {
+        let port = free_port();
+        let both = project(serde_json::json!([
+            {"target": 53, "published": port.to_string(), "host_ip": "127.0.0.1", "protocol": "udp"},
+            {"target": 53, "published": port.to_string(), "host_ip": "127.0.0.1", "protocol": "tcp"},
+        ]));
+        let ingress = Ingress::default();
+        let errors = ingress.sync("p", &both, Path::new("."), &[], &[]).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut bound: Vec<SocketKey> = ingress.lock().listeners.keys().copied().collect();
+        bound.sort();
+        assert_eq!(bound, [(Transport::Tcp, addr), (Transport::Udp, addr)]);
+
+        let tcp_only = project(serde_json::json!([
+            {"target": 53, "published": port.to_string(), "host_ip": "127.0.0.1", "protocol": "tcp"},
+        ]));
+        let errors = ingress.sync("p", &tcp_only, Path::new("."), &[], &[]).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        let bound: Vec<SocketKey> = ingress.lock().listeners.keys().copied().collect();
+        assert_eq!(bound, [(Transport::Tcp, addr)]);
+        ingress.shutdown();
     }
 }

@@ -1,6 +1,6 @@
-//! The listeners a project asks the proxy for: one per published TCP port (all its traffic
-//! to one service), and one per address its `x-composure` routes name (several services,
-//! by host and path, over HTTP or HTTPS).
+//! The listeners a project asks the proxy for: one per single published port, TCP or UDP
+//! (all its traffic to one service), and one per address its `x-composure` routes name
+//! (several services, by host and path, over HTTP or HTTPS).
 
 use std::path::Path;
 

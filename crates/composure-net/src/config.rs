@@ -17,24 +17,52 @@ pub enum Protocol {
     /// L7: HTTP/1.1 (and h2c) requests are balanced one by one over keep-alive
     /// connections, with host and path routing.
     Http,
+    /// L4 datagrams: each client address gets a session with one backend (see
+    /// [`UdpProxy`](crate::UdpProxy)).
+    Udp,
+}
+
+/// What a listener binds: a TCP and a UDP listener may share an address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        })
+    }
 }
 
 impl Protocol {
-    /// The protocol of a published port (see the crate docs for the rule):
-    /// `x-composure: {protocol: http|tcp}` on the port wins; otherwise `app_protocol:
-    /// http` (or `h2c`) means HTTP; anything else is TCP. UDP and SCTP ports are refused:
-    /// the proxy relays TCP only.
+    /// The protocol of a published port (see the crate docs for the rule): a UDP port is
+    /// UDP; on a TCP port, `x-composure: {protocol: http|tcp}` wins; otherwise
+    /// `app_protocol: http` (or `h2c`) means HTTP; anything else is TCP. SCTP ports are
+    /// refused, and so is `x-composure.protocol` on a UDP port.
     pub fn for_port(port: &Port) -> Result<Protocol, NetError> {
-        if !port.protocol.eq_ignore_ascii_case("tcp") {
-            return Err(NetError::Config(format!(
-                "port {}: the proxy relays tcp only, not {}",
-                port.target, port.protocol
-            )));
-        }
         let explicit = port
             .extensions
             .get("x-composure")
             .and_then(|x| x.get("protocol"));
+        if port.protocol.eq_ignore_ascii_case("udp") {
+            return match explicit {
+                None => Ok(Protocol::Udp),
+                Some(value) => Err(NetError::Config(format!(
+                    "port {}/udp: x-composure.protocol ({value}) applies to tcp ports only",
+                    port.target
+                ))),
+            };
+        }
+        if !port.protocol.eq_ignore_ascii_case("tcp") {
+            return Err(NetError::Config(format!(
+                "port {}: the proxy relays tcp and udp only, not {}",
+                port.target, port.protocol
+            )));
+        }
         if let Some(value) = explicit {
             return value.as_str().and_then(Protocol::parse).ok_or_else(|| {
                 NetError::Config(format!(
@@ -51,7 +79,16 @@ impl Protocol {
         })
     }
 
-    /// `tcp` or `http`, any case.
+    /// What a listener of this protocol binds.
+    pub fn transport(self) -> Transport {
+        match self {
+            Protocol::Tcp | Protocol::Http => Transport::Tcp,
+            Protocol::Udp => Transport::Udp,
+        }
+    }
+
+    /// `tcp` or `http`, any case: the values of `x-composure.protocol`, which chooses
+    /// between the two on a TCP port (UDP comes from the port's own `protocol`).
     pub fn parse(text: &str) -> Option<Protocol> {
         if text.eq_ignore_ascii_case("tcp") {
             Some(Protocol::Tcp)
@@ -93,11 +130,19 @@ impl RouteConfig {
 pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub protocol: Protocol,
-    /// For TCP exactly one route, without host or path; for HTTP one or more.
+    /// For TCP and UDP exactly one route, without host or path; for HTTP one or more.
     pub routes: Vec<RouteConfig>,
     /// Empty: plain HTTP (or TCP). Otherwise the listener terminates TLS (HTTP only), with
     /// the certificate picked by the name the client asks for (see [`HostCertificate`]).
     pub tls: Vec<HostCertificate>,
+}
+
+impl ListenerConfig {
+    /// What the listener binds: its transport and address. Two listeners clash only if
+    /// these are equal.
+    pub fn socket(&self) -> (Transport, SocketAddr) {
+        (self.protocol.transport(), self.addr)
+    }
 }
 
 #[cfg(test)]
@@ -146,9 +191,25 @@ mod tests {
     }
 
     #[test]
-    fn udp_is_refused() {
-        let mut p = port(None, None);
+    fn udp_ports_are_udp() {
+        let mut p = port(Some("dns"), None);
+        p.protocol = "UDP".into();
+        assert_eq!(Protocol::for_port(&p).unwrap(), Protocol::Udp);
+        assert_eq!(Protocol::Udp.transport(), Transport::Udp);
+        assert_eq!(Protocol::Http.transport(), Transport::Tcp);
+    }
+
+    #[test]
+    fn x_composure_protocol_on_a_udp_port_is_refused() {
+        let mut p = port(None, Some(serde_json::json!({"protocol": "tcp"})));
         p.protocol = "udp".into();
+        assert!(Protocol::for_port(&p).is_err());
+    }
+
+    #[test]
+    fn sctp_is_refused() {
+        let mut p = port(None, None);
+        p.protocol = "sctp".into();
         assert!(Protocol::for_port(&p).is_err());
     }
 }

@@ -11,8 +11,9 @@
 //!   fails, ejects failing backends for a cool-down, counts per backend
 //!   ([`Upstream::metrics`]) and tells when a backend that left the set has drained
 //!   ([`Upstream::active`], [`Upstream::drain`]).
-//! - [`TcpProxy`] (L4) and [`HttpProxy`] (L7): one listener each; [`Listener`] builds
-//!   either from a [`ListenerConfig`].
+//! - [`TcpProxy`] (L4), [`HttpProxy`] (L7) and [`UdpProxy`] (datagrams, in sessions per
+//!   client address): one listener each; [`Listener`] builds any of them from a
+//!   [`ListenerConfig`].
 //! - [`Router`]: host (exact or `*.wildcard`) and path-prefix rules, so that several
 //!   services share one HTTP listener.
 //! - [`routing`]: the routes a project declares under `x-composure` (pure parsing and
@@ -20,20 +21,23 @@
 //!   a separate step), turned into [`ListenerConfig`]s.
 //! - [`vip`]: the loop of a service's VIP container, which holds the service's name for
 //!   the other containers and relays to its ready replicas, fed through files.
-//! - [`Workers`]: the proxy's own threads, one single-threaded runtime each; every
-//!   listener's `serve_on` accepts on all of them. (`serve` runs on the caller's runtime,
+//! - [`Workers`]: the proxy's own threads, one single-threaded runtime each; every TCP
+//!   and HTTP listener's `serve_on` accepts on all of them, a UDP listener runs on one. (`serve` runs on the caller's runtime,
 //!   which suits tests; on a multi-threaded runtime it is about half as fast.)
 //!
 //! # Draining
 //!
-//! A backend that leaves the set gets no new connection or request from the moment the
-//! new set is sent; what it already has goes on. To stop a task without cutting anyone
+//! A backend that leaves the set gets no new connection, request or UDP session from the
+//! moment the new set is sent; what it already has goes on (a UDP session until it has
+//! been idle for [`UdpConfig::idle_timeout`]). To stop a task without cutting anyone
 //! off, the daemon sends the set without it, awaits [`Upstream::drain`] with a deadline,
 //! then stops the container.
 //!
-//! # TCP or HTTP: the rule for a published port
+//! # TCP, HTTP or UDP: the rule for a published port
 //!
-//! A port is proxied as TCP unless it says HTTP ([`Protocol::for_port`]):
+//! A UDP port (`protocol: udp`) is relayed as UDP ([`UdpProxy`]: a session per client
+//! address, ended after 30 s idle, at most 10,000 at a time). A TCP port is proxied as
+//! TCP unless it says HTTP ([`Protocol::for_port`]):
 //!
 //! ```yaml
 //! services:
@@ -67,8 +71,8 @@
 //!
 //! # Not covered yet
 //!
-//! Reloading renewed certificates in place, ACME, HTTP/2 to backends, UDP, and the PROXY
-//! protocol.
+//! Reloading renewed certificates in place, ACME, HTTP/2 to backends, UDP in the VIP
+//! (calls between services), and the PROXY protocol.
 
 mod backend;
 pub mod config;
@@ -81,12 +85,13 @@ pub mod routing;
 mod serve;
 mod tcp;
 mod tls;
+mod udp;
 mod upstream;
 pub mod vip;
 mod workers;
 
 pub use backend::BackendMetrics;
-pub use config::{ListenerConfig, Protocol, RouteConfig};
+pub use config::{ListenerConfig, Protocol, RouteConfig, Transport};
 pub use endpoints::{Endpoint, Endpoints};
 pub use error::NetError;
 pub use http::{HttpProxy, RouterHandle};
@@ -94,5 +99,6 @@ pub use listener::Listener;
 pub use router::{HostMatch, Route, Router};
 pub use tcp::TcpProxy;
 pub use tls::{HostCertificate, TlsFiles};
+pub use udp::{UdpConfig, UdpProxy};
 pub use upstream::{Upstream, UpstreamConfig};
 pub use workers::Workers;

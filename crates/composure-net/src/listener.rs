@@ -1,15 +1,16 @@
-//! A listener built from its configuration: TCP or HTTP.
+//! A listener built from its configuration: TCP, HTTP or UDP.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::{ListenerConfig, Protocol, RouteConfig};
+use crate::config::{ListenerConfig, Protocol, RouteConfig, Transport};
 use crate::error::NetError;
 use crate::http::{HttpProxy, RouterHandle};
 use crate::router::Router;
 use crate::tcp::TcpProxy;
 use crate::tls::TlsFiles;
+use crate::udp::UdpProxy;
 use crate::upstream::Upstream;
 use crate::workers::Workers;
 
@@ -18,6 +19,7 @@ use crate::workers::Workers;
 pub enum Listener {
     Tcp(TcpProxy),
     Http(HttpProxy),
+    Udp(UdpProxy),
 }
 
 impl Listener {
@@ -30,32 +32,12 @@ impl Listener {
     ) -> Result<Self, NetError> {
         match config.protocol {
             Protocol::Tcp => {
-                let [route] = config.routes.as_slice() else {
-                    return Err(NetError::Config(format!(
-                        "{}: a TCP listener needs exactly one route, not {}",
-                        config.addr,
-                        config.routes.len()
-                    )));
-                };
-                if route.host.is_some() || route.path_prefix.is_some() {
-                    return Err(NetError::Config(format!(
-                        "{}: a TCP listener cannot route by host or path",
-                        config.addr
-                    )));
-                }
-                if !config.tls.is_empty() {
-                    return Err(NetError::Config(format!(
-                        "{}: TLS is terminated on HTTP listeners only",
-                        config.addr
-                    )));
-                }
-                let upstream = upstreams(route).ok_or_else(|| {
-                    NetError::Config(format!(
-                        "{}: no upstream for {}:{}",
-                        config.addr, route.service, route.port
-                    ))
-                })?;
+                let upstream = single_route(config, upstreams)?;
                 Ok(Listener::Tcp(TcpProxy::bind(config.addr, upstream).await?))
+            }
+            Protocol::Udp => {
+                let upstream = single_route(config, upstreams)?;
+                Ok(Listener::Udp(UdpProxy::bind(config.addr, upstream).await?))
             }
             Protocol::Http => {
                 if config.routes.is_empty() {
@@ -75,22 +57,23 @@ impl Listener {
         }
     }
 
-    /// The handle that replaces the routes of a running HTTP listener; `None` for TCP.
+    /// The handle that replaces the routes of a running HTTP listener; `None` for TCP
+    /// and UDP.
     pub fn router(&self) -> Option<RouterHandle> {
         match self {
             Listener::Http(p) => Some(p.router()),
-            Listener::Tcp(_) => None,
+            Listener::Tcp(_) | Listener::Udp(_) => None,
         }
     }
 
     /// Terminates TLS with this certificate (see [`HttpProxy::with_tls`]); an error for a
-    /// TCP listener, which passes TLS through untouched.
+    /// TCP listener, which passes TLS through untouched, and for a UDP one.
     pub fn with_tls(self, files: &TlsFiles) -> Result<Self, NetError> {
         match self {
             Listener::Http(p) => Ok(Listener::Http(p.with_tls(files)?)),
-            Listener::Tcp(p) => Err(NetError::Config(format!(
+            other => Err(NetError::Config(format!(
                 "{}: TLS is terminated on HTTP listeners only",
-                p.local_addr()
+                other.local_addr()
             ))),
         }
     }
@@ -99,15 +82,17 @@ impl Listener {
         match self {
             Listener::Tcp(p) => p.local_addr(),
             Listener::Http(p) => p.local_addr(),
+            Listener::Udp(p) => p.local_addr(),
         }
     }
 
     /// Serves on the current runtime until `shutdown` completes (see
-    /// [`TcpProxy::serve`], [`HttpProxy::serve`]).
+    /// [`TcpProxy::serve`], [`HttpProxy::serve`], [`UdpProxy::serve`]).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NetError> {
         match self {
             Listener::Tcp(p) => p.serve(shutdown).await,
             Listener::Http(p) => p.serve(shutdown).await,
+            Listener::Udp(p) => p.serve(shutdown).await,
         }
     }
 
@@ -121,6 +106,44 @@ impl Listener {
         match self {
             Listener::Tcp(p) => p.serve_on(workers, shutdown).await,
             Listener::Http(p) => p.serve_on(workers, shutdown).await,
+            Listener::Udp(p) => p.serve_on(workers, shutdown).await,
         }
     }
+}
+
+/// The upstream of a TCP or UDP listener: exactly one route, without host or path, and
+/// no certificate.
+fn single_route(
+    config: &ListenerConfig,
+    upstreams: impl Fn(&RouteConfig) -> Option<Arc<Upstream>>,
+) -> Result<Arc<Upstream>, NetError> {
+    let kind = match config.protocol.transport() {
+        Transport::Tcp => "TCP",
+        Transport::Udp => "UDP",
+    };
+    let [route] = config.routes.as_slice() else {
+        return Err(NetError::Config(format!(
+            "{}: a {kind} listener needs exactly one route, not {}",
+            config.addr,
+            config.routes.len()
+        )));
+    };
+    if route.host.is_some() || route.path_prefix.is_some() {
+        return Err(NetError::Config(format!(
+            "{}: a {kind} listener cannot route by host or path",
+            config.addr
+        )));
+    }
+    if !config.tls.is_empty() {
+        return Err(NetError::Config(format!(
+            "{}: TLS is terminated on HTTP listeners only",
+            config.addr
+        )));
+    }
+    upstreams(route).ok_or_else(|| {
+        NetError::Config(format!(
+            "{}: no upstream for {}:{}",
+            config.addr, route.service, route.port
+        ))
+    })
 }

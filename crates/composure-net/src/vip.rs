@@ -86,11 +86,14 @@ mod protocol_name {
 
     use crate::config::Protocol;
 
+    /// A VIP relays TCP and HTTP: a service with a UDP port keeps Docker's DNS, so a
+    /// UDP port never reaches a VIP's config.
     pub fn serialize<S: Serializer>(protocol: &Protocol, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match protocol {
-            Protocol::Tcp => "tcp",
-            Protocol::Http => "http",
-        })
+        match protocol {
+            Protocol::Tcp => s.serialize_str("tcp"),
+            Protocol::Http => s.serialize_str("http"),
+            Protocol::Udp => Err(serde::ser::Error::custom("a VIP does not relay udp")),
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {

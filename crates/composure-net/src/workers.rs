@@ -26,6 +26,8 @@ pub struct Workers {
 #[derive(Debug)]
 struct Inner {
     handles: Vec<Handle>,
+    /// Which thread [`Workers::next_handle`] gives next.
+    next: AtomicUsize,
     /// Dropping these ends the threads.
     _stops: Vec<oneshot::Sender<()>>,
 }
@@ -54,6 +56,7 @@ impl Workers {
         Ok(Workers {
             inner: Arc::new(Inner {
                 handles,
+                next: AtomicUsize::new(0),
                 _stops: stops,
             }),
         })
@@ -65,6 +68,12 @@ impl Workers {
 
     pub(crate) fn handles(&self) -> Vec<Handle> {
         self.inner.handles.clone()
+    }
+
+    /// One thread, each in turn: for a listener that runs on a single thread (UDP).
+    pub(crate) fn next_handle(&self) -> Handle {
+        let n = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.handles.len();
+        self.inner.handles[n].clone()
     }
 }
 

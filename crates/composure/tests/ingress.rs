@@ -170,3 +170,83 @@ services:
         );
     }
 }
+
+/// A UDP port free on 127.0.0.1.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free udp port")
+}
+
+/// Sends a datagram to 127.0.0.1:port from `client` and returns the answer, if one comes
+/// within a second (UDP: a lost datagram is the client's to retry).
+fn udp_ask(client: &std::net::UdpSocket, port: u16) -> Option<String> {
+    client.send_to(b"who?", ("127.0.0.1", port)).ok()?;
+    let mut buffer = [0u8; 512];
+    let (len, _) = client.recv_from(&mut buffer).ok()?;
+    Some(String::from_utf8_lossy(&buffer[..len]).into_owned())
+}
+
+fn udp_client() -> std::net::UdpSocket {
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    client
+}
+
+#[test]
+fn replicas_share_a_published_udp_port() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let port = free_udp_port();
+    let compose = format!(
+        r#"
+services:
+  echo:
+    image: IMAGE
+    command: ["udp-echo", "--port", "5353"]
+    ports:
+      - target: 5353
+        published: "{port}"
+        host_ip: 127.0.0.1
+        protocol: udp
+    deploy:
+      replicas: 2
+"#
+    );
+    let p = Project::new("udpshare", &daemon, &compose);
+    p.ok(&["up", "--wait-timeout", "90"]);
+    // Each client socket is a session of its own, on one replica or the other.
+    let hosts: HashSet<String> = wait_for(
+        "answers from both replicas",
+        Duration::from_secs(60),
+        || {
+            let mut hosts = HashSet::new();
+            for _ in 0..20 {
+                hosts.extend(udp_ask(&udp_client(), port));
+            }
+            (hosts.len() == 2).then_some(hosts)
+        },
+    );
+    assert_eq!(hosts.len(), 2);
+    // One client stays with its replica.
+    let client = udp_client();
+    let first = wait_for("an answer", Duration::from_secs(30), || {
+        udp_ask(&client, port)
+    });
+    for _ in 0..5 {
+        if let Some(again) = udp_ask(&client, port) {
+            assert_eq!(again, first, "the session moved to another replica");
+        }
+    }
+    // The engine publishes nothing: the proxy owns the port.
+    for id in p.containers_of("echo") {
+        let bindings = common::inspect(&id, "{{json .HostConfig.PortBindings}}");
+        assert!(
+            bindings == "null" || bindings == "{}",
+            "the engine publishes {bindings}"
+        );
+    }
+}

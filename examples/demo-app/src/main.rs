@@ -1,11 +1,12 @@
 //! `demo-app`: the example application that Composure's demos and end-to-end tests run.
 //!
-//! One static binary with four roles, so that a single `FROM scratch` image serves every
-//! service of `examples/demo/compose.yaml`:
+//! One static binary with several roles, so that a single `FROM scratch` image serves every
+//! service of `examples/demo/compose.yaml` (and of the end-to-end tests):
 //! - `web`: an HTTP/1.1 server that counts hits in the kv service;
 //! - `kv`: a line-based key-value store persisted under a data directory;
 //! - `worker`: increments a counter in the kv service at a fixed interval;
-//! - `probe`: a health-check client, since a scratch image has no curl and no shell.
+//! - `probe`: a health-check client, since a scratch image has no curl and no shell;
+//! - `udp-echo`: answers each UDP datagram with the host name.
 //!
 //! Exit codes: 0 success, 1 failure (including a requested crash), 2 usage error.
 
@@ -14,6 +15,7 @@ mod kv;
 mod load;
 mod net;
 mod probe;
+mod udp_echo;
 mod web;
 mod worker;
 mod ws;
@@ -36,6 +38,7 @@ commands:
   probe  tcp HOST:PORT [--timeout 2s]      exit 0 if the target answers
   load   http://HOST[:PORT][/PATH] [--connection close|keep-alive] [--interval 10ms]
                                            requests without end; prints counts twice a second
+  udp-echo [--port 5353]                   answers each UDP datagram with the host name
 
 environment of `web`:
   APP_VERSION        returned by GET /version (default: unknown)
@@ -159,6 +162,15 @@ fn run(command: &str, raw: &[String]) -> Result<(), Failure> {
             };
             exit_on_termination()?;
             load::run(&config).map_err(Failure::Run)
+        }
+        "udp-echo" => {
+            let args = Args::parse(raw, &["port"])?;
+            args.no_positional()?;
+            let config = udp_echo::Config {
+                port: args.port(5353)?,
+            };
+            exit_on_termination()?;
+            Ok(udp_echo::run(&config)?)
         }
         other => Err(UsageError(format!("unknown command '{other}'")).into()),
     }

@@ -58,7 +58,7 @@ pub fn serve(listener: TcpListener, app: Arc<App>) {
 
 /// The container's host name, which Docker also puts in `HOSTNAME` (by default the container
 /// id's prefix): it tells replicas apart on the index page.
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())

@@ -83,6 +83,7 @@ mod tcp;
 mod tls;
 mod upstream;
 pub mod vip;
+mod wake;
 mod workers;
 
 pub use backend::BackendMetrics;

@@ -88,6 +88,7 @@ mod tls;
 mod udp;
 mod upstream;
 pub mod vip;
+mod wake;
 mod workers;
 
 pub use backend::BackendMetrics;

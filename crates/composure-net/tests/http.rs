@@ -222,6 +222,131 @@ async fn backend_connections_are_kept_alive_and_reused() {
 }
 
 #[tokio::test]
+async fn large_bodies_stream_both_ways_on_a_kept_connection() {
+    let a = HttpBackend::start("a").await;
+    let (_tx, up) = upstream("web", vec![a.endpoint()], UpstreamConfig::default());
+    let proxy = run_http(Router::single(up)).await;
+    let client = client();
+    // Far more than a socket buffer: both bodies cross the proxy in many pieces.
+    let payload = Bytes::from((0..4 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    for _ in 0..3 {
+        let req = Request::post(format!("http://{}/echo", proxy.addr))
+            .body(Full::new(payload.clone()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body == payload, "echoed {} bytes", body.len());
+    }
+    assert_eq!(a.connections(), 1);
+}
+
+#[tokio::test]
+async fn answers_without_a_body_keep_the_connection() {
+    let a = HttpBackend::start("a").await;
+    let (_tx, up) = upstream("web", vec![a.endpoint()], UpstreamConfig::default());
+    let proxy = run_http(Router::single(up)).await;
+    let client = client();
+    for _ in 0..5 {
+        let req = Request::head(format!("http://{}/", proxy.addr))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty()
+        );
+        assert_eq!(get(&client, proxy.addr, "/").await.1, "a");
+    }
+    assert_eq!(a.requests(), 10);
+    assert_eq!(a.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_passed_on_as_it_comes() {
+    // Sends the first piece of a chunked answer, the rest only when told to.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (more_tx, mut more) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let _ = read_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await
+            .unwrap();
+        more.recv().await.unwrap();
+        stream.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await.unwrap();
+        // Keep the connection open: the proxy decides when to close it.
+        let _ = stream.read(&mut [0u8; 1]).await;
+    });
+    let (_tx, up) = upstream(
+        "web",
+        vec![Endpoint::new("stream", addr)],
+        UpstreamConfig::default(),
+    );
+    let proxy = run_http(Router::single(up)).await;
+    let req = Request::get(format!("http://{}/", proxy.addr))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first");
+    more_tx.send(()).unwrap();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"second");
+}
+
+#[tokio::test]
+async fn a_kept_connection_that_the_backend_closed_is_replaced() {
+    // Answers one request per connection, as keep-alive, and closes the connection
+    // when told to: by then the proxy has pooled it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (close_tx, mut close) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = read_head(&mut stream).await;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            close.recv().await.unwrap();
+            drop(stream);
+            closed_tx.send(()).unwrap();
+        }
+    });
+    let (_tx, up) = upstream(
+        "web",
+        vec![Endpoint::new("once", addr)],
+        UpstreamConfig::default(),
+    );
+    let proxy = run_http(Router::single(up.clone())).await;
+    let client = client();
+    for _ in 0..3 {
+        assert_eq!(
+            get(&client, proxy.addr, "/").await,
+            (StatusCode::OK, "ok".into())
+        );
+        close_tx.send(()).unwrap();
+        closed.recv().await.unwrap();
+    }
+    assert!(
+        up.metrics().iter().all(|m| m.errors == 0),
+        "{:?}",
+        up.metrics()
+    );
+}
+
+#[tokio::test]
 async fn websocket_upgrades_pass_through() {
     let a = HttpBackend::start("a").await;
     let (_tx, up) = upstream("web", vec![a.endpoint()], UpstreamConfig::default());

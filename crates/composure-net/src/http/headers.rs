@@ -34,9 +34,20 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     })
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::UPGRADE
+        || fixed_hop_headers().into_iter().any(|hop| name == hop)
+}
+
 /// Removes the hop-by-hop headers; on an upgrade keeps `Upgrade` and says so in
 /// `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over their few names costs less than a lookup
+    // (a hash) per hop-by-hop header, and this runs twice per request.
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(connection) = headers.remove(header::CONNECTION) {
         // Headers named in `Connection` are hop-by-hop too.
         let named: Vec<HeaderName> = connection
@@ -78,6 +89,8 @@ pub(crate) struct Forwarded<'a> {
 /// Sets `X-Forwarded-Proto` and `X-Forwarded-Host`, and appends the client to
 /// `X-Forwarded-For` (which keeps the addresses of proxies in front of this one).
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>) {
+    // Room for the three headers at once rather than growing the map twice.
+    let _ = headers.try_reserve(3);
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prior) => {
             let mut joined = Vec::with_capacity(prior.len() + 2 + fwd.client.len());
@@ -128,6 +141,19 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn end_to_end_headers_are_kept() {
+        let mut h = map(&[("host", "example.com"), ("accept", "*/*"), ("x-id", "7")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(
+            h,
+            map(&[("host", "example.com"), ("accept", "*/*"), ("x-id", "7")])
+        );
+        let mut h = map(&[("accept", "*/*"), ("transfer-encoding", "chunked")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, map(&[("accept", "*/*")]));
     }
 
     #[test]

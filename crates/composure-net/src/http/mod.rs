@@ -26,6 +26,7 @@ use crate::error::NetError;
 use crate::router::Router;
 use crate::serve::{self, Serve};
 use crate::tls::{self, HostCertificate, TlsFiles};
+use crate::wake::OnWake;
 use crate::workers::Workers;
 
 use forward::{Client, forward};
@@ -226,9 +227,13 @@ impl Shared {
         });
         let served = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);
+        // The connection's task wakes up several times per request: the stop signal is
+        // looked at only when it fired.
+        let stopped = OnWake::new(serve::stopped(&mut stop));
         let result = tokio::select! {
+            biased;
             result = served.as_mut() => result,
-            () = serve::stopped(&mut stop) => {
+            () = stopped => {
                 // Idle keep-alive connections close now, busy ones after their answer.
                 served.as_mut().graceful_shutdown();
                 served.await

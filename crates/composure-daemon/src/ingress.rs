@@ -237,16 +237,32 @@ pub(crate) fn endpoints(
     containers: &[ContainerInfo],
 ) -> Endpoints {
     Endpoints::new(
-        tasks
-            .iter()
-            .filter(|t| t.service == service && is_ready(t))
-            .filter_map(|t| {
-                let id = t.container_id.as_deref()?;
-                let container = containers.iter().find(|c| c.id == id)?;
-                let ip: IpAddr = container.addresses.values().find_map(|a| a.parse().ok())?;
-                Some(Endpoint::new(t.id.0.clone(), SocketAddr::new(ip, target)))
-            }),
+        ready_addresses(service, tasks, containers, &[])
+            .map(|(t, ip)| Endpoint::new(t.id.0.clone(), SocketAddr::new(ip, target))),
     )
+}
+
+/// The ready tasks of `service`, each with its container's address: the one on the first of
+/// `networks` (engine names) the container is on, else any.
+pub(crate) fn ready_addresses<'a>(
+    service: &'a str,
+    tasks: &'a [Task],
+    containers: &'a [ContainerInfo],
+    networks: &'a [String],
+) -> impl Iterator<Item = (&'a Task, IpAddr)> + 'a {
+    tasks
+        .iter()
+        .filter(move |t| t.service == service && is_ready(t))
+        .filter_map(move |t| {
+            let id = t.container_id.as_deref()?;
+            let container = containers.iter().find(|c| c.id == id)?;
+            let address = |a: &String| a.parse::<IpAddr>().ok();
+            let preferred = networks
+                .iter()
+                .find_map(|n| container.addresses.get(n).and_then(address));
+            let ip = preferred.or_else(|| container.addresses.values().find_map(address))?;
+            Some((t, ip))
+        })
 }
 
 impl Ingress {

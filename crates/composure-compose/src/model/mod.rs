@@ -47,7 +47,7 @@ pub use healthcheck::Healthcheck;
 pub use hooks::{PreStartHook, ServiceHook};
 pub use limits::{BlkioConfig, ThrottleDevice, Ulimit, Ulimits, WeightDevice};
 pub use maps::{EnvMapping, HostMap, Mapping};
-pub use ports::Port;
+pub use ports::{Exposed, Port, parse_expose};
 pub use refs::{FileRef, ServiceModel, ServiceNetwork};
 pub use resources::{Config, FileObject, Include, Ipam, IpamPool, Model, Network, Secret, Volume};
 pub use service::{CredentialSpec, Extends, Logging, Provider, Service};

@@ -89,6 +89,36 @@ impl PortRange {
     }
 }
 
+/// One `expose` entry read: `8080`, `8000-8010`, `53/udp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exposed<'a> {
+    pub first: u16,
+    pub last: u16,
+    /// As written; `tcp` when the entry names none.
+    pub protocol: &'a str,
+}
+
+impl Exposed<'_> {
+    pub fn is_tcp(&self) -> bool {
+        self.protocol.eq_ignore_ascii_case("tcp")
+    }
+
+    pub fn ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.first..=self.last
+    }
+}
+
+/// Reads an `expose` entry, `PORT[-PORT][/PROTOCOL]`; `None` for text the loader refuses.
+pub fn parse_expose(entry: &str) -> Option<Exposed<'_>> {
+    let (ports, protocol) = entry.split_once('/').unwrap_or((entry, "tcp"));
+    let range = PortRange::parse(ports)?;
+    Some(Exposed {
+        first: range.start,
+        last: range.end,
+        protocol,
+    })
+}
+
 /// Parses the short syntax into one or more long-syntax ports.
 pub fn parse_port(spec: &str) -> Result<Vec<Port>, String> {
     let err = |why: &str| format!("invalid port `{spec}`: {why}");
@@ -217,9 +247,12 @@ pub(crate) fn expose<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::
     items
         .into_iter()
         .map(|Flex(item)| {
-            let (ports, proto) = item.split_once('/').unwrap_or((&item, "tcp"));
-            let valid = PortRange::parse(ports).is_some()
-                && matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp");
+            let valid = parse_expose(&item).is_some_and(|e| {
+                matches!(
+                    e.protocol.to_ascii_lowercase().as_str(),
+                    "tcp" | "udp" | "sctp"
+                )
+            });
             if valid {
                 Ok(item)
             } else {

@@ -14,7 +14,7 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use composure_compose::model::Service;
+use composure_compose::model::{Exposed, Service, parse_expose};
 use composure_core::{DesiredState, Health, TaskId, TaskState};
 
 use super::Controller;
@@ -35,14 +35,12 @@ pub(super) fn served_port(service: &Service) -> Option<u16> {
         .find(|p| p.protocol.eq_ignore_ascii_case("tcp"))
         .map(|p| p.target);
     published.or_else(|| {
-        service.expose.iter().find_map(|entry| {
-            let (range, protocol) = entry.split_once('/').unwrap_or((entry, "tcp"));
-            let first = range.split('-').next()?;
-            protocol
-                .eq_ignore_ascii_case("tcp")
-                .then(|| first.trim().parse().ok())
-                .flatten()
-        })
+        service
+            .expose
+            .iter()
+            .filter_map(|entry| parse_expose(entry))
+            .find(Exposed::is_tcp)
+            .map(|e| e.first)
     })
 }
 

@@ -16,12 +16,11 @@
 //! DNS: every running replica answers to the name, ready or not.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use composure_compose::model::{Project, Service, project_from_json};
+use composure_compose::model::{Exposed, Project, Service, parse_expose, project_from_json};
 use composure_core::{Task, TaskId};
 use composure_net::Protocol;
 use composure_net::vip::{
@@ -30,7 +29,7 @@ use composure_net::vip::{
 use composure_runtime::ContainerInfo;
 
 use crate::clock::now_ms;
-use crate::ingress::is_ready;
+use crate::ingress::ready_addresses;
 
 mod image;
 
@@ -91,19 +90,11 @@ pub(crate) fn fronted_ports(service: &Service) -> Option<Vec<VipPort>> {
         add(port.target, protocol);
     }
     for entry in &service.expose {
-        let (range, proto) = entry.split_once('/').unwrap_or((entry, "tcp"));
-        if !proto.eq_ignore_ascii_case("tcp") {
+        let exposed = parse_expose(entry).filter(Exposed::is_tcp)?;
+        if usize::from(exposed.last - exposed.first) >= MAX_PORTS {
             return None;
         }
-        let (first, last) = range.split_once('-').unwrap_or((range, range));
-        let (Ok(first), Ok(last)) = (first.trim().parse::<u16>(), last.trim().parse::<u16>())
-        else {
-            return None;
-        };
-        if last < first || usize::from(last - first) >= MAX_PORTS {
-            return None;
-        }
-        for port in first..=last {
+        for port in exposed.ports() {
             add(port, default);
         }
     }
@@ -378,24 +369,10 @@ fn ready_endpoints(
                 .unwrap_or_else(|| key.clone())
         })
         .collect();
-    let mut endpoints: Vec<VipEndpoint> = tasks
-        .iter()
-        .filter(|t| t.service == service && is_ready(t))
-        .filter_map(|t| {
-            let id = t.container_id.as_deref()?;
-            let container = containers.iter().find(|c| c.id == id)?;
-            let on_network = networks.iter().find_map(|n| {
-                container
-                    .addresses
-                    .get(n)
-                    .and_then(|a| a.parse::<IpAddr>().ok())
-            });
-            let ip =
-                on_network.or_else(|| container.addresses.values().find_map(|a| a.parse().ok()))?;
-            Some(VipEndpoint {
-                task: t.id.0.clone(),
-                ip,
-            })
+    let mut endpoints: Vec<VipEndpoint> = ready_addresses(service, tasks, containers, &networks)
+        .map(|(t, ip)| VipEndpoint {
+            task: t.id.0.clone(),
+            ip,
         })
         .collect();
     endpoints.sort();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{EndpointIpamConfig, EndpointSettings, PortBinding, PortMap};
-use composure_compose::model::{Service, ServiceNetwork};
+use composure_compose::model::{Service, ServiceNetwork, parse_expose};
 use composure_core::labels;
 use composure_runtime::RuntimeError;
 
@@ -203,13 +203,16 @@ fn exposed_ports(svc: &Service) -> Option<Vec<String>> {
         add(format!("{}/{}", port.target, port.protocol));
     }
     for item in &svc.expose {
-        let (ports, proto) = item.split_once('/').unwrap_or((item, "tcp"));
-        let proto = proto.to_ascii_lowercase();
-        let (start, end) = ports.split_once('-').unwrap_or((ports, ports));
-        match (start.parse::<u16>(), end.parse::<u16>()) {
-            (Ok(start), Ok(end)) => (start..=end).for_each(|p| add(format!("{p}/{proto}"))),
+        match parse_expose(item) {
+            Some(exposed) => {
+                let proto = exposed.protocol.to_ascii_lowercase();
+                exposed.ports().for_each(|p| add(format!("{p}/{proto}")));
+            }
             // The loader checked the syntax; keep anything else as written.
-            _ => add(format!("{ports}/{proto}")),
+            None => {
+                let (ports, proto) = item.split_once('/').unwrap_or((item, "tcp"));
+                add(format!("{ports}/{}", proto.to_ascii_lowercase()));
+            }
         }
     }
     (!out.is_empty()).then_some(out)

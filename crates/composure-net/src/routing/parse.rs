@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use composure_compose::model::Service;
+use composure_compose::model::{Service, parse_expose};
 use composure_compose::{Diagnostic, YamlPath};
 use serde_json::{Map, Value};
 
@@ -392,18 +392,11 @@ fn container_ports(service: &Service) -> Vec<u16> {
         .filter(|p| p.protocol.eq_ignore_ascii_case("tcp"))
         .map(|p| p.target)
         .collect();
-    for exposed in &service.expose {
-        let (range, protocol) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
-        if !protocol.eq_ignore_ascii_case("tcp") {
-            continue;
+    for exposed in service.expose.iter().filter_map(|e| parse_expose(e)) {
+        if exposed.is_tcp() {
+            // A range counts by its ends: two different ends are already more than one port.
+            ports.extend([exposed.first, exposed.last]);
         }
-        let (start, end) = range.split_once('-').unwrap_or((range, range));
-        // A range counts by its ends: two different ends are already more than one port.
-        ports.extend(
-            [start, end]
-                .iter()
-                .filter_map(|p| p.trim().parse::<u16>().ok()),
-        );
     }
     ports.sort_unstable();
     ports.dedup();

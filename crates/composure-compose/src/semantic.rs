@@ -11,6 +11,11 @@ use crate::yaml::YamlNode;
 pub fn check(project: &Project, doc: &YamlNode) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let at = |path: YamlPath| doc.span_at(&path);
+    // The schema lets `..` and names of any length through; the daemon builds paths and
+    // container names from these.
+    for (path, rule) in crate::names::check_project_names(project) {
+        diags.push(Diagnostic::error(at(path.clone()), path, rule));
+    }
     for (name, service) in &project.services {
         let base = YamlPath::root().key("services").key(name.as_str());
         for (dep, dependency) in &service.depends_on {

@@ -19,6 +19,7 @@ mod api;
 mod clock;
 mod config;
 mod controller;
+pub mod decode;
 mod error;
 mod events;
 mod ingress;

@@ -883,3 +883,47 @@ services:
     assert_eq!(rollout.kind, composure_api::RolloutKind::Restart);
     daemon.stop().await;
 }
+
+/// A name that would climb out of the daemon's directories (the VIP's files live in
+/// `<data>/vip/<project>/<service>`) is refused by the API before anything is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_would_leave_the_data_directory_are_refused() {
+    let daemon = Daemon::start().await;
+    let victim = daemon.dir.path().join("victimdir");
+    for (project, service) in [
+        ("app", "../../../victimdir"),
+        ("app", ".."),
+        ("app", "a/b"),
+        ("app", "."),
+    ] {
+        let body = PutProject {
+            project: json!({ "services": { service: { "image": "demo", "expose": ["80"] } } }),
+            working_dir: "/srv/app".to_string(),
+            files: vec![],
+        };
+        let err = daemon
+            .client
+            .put_project(project, &body)
+            .await
+            .expect_err(service);
+        match err {
+            ClientError::Api { status, message } => {
+                assert_eq!(status, 400, "{service}: {message}");
+                assert!(message.contains("invalid service name"), "{message}");
+            }
+            other => panic!("{service}: {other}"),
+        }
+    }
+    let long = "a".repeat(10_000);
+    let body = harness::project("app", "services:\n  web:\n    image: demo\n");
+    match daemon.client.put_project(&long, &body).await {
+        Err(ClientError::Api { status, message }) => {
+            assert_eq!(status, 400, "{message}");
+            assert!(message.contains("at most 63 characters"), "{message}");
+        }
+        other => panic!("a 10 KB project name: {other:?}"),
+    }
+    assert!(!victim.exists());
+    assert!(daemon.client.projects().await.expect("list").is_empty());
+    daemon.stop().await;
+}

@@ -234,7 +234,8 @@ impl Runtime for DockerRuntime {
         })?;
         let file_labels = files::read_label_files(&spec.service, &service.label_file)?;
         let peers = self.peers(project_name, service).await?;
-        let files_dir = container::container_files_dir(&self.secrets_dir, &spec.name);
+        let files_dir = container::container_files_dir(&self.secrets_dir, &spec.name)
+            .map_err(|e| RuntimeError::InvalidSpec(format!("service `{}`: {e}", spec.service)))?;
         let plan = container::plan_create(&CreateInput {
             project_name,
             project: &spec.project,
@@ -327,10 +328,11 @@ impl Runtime for DockerRuntime {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(from_bollard(e, &format!("container `{id}`"))),
         }
-        files::remove_dir(&container::container_files_dir(
-            &self.secrets_dir,
-            &info.name,
-        ));
+        // The engine named this container, so its name is one plain component; a name that
+        // is not has no folder of ours.
+        if let Ok(dir) = container::container_files_dir(&self.secrets_dir, &info.name) {
+            files::remove_dir(&dir);
+        }
         Ok(())
     }
 

@@ -206,3 +206,18 @@ fn quiet_prints_nothing_on_success() {
         .success()
         .stdout("");
 }
+
+#[test]
+fn names_that_would_leave_a_directory_are_errors_with_their_place() {
+    let dir = project(&[(
+        "compose.yaml",
+        "services:\n  \"..\":\n    image: nginx\n  web:\n    image: nginx\n    container_name: web\nnetworks:\n  \".x\": {}\n",
+    )]);
+    composure(dir.path())
+        .args(["config", "-p", "demo"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("invalid service name `..`"))
+        .stderr(predicate::str::contains("compose.yaml:2"))
+        .stderr(predicate::str::contains("invalid network name `.x`"));
+}

@@ -8,15 +8,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use composure_api::{
-    DeleteQuery, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse, RestartRequest,
+    DeleteQuery, ProjectStatus, ProjectSummary, PutProjectResponse, RestartRequest,
     RevisionResponse, ScaleRequest,
 };
 use composure_compose::model::{Project, project_from_json};
-use composure_compose::names::validate_project_name;
 use composure_core::rollout::empties_service;
-use composure_core::spec::{ServiceSpec, service_specs};
+use composure_core::spec::ServiceSpec;
 use composure_net::routing::Routing;
-use composure_store::{ProjectMeta, StoredProject};
+use composure_store::StoredProject;
 use indexmap::IndexMap;
 
 use super::views::{self, stored_specs};
@@ -64,27 +63,14 @@ pub(super) async fn put(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<PutProjectResponse>, ApiError> {
-    validate_project_name(&name)
-        .map_err(|err| ApiError::BadRequest(format!("invalid project name `{name}`: {err}")))?;
-    let request: PutProject = json_body(&body)?;
-    let mut project = project_from_json(request.project)
-        .map_err(|err| ApiError::BadRequest(format!("invalid project: {err}")))?;
-    if let Some(named) = project.name.as_deref()
-        && named != name
-    {
-        return Err(ApiError::BadRequest(format!(
-            "the project is named `{named}` but was sent as `{name}`"
-        )));
-    }
-    project.name = Some(name.clone());
-    let specs = service_specs(&project)
-        .map_err(|err| ApiError::BadRequest(format!("invalid project: {err}")))?;
-    check_routes(&project, std::path::Path::new(&request.working_dir))?;
-    let spec = canonical(&project)?;
-    let meta = ProjectMeta {
-        working_dir: request.working_dir,
-        files: request.files,
-    };
+    let decoded = crate::decode::put_project(&name, &body).map_err(ApiError::BadRequest)?;
+    check_routes(
+        &decoded.project,
+        std::path::Path::new(&decoded.meta.working_dir),
+    )?;
+    let crate::decode::DecodedProject {
+        specs, spec, meta, ..
+    } = decoded;
 
     let _writes = shared.writes.lock().await;
     let previous = shared.store.project(&name)?;

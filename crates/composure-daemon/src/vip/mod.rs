@@ -21,6 +21,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use composure_compose::model::{Exposed, Project, Service, parse_expose, project_from_json};
+use composure_compose::names::path_within;
 use composure_core::{Task, TaskId};
 use composure_net::Protocol;
 use composure_net::vip::{
@@ -113,6 +114,10 @@ pub(crate) fn front(mut project: Project, image: &VipImage, files: &Path) -> Pro
         if ours || fronted_ports(service).is_none() {
             continue;
         }
+        let Ok(source) = path_within(files, &[name]) else {
+            tracing::warn!(service = %name, "no VIP: the service name is not a plain name");
+            continue;
+        };
         let vip = vip_name(name);
         let mut networks = serde_json::Map::new();
         // The replicas keep their network definitions as written (their spec hash must not
@@ -133,7 +138,7 @@ pub(crate) fn front(mut project: Project, image: &VipImage, files: &Path) -> Pro
             "networks": networks,
             "volumes": [{
                 "type": "bind",
-                "source": files.join(name).display().to_string(),
+                "source": source.display().to_string(),
                 "target": MOUNT,
                 "bind": { "create_host_path": true },
             }],
@@ -186,8 +191,11 @@ impl Vips {
         self.written.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn dir(&self, project: &str, service: &str) -> PathBuf {
-        self.root.join(project).join(service)
+    /// `<root>/<project>/<service>`; an error for a name that is not one plain path
+    /// component (the API refuses those, but a store written before it did may hold one).
+    fn dir(&self, project: &str, service: &str) -> std::io::Result<PathBuf> {
+        path_within(&self.root, &[project, service])
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
     }
 
     /// A project of one service, `vip`, that builds the VIP image: the daemon builds it at
@@ -214,7 +222,13 @@ impl Vips {
     /// The project as the daemon runs it (see [`front`]).
     pub fn front(&self, name: &str, project: Project) -> Project {
         match &self.image {
-            Some(image) => front(project, image, &self.root.join(name)),
+            Some(image) => match path_within(&self.root, &[name]) {
+                Ok(files) => front(project, image, &files),
+                Err(e) => {
+                    tracing::warn!(project = name, error = %e, "no VIPs for this project");
+                    project
+                }
+            },
             None => project,
         }
     }
@@ -264,7 +278,7 @@ impl Vips {
     }
 
     fn write(&self, project: &str, config: &VipConfig) -> std::io::Result<()> {
-        let dir = self.dir(project, &config.service);
+        let dir = self.dir(project, &config.service)?;
         std::fs::create_dir_all(&dir)?;
         write_json(&dir, CONFIG_FILE, config)
     }
@@ -290,7 +304,9 @@ impl Vips {
             written.insert((name.to_string(), service.to_string()), config.clone());
             config
         };
-        let dir = self.dir(name, service);
+        let Ok(dir) = self.dir(name, service) else {
+            return;
+        };
         // A VIP that has never reported is not running yet: nothing to wait for. One that
         // has may be a generation or two behind (the config that added the replacement
         // was written a moment ago): wait until it serves this one, within the timeout in
@@ -319,7 +335,9 @@ impl Vips {
         task: &TaskId,
         deadline: tokio::time::Instant,
     ) -> usize {
-        let dir = self.dir(name, service);
+        let Ok(dir) = self.dir(name, service) else {
+            return 0;
+        };
         loop {
             let open = read_json::<VipStatus>(&dir, STATUS_FILE)
                 .and_then(|s| s.active.get(&task.0).copied())
@@ -334,7 +352,9 @@ impl Vips {
     /// Forgets a removed project and deletes its VIPs' files.
     pub fn remove_project(&self, name: &str) {
         self.lock().retain(|(project, _), _| project != name);
-        let dir = self.root.join(name);
+        let Ok(dir) = path_within(&self.root, &[name]) else {
+            return;
+        };
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -189,9 +189,10 @@ pub(crate) fn invalid(service: &str, message: impl std::fmt::Display) -> Runtime
     RuntimeError::InvalidSpec(format!("service `{service}`: {message}"))
 }
 
-/// The folder holding the written secret and config files of one container.
-pub fn container_files_dir(secrets_dir: &Path, container_name: &str) -> PathBuf {
-    secrets_dir.join(container_name)
+/// The folder holding the written secret and config files of one container; an error for a
+/// container name that would lead out of `secrets_dir`.
+pub fn container_files_dir(secrets_dir: &Path, container_name: &str) -> Result<PathBuf, String> {
+    composure_compose::names::path_within(secrets_dir, &[container_name])
 }
 
 /// Services whose containers this one needs the id or name of.

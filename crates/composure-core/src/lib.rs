@@ -21,4 +21,4 @@ pub use rollout::{
     FailureAction, Order, Rollout, RolloutFailure, RolloutKind, RolloutState, UpdateConfig,
 };
 pub use spec::{Dependency, ServiceSpec, service_spec, service_specs, spec_hash, startup_order};
-pub use task::{DesiredState, Health, Task, TaskId, TaskState};
+pub use task::{DesiredState, Health, NodeName, Task, TaskId, TaskState};

@@ -18,6 +18,17 @@ impl std::fmt::Display for TaskId {
     }
 }
 
+/// A node's name: the host a task is placed on. On one host it is the local node's name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeName(pub String);
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What the control plane wants for a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,4 +122,42 @@ pub struct Task {
     pub started_at: Option<u64>,
     #[serde(default)]
     pub finished_at: Option<u64>,
+    /// The node the task is placed on; its agent runs it. Empty in a store written before
+    /// tasks had nodes: such a task belongs to the local node.
+    #[serde(default)]
+    pub node: NodeName,
+}
+
+impl Task {
+    /// A new task of `slot`, placed on `node`: desired running, nothing observed yet.
+    pub fn new(
+        id: TaskId,
+        project: &str,
+        service: &str,
+        slot: u32,
+        spec_hash: &str,
+        node: NodeName,
+        created_at: u64,
+    ) -> Task {
+        Task {
+            id,
+            project: project.to_string(),
+            service: service.to_string(),
+            slot,
+            spec_hash: spec_hash.to_string(),
+            desired: DesiredState::Running,
+            state: TaskState::Pending,
+            health: Health::None,
+            container_id: None,
+            container_name: None,
+            exit_code: None,
+            error: None,
+            attempt: 0,
+            created_at,
+            not_before: 0,
+            started_at: None,
+            finished_at: None,
+            node,
+        }
+    }
 }

@@ -324,6 +324,7 @@ impl World {
                 not_before: new.not_before,
                 started_at: None,
                 finished_at: None,
+                node: Default::default(),
             });
         }
     }

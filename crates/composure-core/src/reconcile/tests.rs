@@ -63,6 +63,7 @@ fn task(id: &str, slot: u32, state: TaskState) -> Task {
         not_before: NOW - 60_000,
         started_at: (state >= TaskState::Running).then_some(NOW - 60_000),
         finished_at: None,
+        node: Default::default(),
     }
 }
 

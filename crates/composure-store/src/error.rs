@@ -27,6 +27,18 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The store could not be read or written (an etcd without quorum, a broken
+    /// connection). The outcome of a write is unknown: re-read, then decide again.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// What a write was computed from changed before it was applied; nothing was applied.
+    #[error("{0} changed since it was read; nothing was written")]
+    Conflict(String),
+    /// The store's history before this revision is gone (a watch must re-list).
+    #[error("store history before revision {0} has been compacted")]
+    Compacted(u64),
+    #[error("state store error: {0}")]
+    Backend(String),
     #[error("project `{0}` not found")]
     ProjectNotFound(String),
     #[error("the data directory {dir} is in use by another Composure daemon ({})", holder(*.pid))]
@@ -44,5 +56,23 @@ fn holder(pid: Option<u32>) -> String {
     match pid {
         Some(pid) => format!("pid {pid}"),
         None => "pid unknown".to_owned(),
+    }
+}
+
+impl From<crate::kv::KvError> for StoreError {
+    fn from(err: crate::kv::KvError) -> Self {
+        use crate::kv::KvError;
+        match err {
+            KvError::Unavailable(message) => StoreError::Unavailable(message),
+            KvError::Compacted { compact_revision } => StoreError::Compacted(compact_revision),
+            KvError::Backend(message) => StoreError::Backend(message),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the store itself could not be reached (the API answers 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }

@@ -1,19 +1,25 @@
-//! Composure's embedded state store: the desired state of every project (its spec, with the
-//! history of every revision), the tasks of its services, and a bounded log of events.
+//! Composure's state: the desired state of every project (its spec, with the history of every
+//! revision), the tasks of its services, each service's rollouts, a bounded log of events, and
+//! the nodes that run tasks.
 //!
-//! Each service's latest rolling update is kept too, so that a restarted daemon resumes it.
-//!
-//! One SQLite file (`<data-dir>/state.db`) in WAL mode with `synchronous=FULL`: a write that
-//! returned is on disk, and a daemon killed at any instant reopens a consistent database.
-//! Every write transaction bumps one global [revision](Store::revision), which orders all
-//! changes and lets watchers catch up from the event log without gaps.
-//!
-//! The store is synchronous (rusqlite); async callers run it on a blocking thread or accept
-//! the short stall of one local transaction.
+//! Two layers:
+//! - [`kv`]: the one interface every backend keeps, with etcd v3's semantics (a single
+//!   revision, reads that return the revision they saw, transactions guarded by
+//!   compare-and-swap, watches from a revision, compaction, leases). Backends: SQLite on one
+//!   host ([`kv::SqliteKv`], `<data-dir>/state.db`) and etcd for a cluster.
+//! - [`Store`]: the daemon's records over any [`kv::Kv`], each kept under its own key
+//!   (`keys`), written once for both backends. Every write is one transaction; a write that
+//!   depends on what was read carries a [`Guard`] (the revisions it read), so a write
+//!   computed on stale state fails with [`StoreError::Conflict`] and is recomputed, never
+//!   applied.
 
 mod error;
 mod events;
+mod keys;
+pub mod kv;
+mod legacy;
 mod lock;
+mod nodes;
 mod projects;
 mod rollouts;
 mod schema;
@@ -23,7 +29,8 @@ mod types;
 
 pub use error::StoreError;
 pub use lock::DataDirLock;
-pub use store::{MAX_EVENTS, Store, TERMINAL_TASKS_KEPT_PER_SLOT};
+pub use nodes::{LOCAL_NODE_TTL, Node, NodeResources, NodeState};
+pub use store::{Guard, MAX_EVENTS, Store, TERMINAL_TASKS_KEPT_PER_SLOT};
 pub use types::{ProjectMeta, ProjectRevision, RemoveRequest, StoredEvent, StoredProject};
 
 #[cfg(test)]

@@ -1,178 +1,159 @@
 //! Projects: the latest spec of each, and the history of every spec put.
 
-use rusqlite::{OptionalExtension, Row, params};
-
-use crate::store::{bump_revision, from_json, now_ms, to_json};
+use crate::keys::{self, HistoryRecord, ProjectRecord, decode, encode};
+use crate::kv::{Compare, KeyValue, Op};
+use crate::store::now_ms;
 use crate::{ProjectMeta, ProjectRevision, RemoveRequest, Store, StoreError, StoredProject};
 
-/// The columns [`read_project`] expects, in order.
-const PROJECT_COLUMNS: &str = "name, revision, spec, meta, removing";
-
 impl Store {
-    /// Records `spec` as the project's desired state and returns its revision. Putting a
-    /// project also cancels a pending removal. Putting exactly the spec and meta already
-    /// stored (and not being removed) changes nothing and returns the existing revision.
-    pub fn put_project(
+    /// Records `spec` as the project's desired state and returns its revision, if the
+    /// project is still as it was read: `expected` is the revision of the spec read (0: the
+    /// project did not exist). Putting a project also cancels a pending removal. A project
+    /// changed since is a [`StoreError::Conflict`].
+    pub async fn put_project(
         &self,
         name: &str,
         spec: &serde_json::Value,
         meta: &ProjectMeta,
+        expected: u64,
     ) -> Result<u64, StoreError> {
-        let spec_text = to_json("project spec", name, spec)?;
-        let meta_text = to_json("project meta", name, meta)?;
-        self.write(|tx| {
-            let current: Option<(u64, String, String, Option<String>)> = tx
-                .query_row(
-                    "SELECT revision, spec, meta, removing FROM projects WHERE name = ?1",
-                    [name],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-                )
-                .optional()?;
-            if let Some((revision, spec, meta, None)) = current
-                && spec == spec_text
-                && meta == meta_text
-            {
-                return Ok(revision);
-            }
-            let revision = bump_revision(tx)?;
-            tx.execute(
-                "INSERT INTO projects (name, revision, spec, meta, removing)
-                 VALUES (?1, ?2, ?3, ?4, NULL)
-                 ON CONFLICT (name) DO UPDATE SET revision = excluded.revision,
-                     spec = excluded.spec, meta = excluded.meta, removing = NULL",
-                params![name, revision, spec_text, meta_text],
-            )?;
-            tx.execute(
-                "INSERT INTO project_revisions (name, revision, created_at, spec)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![name, revision, now_ms(), spec_text],
-            )?;
-            Ok(revision)
-        })
+        let txn = self
+            .project_ops(name, spec, meta)?
+            .when(Compare::unchanged(keys::project(name), expected))
+            .then(Op::delete(keys::removing(name)));
+        self.commit(txn, &format!("project `{name}`")).await
+    }
+
+    /// The ops that put a spec: the project's record and a history entry.
+    pub(crate) fn project_ops(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+        meta: &ProjectMeta,
+    ) -> Result<crate::kv::Txn, StoreError> {
+        let key = keys::project(name);
+        let record = ProjectRecord {
+            spec: spec.clone(),
+            meta: meta.clone(),
+        };
+        let created_at = now_ms();
+        let history = HistoryRecord {
+            created_at,
+            spec: spec.clone(),
+        };
+        let history_key = keys::history(name, created_at, &keys::nonce());
+        Ok(crate::kv::Txn::new()
+            .then(Op::put(&key, encode("project", &key, &record)?))
+            .then(Op::put(
+                &history_key,
+                encode("project revision", &history_key, &history)?,
+            )))
     }
 
     /// The project's latest spec, its revision, meta and removal request.
-    pub fn project(&self, name: &str) -> Result<Option<StoredProject>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = ?1"),
-                [name],
-                project_row,
-            )
-            .optional()?;
-        row.map(read_project).transpose()
+    pub async fn project(&self, name: &str) -> Result<Option<StoredProject>, StoreError> {
+        let (_, found) = self.kv().get(&keys::project(name)).await?;
+        let Some(kv) = found else {
+            return Ok(None);
+        };
+        let (_, removing) = self.kv().get(&keys::removing(name)).await?;
+        Ok(Some(read_project(name, &kv, removing.as_ref())?))
     }
 
     /// Every project, by name.
-    pub fn projects(&self) -> Result<Vec<StoredProject>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare(&format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name"
-        ))?;
-        let rows = statement
-            .query_map([], project_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(read_project).collect()
-    }
-
-    /// Every spec ever put for the project, newest first; kept after the project is deleted.
-    pub fn project_history(&self, name: &str) -> Result<Vec<ProjectRevision>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare(
-            "SELECT revision, created_at, spec FROM project_revisions
-             WHERE name = ?1 ORDER BY revision DESC",
-        )?;
-        let rows = statement
-            .query_map([name], |row| {
-                Ok((
-                    row.get::<_, u64>(0)?,
-                    row.get::<_, u64>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(revision, created_at, spec)| {
-                Ok(ProjectRevision {
-                    revision,
-                    created_at,
-                    spec: from_json("project spec", name, &spec)?,
-                })
+    pub async fn projects(&self) -> Result<Vec<StoredProject>, StoreError> {
+        let projects = self.kv().range(keys::PROJECTS, 0).await?;
+        let removing = self.kv().range("removing/", 0).await?;
+        projects
+            .kvs
+            .iter()
+            .map(|kv| {
+                let name = kv.key.trim_start_matches(keys::PROJECTS);
+                let removal = removing.kvs.iter().find(|r| r.key == keys::removing(name));
+                read_project(name, kv, removal)
             })
             .collect()
     }
 
+    /// Every spec ever put for the project, newest first; kept after the project is deleted.
+    pub async fn project_history(&self, name: &str) -> Result<Vec<ProjectRevision>, StoreError> {
+        let range = self.kv().range(&keys::history_of(name), 0).await?;
+        let mut history = range
+            .kvs
+            .iter()
+            .map(|kv| {
+                let record: HistoryRecord = decode("project revision", &kv.key, &kv.value)?;
+                Ok(ProjectRevision {
+                    revision: kv.create_revision,
+                    created_at: record.created_at,
+                    spec: record.spec,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        history.sort_by_key(|entry| std::cmp::Reverse(entry.revision));
+        Ok(history)
+    }
+
     /// Records that the project is to be taken down, so that a restarted daemon finishes
     /// the job. Asking again keeps `remove_volumes` if any request asked for it.
-    pub fn mark_project_removing(
+    pub async fn mark_project_removing(
         &self,
         name: &str,
         remove_volumes: bool,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let current: Option<Option<String>> = tx
-                .query_row(
-                    "SELECT removing FROM projects WHERE name = ?1",
-                    [name],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let Some(current) = current else {
-                return Err(StoreError::ProjectNotFound(name.to_owned()));
-            };
-            let earlier: Option<RemoveRequest> = current
-                .map(|text| from_json("removal request", name, &text))
-                .transpose()?;
-            let request = RemoveRequest {
-                volumes: remove_volumes || earlier.is_some_and(|earlier| earlier.volumes),
-            };
-            bump_revision(tx)?;
-            tx.execute(
-                "UPDATE projects SET removing = ?2 WHERE name = ?1",
-                params![name, to_json("removal request", name, &request)?],
-            )?;
-            Ok(())
-        })
+        let (_, project) = self.kv().get(&keys::project(name)).await?;
+        let Some(project) = project else {
+            return Err(StoreError::ProjectNotFound(name.to_owned()));
+        };
+        let key = keys::removing(name);
+        let (_, earlier) = self.kv().get(&key).await?;
+        let earlier_volumes = match &earlier {
+            Some(kv) => decode::<RemoveRequest>("removal request", &key, &kv.value)?.volumes,
+            None => false,
+        };
+        let request = RemoveRequest {
+            volumes: remove_volumes || earlier_volumes,
+        };
+        let txn = crate::kv::Txn::new()
+            .when(Compare::unchanged(
+                keys::project(name),
+                project.mod_revision,
+            ))
+            .when(Compare::unchanged(
+                &key,
+                earlier.as_ref().map_or(0, |kv| kv.mod_revision),
+            ))
+            .then(Op::put(&key, encode("removal request", &key, &request)?));
+        self.commit(txn, &format!("project `{name}`")).await?;
+        Ok(())
     }
 
-    /// Forgets the project, its tasks and its rollouts; its history stays. Deleting a project that does
-    /// not exist succeeds and changes nothing.
-    pub fn delete_project(&self, name: &str) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let projects = tx.execute("DELETE FROM projects WHERE name = ?1", [name])?;
-            let tasks = tx.execute("DELETE FROM tasks WHERE project = ?1", [name])?;
-            let rollouts = tx.execute("DELETE FROM rollouts WHERE project = ?1", [name])?;
-            if projects + tasks + rollouts > 0 {
-                bump_revision(tx)?;
-            }
-            Ok(())
-        })
+    /// Forgets the project, its tasks and its rollouts; its history (and that of its
+    /// rollouts) stays. Deleting a project that does not exist succeeds and changes nothing.
+    pub async fn delete_project(&self, name: &str) -> Result<(), StoreError> {
+        let txn = crate::kv::Txn::new()
+            .then(Op::delete(keys::project(name)))
+            .then(Op::delete(keys::removing(name)))
+            .then(Op::delete_prefix(keys::tasks_of(name)))
+            .then(Op::delete_prefix(keys::rollouts_of(name)));
+        self.commit(txn, &format!("project `{name}`")).await?;
+        Ok(())
     }
-}
-
-type ProjectRow = (String, u64, String, String, Option<String>);
-
-fn project_row(row: &Row<'_>) -> rusqlite::Result<ProjectRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
 }
 
 fn read_project(
-    (name, revision, spec, meta, removing): ProjectRow,
+    name: &str,
+    kv: &KeyValue,
+    removing: Option<&KeyValue>,
 ) -> Result<StoredProject, StoreError> {
+    let record: ProjectRecord = decode("project", name, &kv.value)?;
     Ok(StoredProject {
-        spec: from_json("project spec", &name, &spec)?,
-        meta: from_json("project meta", &name, &meta)?,
+        name: name.to_string(),
+        revision: kv.mod_revision,
+        spec: record.spec,
+        meta: record.meta,
         removing: removing
-            .map(|text| from_json("removal request", &name, &text))
+            .map(|kv| decode("removal request", name, &kv.value))
             .transpose()?,
-        revision,
-        name,
     })
 }

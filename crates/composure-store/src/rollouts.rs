@@ -2,153 +2,127 @@
 //! restarted daemon resumes an update where it was; and every rollout as it last stood (the
 //! log), for the history of a service's versions. The log stays when the project goes, as
 //! the project's history does.
+//!
+//! A rollout stored with `revision` 0 takes the revision of the transaction that stored it
+//! (a rollback or an undo stores the rollout with the spec it targets, whose revision is not
+//! known before the commit).
 
 use composure_core::Rollout;
-use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::store::{bump_revision, from_json, now_ms, to_json};
-use crate::{ProjectMeta, Store, StoreError};
+use crate::keys::{self, decode, encode};
+use crate::kv::{Compare, KeyValue, Op, Txn};
+use crate::{Guard, ProjectMeta, Store, StoreError};
 
 impl Store {
-    /// Records `rollout` as the service's latest rollout (replacing the one before).
-    pub fn put_rollout(
+    /// Records `rollout` as the service's latest rollout (replacing the one before), if
+    /// `guard` holds.
+    pub async fn put_rollout(
         &self,
         project: &str,
         service: &str,
         rollout: &Rollout,
+        guard: &Guard,
     ) -> Result<u64, StoreError> {
-        self.write(|tx| {
-            let revision = bump_revision(tx)?;
-            upsert(tx, project, service, rollout)?;
-            Ok(revision)
-        })
+        let txn = rollout_ops(guard.txn(), project, service, rollout)?;
+        self.commit(txn, &format!("project `{project}`")).await
     }
 
     /// The service's latest rollout, if it had one.
-    pub fn rollout(&self, project: &str, service: &str) -> Result<Option<Rollout>, StoreError> {
-        let conn = self.conn();
-        let body: Option<String> = conn
-            .query_row(
-                "SELECT body FROM rollouts WHERE project = ?1 AND service = ?2",
-                [project, service],
-                |row| row.get(0),
-            )
-            .optional()?;
-        body.map(|body| from_json("rollout", &key(project, service), &body))
-            .transpose()
+    pub async fn rollout(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Option<Rollout>, StoreError> {
+        let (_, found) = self.kv().get(&keys::rollout(project, service)).await?;
+        found.as_ref().map(read_rollout).transpose()
     }
 
     /// The latest rollout of each service of the project that had one, by service name.
-    pub fn rollouts(&self, project: &str) -> Result<Vec<(String, Rollout)>, StoreError> {
-        let conn = self.conn();
-        let mut statement =
-            conn.prepare("SELECT service, body FROM rollouts WHERE project = ?1 ORDER BY service")?;
-        let rows = statement
-            .query_map([project], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(service, body)| {
-                let rollout = from_json("rollout", &key(project, service.as_str()), &body)?;
-                Ok((service, rollout))
+    pub async fn rollouts(&self, project: &str) -> Result<Vec<(String, Rollout)>, StoreError> {
+        let prefix = keys::rollouts_of(project);
+        let range = self.kv().range(&prefix, 0).await?;
+        range
+            .kvs
+            .iter()
+            .map(|kv| {
+                let service = kv.key.trim_start_matches(&prefix).to_string();
+                Ok((service, read_rollout(kv)?))
             })
             .collect()
     }
 
     /// Every rollout of the service that was stored, each as it last stood, oldest first.
-    pub fn rollout_log(&self, project: &str, service: &str) -> Result<Vec<Rollout>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare(
-            "SELECT body FROM rollout_log WHERE project = ?1 AND service = ?2
-             ORDER BY started_at, target_hash",
-        )?;
-        let bodies = statement
-            .query_map([project, service], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        bodies
-            .iter()
-            .map(|body| from_json("rollout", &key(project, service), body))
-            .collect()
+    pub async fn rollout_log(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Vec<Rollout>, StoreError> {
+        let range = self
+            .kv()
+            .range(&keys::rollout_log_of(project, service), 0)
+            .await?;
+        range.kvs.iter().map(read_rollout).collect()
     }
 
-    /// Forgets the service's rollout (the service left the project).
-    pub fn delete_rollout(&self, project: &str, service: &str) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let deleted = tx.execute(
-                "DELETE FROM rollouts WHERE project = ?1 AND service = ?2",
-                [project, service],
-            )?;
-            if deleted > 0 {
-                bump_revision(tx)?;
-            }
-            Ok(())
-        })
+    /// Forgets the service's rollout (the service left the project), if `guard` holds.
+    pub async fn delete_rollout(
+        &self,
+        project: &str,
+        service: &str,
+        guard: &Guard,
+    ) -> Result<(), StoreError> {
+        let txn = guard
+            .txn()
+            .then(Op::delete(keys::rollout(project, service)));
+        self.commit(txn, &format!("project `{project}`")).await?;
+        Ok(())
     }
 
     /// Puts `spec` as the project's desired state and `rollout` as `service`'s rollout, in
-    /// one transaction (a rollback or an undo: the previous version of a service and the
-    /// rollout that brings it back). The rollout's `revision` is set to the new revision.
-    /// Returns that revision.
-    pub fn put_project_with_rollout(
+    /// one transaction, if the project is still at `expected` (a rollback or an undo: the
+    /// previous version of a service and the rollout that brings it back). The rollout's
+    /// `revision` becomes the new revision. Returns that revision.
+    pub async fn put_project_with_rollout(
         &self,
         name: &str,
         spec: &serde_json::Value,
         meta: &ProjectMeta,
+        expected: u64,
         service: &str,
         rollout: &Rollout,
     ) -> Result<u64, StoreError> {
-        let spec_text = to_json("project spec", name, spec)?;
-        let meta_text = to_json("project meta", name, meta)?;
-        self.write(|tx| {
-            let revision = bump_revision(tx)?;
-            let updated = tx.execute(
-                "UPDATE projects SET revision = ?2, spec = ?3, meta = ?4 WHERE name = ?1",
-                params![name, revision, spec_text, meta_text],
-            )?;
-            if updated == 0 {
-                return Err(StoreError::ProjectNotFound(name.to_owned()));
-            }
-            tx.execute(
-                "INSERT INTO project_revisions (name, revision, created_at, spec)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![name, revision, now_ms(), spec_text],
-            )?;
-            let mut rollout = rollout.clone();
-            rollout.revision = revision;
-            upsert(tx, name, service, &rollout)?;
-            Ok(revision)
-        })
+        if expected == 0 {
+            return Err(StoreError::ProjectNotFound(name.to_owned()));
+        }
+        let mut rollout = rollout.clone();
+        rollout.revision = 0;
+        let txn = self
+            .project_ops(name, spec, meta)?
+            .when(Compare::unchanged(keys::project(name), expected));
+        let txn = rollout_ops(txn, name, service, &rollout)?;
+        self.commit(txn, &format!("project `{name}`")).await
     }
 }
 
-fn upsert(
-    tx: &Transaction<'_>,
+/// `txn` plus the puts of the service's rollout and its entry in the log.
+fn rollout_ops(
+    txn: Txn,
     project: &str,
     service: &str,
     rollout: &Rollout,
-) -> Result<(), StoreError> {
-    let body = to_json("rollout", &key(project, service), rollout)?;
-    tx.execute(
-        "INSERT INTO rollouts (project, service, body) VALUES (?1, ?2, ?3)
-         ON CONFLICT (project, service) DO UPDATE SET body = excluded.body",
-        params![project, service, body],
-    )?;
-    tx.execute(
-        "INSERT INTO rollout_log (project, service, started_at, target_hash, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (project, service, started_at, target_hash) DO UPDATE SET body = excluded.body",
-        params![
-            project,
-            service,
-            rollout.started_at,
-            rollout.target_hash,
-            body
-        ],
-    )?;
-    Ok(())
+) -> Result<Txn, StoreError> {
+    let key = keys::rollout(project, service);
+    let body = encode("rollout", &key, rollout)?;
+    let log = keys::rollout_log(project, service, rollout.started_at, &rollout.target_hash);
+    Ok(txn
+        .then(Op::put(&key, body.clone()))
+        .then(Op::put(log, body)))
 }
 
-fn key(project: &str, service: &str) -> String {
-    format!("{project}/{service}")
+fn read_rollout(kv: &KeyValue) -> Result<Rollout, StoreError> {
+    let mut rollout: Rollout = decode("rollout", &kv.key, &kv.value)?;
+    if rollout.revision == 0 {
+        rollout.revision = kv.mod_revision;
+    }
+    Ok(rollout)
 }

@@ -6,14 +6,22 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::StoreError;
 
+/// A step of the schema: SQL, or code for what SQL cannot say.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> Result<(), StoreError>),
+}
+
+use Migration::{Code, Sql};
+
 /// Migration `i` takes a database from schema version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: revision counter, projects and their history, tasks, events.
-    r#"
+    Sql(r#"
     CREATE TABLE revision (
         id    INTEGER PRIMARY KEY CHECK (id = 1),
         value INTEGER NOT NULL
@@ -62,19 +70,19 @@ const MIGRATIONS: &[&str] = &[
         message  TEXT NOT NULL
     );
     CREATE INDEX events_by_project ON events (project, revision);
-    "#,
+    "#),
     // 2: each service's rolling update (the latest one), so a restarted daemon resumes it.
-    r#"
+    Sql(r#"
     CREATE TABLE rollouts (
         project TEXT NOT NULL,
         service TEXT NOT NULL,
         body    TEXT NOT NULL,
         PRIMARY KEY (project, service)
     );
-    "#,
+    "#),
     // 3: every rollout, as it last stood, for the history of a service's versions (what
     // each deploy cost: how it ended, how long the service had no ready replica).
-    r#"
+    Sql(r#"
     CREATE TABLE rollout_log (
         project     TEXT NOT NULL,
         service     TEXT NOT NULL,
@@ -83,7 +91,39 @@ const MIGRATIONS: &[&str] = &[
         body        TEXT NOT NULL,
         PRIMARY KEY (project, service, started_at, target_hash)
     );
-    "#,
+    "#),
+    // 4: the key-value layout every backend shares (`kv`), its change log for watches, and
+    // leases. The revision counter stays; it is the key-value store's revision.
+    Sql(r#"
+    CREATE TABLE kv (
+        key             TEXT PRIMARY KEY,
+        value           BLOB NOT NULL,
+        create_revision INTEGER NOT NULL,
+        mod_revision    INTEGER NOT NULL,
+        lease           INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX kv_by_lease ON kv (lease) WHERE lease != 0;
+    CREATE TABLE kv_log (
+        revision INTEGER NOT NULL,
+        seq      INTEGER NOT NULL,
+        key      TEXT NOT NULL,
+        value    BLOB,
+        PRIMARY KEY (revision, seq)
+    );
+    CREATE TABLE kv_compacted (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        revision INTEGER NOT NULL
+    );
+    INSERT INTO kv_compacted (id, revision) SELECT 1, value FROM revision WHERE id = 1;
+    CREATE TABLE leases (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        ttl_ms     INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    "#),
+    // 5: what the tables of migrations 1-3 held, moved into `kv` at the revisions it was
+    // written at; then those tables go.
+    Code(crate::legacy::move_into_kv),
 ];
 
 /// The schema version this build writes.
@@ -120,16 +160,22 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         else {
             return Ok(());
         };
-        tx.execute_batch(migration)?;
+        match migration {
+            Sql(sql) => tx.execute_batch(sql)?,
+            Code(step) => step(&tx)?,
+        }
         tx.execute("UPDATE schema_version SET version = ?1", [version + 1])?;
         tx.commit()?;
     }
 }
 
-/// Migration `index`, for tests that build an older database.
+/// Migration `index` (an SQL one), for tests that build an older database.
 #[cfg(test)]
 pub(crate) fn migration(index: usize) -> &'static str {
-    MIGRATIONS[index]
+    match &MIGRATIONS[index] {
+        Sql(sql) => sql,
+        Code(_) => panic!("migration {index} is code"),
+    }
 }
 
 /// The schema version a database is at.

@@ -1,12 +1,12 @@
-//! The store handle: opening the database, and the one way to write to it.
+//! The store handle over a key-value backend, and the guards its writes carry.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
-
-use crate::{StoreError, schema};
+use crate::StoreError;
+use crate::kv::{Compare, Kv, SqliteKv, Txn, TxnOutcome};
 
 /// How many events the store keeps; older ones are dropped as new ones arrive.
 pub const MAX_EVENTS: usize = 10_000;
@@ -15,11 +15,7 @@ pub const MAX_EVENTS: usize = 10_000;
 /// ones are dropped whenever a task of that slot is written.
 pub const TERMINAL_TASKS_KEPT_PER_SLOT: usize = 5;
 
-/// How long a statement waits for a lock held by another connection (another process
-/// reading the file, e.g. a backup) before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The bounds the store keeps its tables within.
+/// The bounds the store keeps its records within.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     pub(crate) events: usize,
@@ -35,91 +31,122 @@ impl Default for Limits {
     }
 }
 
-/// The state database. Cheap to share (`Send + Sync`): calls are serialised on one
-/// connection, and each write is one transaction.
+/// What a write was computed from: the revisions of the records it read. The write applies
+/// only if none of them changed since.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    compares: Vec<Compare>,
+}
+
+impl Guard {
+    /// No condition: a write that depends on nothing it read (an event).
+    pub fn none() -> Guard {
+        Guard::default()
+    }
+
+    /// The project's desired state is still the one put at `revision` (the
+    /// [`StoredProject::revision`](crate::StoredProject::revision) read).
+    pub fn project(name: &str, revision: u64) -> Guard {
+        Guard {
+            compares: vec![Compare::unchanged(crate::keys::project(name), revision)],
+        }
+    }
+
+    /// A raw key of the store was last changed at `revision` (0: absent), e.g. the leader
+    /// key that fences a controller.
+    pub fn key(key: impl Into<String>, revision: u64) -> Guard {
+        Guard {
+            compares: vec![Compare::unchanged(key, revision)],
+        }
+    }
+
+    /// Both conditions.
+    pub fn and(mut self, other: Guard) -> Guard {
+        self.compares.extend(other.compares);
+        self
+    }
+
+    pub(crate) fn txn(&self) -> Txn {
+        Txn {
+            compares: self.compares.clone(),
+            ops: Vec::new(),
+        }
+    }
+}
+
+/// Composure's state over a key-value backend. Cheap to share (`Send + Sync`).
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    kv: Arc<dyn Kv>,
     pub(crate) limits: Limits,
+    /// Events appended by this process, to trim the log every so often.
+    pub(crate) appended: AtomicU64,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// The single-host store: the SQLite file at `path`, created if needed, migrated in
+    /// place from an older Composure's layout.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, Limits::default())
+        Ok(Store::new(Arc::new(SqliteKv::open(path)?)))
     }
 
-    pub(crate) fn open_with(path: &Path, limits: Limits) -> Result<Store, StoreError> {
-        let open_error = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut conn = Connection::open(path).map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        // WAL: readers never block the writer, and a commit is one append to the log.
-        // FULL: the log is fsynced at every commit, so a returned write survives power loss.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_error)?;
-        schema::migrate(&mut conn, path)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
+    pub fn new(kv: Arc<dyn Kv>) -> Store {
+        Store::with_limits(kv, Limits::default())
+    }
+
+    pub(crate) fn with_limits(kv: Arc<dyn Kv>, limits: Limits) -> Store {
+        Store {
+            kv,
             limits,
-        })
+            appended: AtomicU64::new(0),
+        }
     }
 
-    /// The revision of the last write transaction (0 for a new database).
-    pub fn revision(&self) -> Result<u64, StoreError> {
-        let conn = self.conn();
-        Ok(
-            conn.query_row("SELECT value FROM revision WHERE id = 1", [], |row| {
-                row.get(0)
-            })?,
-        )
+    /// The backend, for watches and leases.
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.kv
     }
 
-    /// The connection. A panic while it was held cannot have left a transaction open (a
-    /// dropped `Transaction` rolls back), so a poisoned lock is safe to take over.
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The backend in words.
+    pub fn describe(&self) -> String {
+        self.kv.describe()
     }
 
-    /// Runs `f` in one write transaction and commits it. `f` calls [`bump_revision`] if it
-    /// changes anything; a transaction that changes nothing leaves the revision alone.
-    pub(crate) fn write<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        // IMMEDIATE takes the write lock up front, so the transaction never fails half-way
-        // because another connection started writing first.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+    /// The store's revision: that of the last write transaction (0 for a new store).
+    pub async fn revision(&self) -> Result<u64, StoreError> {
+        Ok(self.kv.get(crate::keys::PROJECTS).await?.0)
     }
 
-    /// Runs `PRAGMA integrity_check` and returns its report ("ok" when the file is sound).
-    pub fn integrity_check(&self) -> Result<String, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare("PRAGMA integrity_check")?;
-        let lines = statement
-            .query_map([], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(lines.join("\n"))
+    /// Commits `txn` in as many transactions as [`MAX_TXN_OPS`](crate::kv::MAX_TXN_OPS)
+    /// requires, each with all of `txn`'s compares; returns the last revision. Only a batch of
+    /// well over a hundred records (a service of hundreds of replicas) takes more than one.
+    pub(crate) async fn commit_chunked(&self, txn: Txn, what: &str) -> Result<u64, StoreError> {
+        let max = crate::kv::MAX_TXN_OPS;
+        if txn.ops.len() <= max {
+            return self.commit(txn, what).await;
+        }
+        let mut revision = 0;
+        for ops in txn.ops.chunks(max) {
+            let chunk = Txn {
+                compares: txn.compares.clone(),
+                ops: ops.to_vec(),
+            };
+            revision = self.commit(chunk, what).await?;
+        }
+        Ok(revision)
     }
-}
 
-/// Takes the next revision for the transaction `tx`.
-pub(crate) fn bump_revision(tx: &Transaction<'_>) -> Result<u64, StoreError> {
-    Ok(tx.query_row(
-        "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value",
-        [],
-        |row| row.get(0),
-    )?)
+    /// Commits `txn`; a failed compare is a [`StoreError::Conflict`] about `what`.
+    pub(crate) async fn commit(&self, txn: Txn, what: &str) -> Result<u64, StoreError> {
+        match self.kv.txn(txn).await? {
+            TxnOutcome::Committed(revision) => Ok(revision),
+            TxnOutcome::Conflict => Err(StoreError::Conflict(what.to_string())),
+        }
+    }
+
+    pub(crate) fn count_append(&self) -> u64 {
+        self.appended.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// Milliseconds since the Unix epoch (the store only uses it to date project revisions).
@@ -129,30 +156,4 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
-}
-
-/// Serialises a record for a JSON column.
-pub(crate) fn to_json<T: serde::Serialize>(
-    what: &'static str,
-    key: &str,
-    value: &T,
-) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Json {
-        what,
-        key: key.to_owned(),
-        source,
-    })
-}
-
-/// Reads a record from a JSON column.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    key: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Json {
-        what,
-        key: key.to_owned(),
-        source,
-    })
 }

@@ -1,126 +1,104 @@
-//! Tasks: stored whole as JSON, with the columns queries filter on copied beside it.
+//! Tasks: each stored whole as JSON under `tasks/<project>/<id>`.
 
 use std::collections::BTreeSet;
 
 use composure_core::{Task, TaskId};
-use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::store::{bump_revision, from_json, to_json};
-use crate::{Store, StoreError};
+use crate::keys::{self, decode, encode};
+use crate::kv::{KeyValue, Op};
+use crate::{Guard, Store, StoreError};
 
 impl Store {
-    /// Inserts the task, or updates it if a task with its id exists.
-    pub fn put_task(&self, task: &Task) -> Result<u64, StoreError> {
-        self.put_tasks(std::slice::from_ref(task))
+    /// Inserts the task, or updates it if a task with its id exists, if `guard` holds.
+    pub async fn put_task(&self, task: &Task, guard: &Guard) -> Result<u64, StoreError> {
+        self.put_tasks(std::slice::from_ref(task), guard).await
     }
 
-    /// Inserts or updates the tasks in one transaction, then drops the oldest ended tasks
-    /// of the slots written beyond [`TERMINAL_TASKS_KEPT_PER_SLOT`](crate::TERMINAL_TASKS_KEPT_PER_SLOT).
-    /// Returns the revision (the current one if `tasks` is empty).
-    pub fn put_tasks(&self, tasks: &[Task]) -> Result<u64, StoreError> {
+    /// Inserts or updates the tasks in one transaction, if `guard` holds, dropping the
+    /// oldest ended tasks of the slots written beyond
+    /// [`TERMINAL_TASKS_KEPT_PER_SLOT`](crate::TERMINAL_TASKS_KEPT_PER_SLOT). Returns the
+    /// revision (the current one if `tasks` is empty).
+    pub async fn put_tasks(&self, tasks: &[Task], guard: &Guard) -> Result<u64, StoreError> {
+        let Some(first) = tasks.first() else {
+            return self.revision().await;
+        };
+        let txn = self.task_ops(guard.txn(), tasks).await?;
+        self.commit_chunked(txn, &format!("the state of project `{}`", first.project))
+            .await
+    }
+
+    /// `txn` plus the puts of `tasks` and the prunes they make due.
+    pub(crate) async fn task_ops(
+        &self,
+        mut txn: crate::kv::Txn,
+        tasks: &[Task],
+    ) -> Result<crate::kv::Txn, StoreError> {
         let keep = self.limits.terminal_tasks_per_slot;
-        self.write(|tx| {
-            if tasks.is_empty() {
-                return Ok(
-                    tx.query_row("SELECT value FROM revision WHERE id = 1", [], |row| {
-                        row.get(0)
-                    })?,
-                );
+        let projects: BTreeSet<&str> = tasks.iter().map(|t| t.project.as_str()).collect();
+        // The keys to drop. A written task that is among them is dropped, not put: a
+        // transaction changes a key once (etcd refuses a put and a delete of one key).
+        let mut pruned = BTreeSet::new();
+        for project in projects {
+            let mut stored = self.tasks(project).await?;
+            // What this transaction writes replaces what is stored.
+            stored.retain(|t| !tasks.iter().any(|w| w.id == t.id));
+            stored.extend(tasks.iter().filter(|t| t.project == project).cloned());
+            let slots: BTreeSet<(&str, u32)> = tasks
+                .iter()
+                .filter(|t| t.project == project)
+                .map(|t| (t.service.as_str(), t.slot))
+                .collect();
+            for (service, slot) in slots {
+                let mut ended: Vec<&Task> = stored
+                    .iter()
+                    .filter(|t| t.service == service && t.slot == slot && t.state.is_terminal())
+                    .collect();
+                // Newest first; the oldest beyond `keep` go. Tasks that have not ended are
+                // never dropped: the reconciler counts them.
+                ended.sort_by_key(|task| std::cmp::Reverse(task.created_at));
+                for old in ended.into_iter().skip(keep) {
+                    pruned.insert(keys::task(project, &old.id.0));
+                }
             }
-            let revision = bump_revision(tx)?;
-            let mut slots = BTreeSet::new();
-            for task in tasks {
-                upsert(tx, task)?;
-                slots.insert((task.project.as_str(), task.service.as_str(), task.slot));
+        }
+        for task in tasks {
+            let key = keys::task(&task.project, &task.id.0);
+            if !pruned.contains(&key) {
+                txn = txn.then(Op::put(&key, encode("task", &key, task)?));
             }
-            for (project, service, slot) in slots {
-                prune_slot(tx, project, service, slot, keep)?;
-            }
-            Ok(revision)
-        })
+        }
+        for key in pruned {
+            txn = txn.then(Op::delete(key));
+        }
+        Ok(txn)
     }
 
     /// Every task of the project, in every state, ordered by service, slot and age.
-    pub fn tasks(&self, project: &str) -> Result<Vec<Task>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare(
-            "SELECT id, body FROM tasks WHERE project = ?1
-             ORDER BY service, slot, created_at, rowid",
-        )?;
-        let rows = statement
-            .query_map([project], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.iter()
-            .map(|(id, body)| from_json("task", id, body))
-            .collect()
+    pub async fn tasks(&self, project: &str) -> Result<Vec<Task>, StoreError> {
+        let range = self.kv().range(&keys::tasks_of(project), 0).await?;
+        let mut tasks = range
+            .kvs
+            .iter()
+            .map(|kv| Ok((kv.create_revision, read_task(kv)?)))
+            .collect::<Result<Vec<(u64, Task)>, StoreError>>()?;
+        tasks.sort_by(|(ra, a), (rb, b)| {
+            (a.service.as_str(), a.slot, a.created_at, *ra).cmp(&(
+                b.service.as_str(),
+                b.slot,
+                b.created_at,
+                *rb,
+            ))
+        });
+        Ok(tasks.into_iter().map(|(_, task)| task).collect())
     }
 
-    pub fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
-        let conn = self.conn();
-        let body: Option<String> = conn
-            .query_row("SELECT body FROM tasks WHERE id = ?1", [&id.0], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        body.map(|body| from_json("task", &id.0, &body)).transpose()
+    pub async fn task(&self, project: &str, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let (_, found) = self.kv().get(&keys::task(project, &id.0)).await?;
+        found.as_ref().map(read_task).transpose()
     }
 }
 
-fn upsert(tx: &Transaction<'_>, task: &Task) -> Result<(), StoreError> {
-    let id = task.id.0.as_str();
-    tx.execute(
-        "INSERT INTO tasks (id, project, service, slot, desired, state, terminal, created_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (id) DO UPDATE SET project = excluded.project,
-             service = excluded.service, slot = excluded.slot, desired = excluded.desired,
-             state = excluded.state, terminal = excluded.terminal,
-             created_at = excluded.created_at, body = excluded.body",
-        params![
-            id,
-            task.project,
-            task.service,
-            task.slot,
-            word(id, &task.desired)?,
-            word(id, &task.state)?,
-            task.state.is_terminal(),
-            task.created_at,
-            to_json("task", id, task)?,
-        ],
-    )?;
-    Ok(())
-}
-
-/// Keeps the newest `keep` ended tasks of one slot. Tasks that have not ended are never
-/// dropped: the reconciler counts them.
-fn prune_slot(
-    tx: &Transaction<'_>,
-    project: &str,
-    service: &str,
-    slot: u32,
-    keep: usize,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "DELETE FROM tasks WHERE rowid IN (
-             SELECT rowid FROM tasks
-             WHERE project = ?1 AND service = ?2 AND slot = ?3 AND terminal = 1
-             ORDER BY created_at DESC, rowid DESC
-             LIMIT -1 OFFSET ?4)",
-        params![project, service, slot, keep],
-    )?;
-    Ok(())
-}
-
-/// The word serde uses for a unit enum variant (`running`, `shutdown`), for an indexed column.
-fn word<T: serde::Serialize>(id: &str, value: &T) -> Result<String, StoreError> {
-    let value = serde_json::to_value(value).map_err(|source| StoreError::Json {
-        what: "task",
-        key: id.to_owned(),
-        source,
-    })?;
-    Ok(match value {
-        serde_json::Value::String(word) => word,
-        other => other.to_string(),
-    })
+fn read_task(kv: &KeyValue) -> Result<Task, StoreError> {
+    let id = kv.key.rsplit('/').next().unwrap_or_default();
+    decode("task", id, &kv.value)
 }

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState};
-use composure_store::{ProjectMeta, Store, StoredEvent};
+use composure_store::kv::SqliteKv;
+use composure_store::{Guard, ProjectMeta, Store, StoredEvent};
 use serde_json::json;
 
 const WRITER_ENV: &str = "COMPOSURE_STORE_CRASH_WRITER";
@@ -42,24 +43,39 @@ fn task(n: u64) -> Task {
         not_before: 0,
         started_at: Some(n),
         finished_at: None,
+        node: Default::default(),
     }
 }
 
 /// The writer: writes forever, printing `committed <revision> <task n>` after each commit.
 fn write_forever(path: &Path) -> ! {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(write_forever_async(path))
+}
+
+async fn write_forever_async(path: &Path) -> ! {
     let store = Store::open(path).unwrap();
     let meta = ProjectMeta::default();
-    let mut n = store.revision().unwrap() * 10;
+    let mut n = store.revision().await.unwrap() * 10;
     loop {
         n += 1;
         let revision = match n % 4 {
-            0 => store
-                .put_project(
-                    "app",
-                    &json!({"generation": n, "pad": "x".repeat(2000)}),
-                    &meta,
-                )
-                .unwrap(),
+            0 => {
+                let expected = store
+                    .project("app")
+                    .await
+                    .unwrap()
+                    .map_or(0, |p| p.revision);
+                store
+                    .put_project(
+                        "app",
+                        &json!({"generation": n, "pad": "x".repeat(2000)}),
+                        &meta,
+                        expected,
+                    )
+                    .await
+                    .unwrap()
+            }
             1 => store
                 .append_event(&StoredEvent {
                     revision: 0,
@@ -71,8 +87,12 @@ fn write_forever(path: &Path) -> ! {
                     kind: "tick".into(),
                     message: "y".repeat(500),
                 })
+                .await
                 .unwrap(),
-            _ => store.put_tasks(&[task(n), task(n + 1_000_000)]).unwrap(),
+            _ => store
+                .put_tasks(&[task(n), task(n + 1_000_000)], &Guard::none())
+                .await
+                .unwrap(),
         };
         println!("committed {revision} {n}");
     }
@@ -123,16 +143,25 @@ fn a_writer_killed_mid_write_leaves_a_sound_database() {
             "the writer ended by itself in round {round}"
         );
 
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.integrity_check().unwrap(), "ok", "round {round}");
+        let sqlite = SqliteKv::open(&path).unwrap();
+        assert_eq!(sqlite.integrity_check().unwrap(), "ok", "round {round}");
+        drop(sqlite);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(check_round(&path, round, revision, n));
+    }
+}
+
+async fn check_round(path: &Path, round: usize, revision: u64, n: u64) {
+    {
+        let store = Store::open(path).unwrap();
         assert!(
-            store.revision().unwrap() >= revision,
+            store.revision().await.unwrap() >= revision,
             "round {round}: revision {revision} was reported committed but is gone"
         );
         // What the last reported commit wrote is there.
         match n % 4 {
             0 => {
-                let history = store.project_history("app").unwrap();
+                let history = store.project_history("app").await.unwrap();
                 assert!(
                     history
                         .iter()
@@ -140,11 +169,14 @@ fn a_writer_killed_mid_write_leaves_a_sound_database() {
                 );
             }
             1 => {
-                let events = store.events_since(revision - 1, Some("app")).unwrap();
+                let events = store.events_since(revision - 1, Some("app")).await.unwrap();
                 assert_eq!(events.first().map(|e| e.revision), Some(revision));
             }
             _ => {
-                let stored = store.task(&TaskId(format!("task-{n}"))).unwrap();
+                let stored = store
+                    .task("app", &TaskId(format!("task-{n}")))
+                    .await
+                    .unwrap();
                 // Ended tasks may since have been pruned by later writes; a live one stays.
                 if task(n).state == TaskState::Running {
                     assert_eq!(stored, Some(task(n)), "round {round}");
@@ -152,8 +184,8 @@ fn a_writer_killed_mid_write_leaves_a_sound_database() {
             }
         }
         // Every table is still readable end to end.
-        store.projects().unwrap();
-        store.tasks("app").unwrap();
-        store.events_since(0, None).unwrap();
+        store.projects().await.unwrap();
+        store.tasks("app").await.unwrap();
+        store.events_since(0, None).await.unwrap();
     }
 }

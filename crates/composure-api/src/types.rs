@@ -11,6 +11,15 @@ pub struct Info {
     pub version: String,
     pub engine: EngineInfo,
     pub data_dir: String,
+    /// Where the state is kept (`sqlite <file>`, `etcd <endpoints> (prefix <p>)`).
+    #[serde(default)]
+    pub store: String,
+    /// This daemon's node.
+    #[serde(default)]
+    pub node: String,
+    /// Whether this daemon's controllers decide (the cluster's leader; always on one host).
+    #[serde(default)]
+    pub leader: bool,
 }
 
 /// The container engine the daemon drives.

@@ -2,10 +2,13 @@
 
 use std::path::PathBuf;
 
+use composure_store::kv::EtcdConfig;
+
 /// Where the daemon keeps its state and where it listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
-    /// Holds `state.db` (the store) and `lock` (one daemon per data directory).
+    /// Holds `state.db` (the SQLite store), `lock` (one daemon per data directory) and the
+    /// node-local files (VIP configs, secret files) whatever the store.
     pub data_dir: PathBuf,
     /// The API's Unix socket; its parent directory is created if missing.
     pub socket: PathBuf,
@@ -14,4 +17,74 @@ pub struct DaemonConfig {
     /// daemon's own executable (`composure vip`), so only a daemon started from the
     /// `composure` binary can turn it on.
     pub service_vips: bool,
+    /// Where the state lives.
+    pub store: StoreBackend,
+    /// This node as the store knows it.
+    pub node: NodeConfig,
+}
+
+impl DaemonConfig {
+    /// A single-host daemon on `data_dir` (SQLite store, the local node named after the
+    /// host), listening on `socket`.
+    pub fn local(data_dir: PathBuf, socket: PathBuf) -> DaemonConfig {
+        DaemonConfig {
+            data_dir,
+            socket,
+            service_vips: false,
+            store: StoreBackend::Sqlite,
+            node: NodeConfig::local(),
+        }
+    }
+}
+
+/// The store's backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// `<data_dir>/state.db`: one host, nothing to install.
+    Sqlite,
+    /// An etcd cluster, shared by every node.
+    Etcd(EtcdConfig),
+}
+
+/// How this node names and describes itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    /// Where the other nodes reach this one.
+    pub address: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl NodeConfig {
+    /// The node named after the host, at the loopback address.
+    pub fn local() -> NodeConfig {
+        NodeConfig {
+            name: host_name(),
+            address: "127.0.0.1".to_string(),
+            labels: Default::default(),
+        }
+    }
+}
+
+/// The host's name (`/proc/sys/kernel/hostname`), made a valid node name; `local` if it
+/// cannot be read.
+pub fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    if name.is_empty() {
+        "local".to_string()
+    } else {
+        name
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use composure_core::Task;
 use composure_store::{Store, StoredEvent};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::now_ms;
 
@@ -14,10 +14,10 @@ const LIVE_CAPACITY: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct EventLog {
-    store: Arc<Store>,
+    /// To the writer; `None` once closed.
+    queue: Mutex<Option<mpsc::UnboundedSender<StoredEvent>>>,
     live: broadcast::Sender<StoredEvent>,
-    /// Held while appending and broadcasting, so live events go out in revision order.
-    order: Mutex<()>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What happened, to what.
@@ -56,17 +56,22 @@ impl<'a> NewEvent<'a> {
 }
 
 impl EventLog {
+    /// The log, with its writer: one task that appends events to the store in the order
+    /// they were recorded and then tells the live watchers. Needs a tokio runtime.
     pub fn new(store: Arc<Store>) -> EventLog {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let (queue, pending) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_events(store, pending, live.clone()));
         EventLog {
-            store,
+            queue: Mutex::new(Some(queue)),
             live,
-            order: Mutex::new(()),
+            writer: Mutex::new(Some(writer)),
         }
     }
 
-    /// Records an event. A store failure is logged, never fatal: events are a record of
-    /// the work, not part of it.
+    /// Records an event. It is written to the store in the background, so that recording
+    /// never waits on the store; a store failure is logged, never fatal: events are a
+    /// record of the work, not part of it.
     pub fn record(&self, event: NewEvent<'_>) {
         tracing::info!(
             project = event.project,
@@ -76,7 +81,7 @@ impl EventLog {
             "{}",
             event.message
         );
-        let mut stored = StoredEvent {
+        let stored = StoredEvent {
             revision: 0,
             time: now_ms(),
             project: event.project.to_string(),
@@ -86,17 +91,9 @@ impl EventLog {
             kind: event.kind.to_string(),
             message: event.message,
         };
-        let _order = self
-            .order
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match self.store.append_event(&stored) {
-            Ok(revision) => {
-                stored.revision = revision;
-                // No receivers is fine: nobody is watching.
-                let _ = self.live.send(stored);
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot record an event"),
+        if let Some(queue) = lock(&self.queue).as_ref() {
+            // The writer only ends once the queue is closed.
+            let _ = queue.send(stored);
         }
     }
 
@@ -104,5 +101,37 @@ impl EventLog {
     /// live events already seen by revision: nothing is missed between the two.
     pub fn subscribe(&self) -> broadcast::Receiver<StoredEvent> {
         self.live.subscribe()
+    }
+
+    /// Writes what is queued and stops the writer (at shutdown).
+    pub async fn close(&self) {
+        lock(&self.queue).take();
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn write_events(
+    store: Arc<Store>,
+    mut pending: mpsc::UnboundedReceiver<StoredEvent>,
+    live: broadcast::Sender<StoredEvent>,
+) {
+    while let Some(mut event) = pending.recv().await {
+        match store.append_event(&event).await {
+            Ok(revision) => {
+                event.revision = revision;
+                // No receivers is fine: nobody is watching.
+                let _ = live.send(event);
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot record an event"),
+        }
     }
 }

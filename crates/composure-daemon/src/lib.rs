@@ -23,7 +23,9 @@ pub mod decode;
 mod error;
 mod events;
 mod ingress;
+mod leader;
 mod listeners;
+mod node;
 mod shared;
 mod socket;
 mod vip;
@@ -31,12 +33,14 @@ mod watch;
 
 use std::sync::Arc;
 
+use composure_core::NodeName;
 use composure_runtime::Runtime;
+use composure_store::kv::EtcdKv;
 use composure_store::{DataDirLock, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::DaemonConfig;
+pub use config::{DaemonConfig, NodeConfig, StoreBackend};
 pub use error::DaemonError;
 
 use controller::Controllers;
@@ -61,9 +65,9 @@ pub async fn run(
         source,
     })?;
     let _lock = DataDirLock::acquire(&config.data_dir).map_err(DaemonError::Lock)?;
-    let store =
-        Arc::new(Store::open(&config.data_dir.join(STORE_FILE)).map_err(DaemonError::Store)?);
-    let projects = store.projects().map_err(DaemonError::Store)?;
+    let store = Arc::new(open_store(&config).await?);
+    tracing::info!(store = %store.describe(), "store open");
+    let projects = store.projects().await.map_err(DaemonError::Store)?;
     let listener = socket::bind(&config.socket).await?;
     if let Err(err) = runtime.ping().await {
         tracing::warn!(error = %err, "the container engine does not answer yet; projects converge once it does");
@@ -90,6 +94,8 @@ pub async fn run(
     let shared = Arc::new(Shared {
         events: EventLog::new(store.clone()),
         store,
+        node: NodeName(config.node.name.clone()),
+        leadership: leader::Leadership::default(),
         runtime,
         controllers: Controllers::new(stop.child_token()),
         ingress: ingress::Ingress::default(),
@@ -98,6 +104,20 @@ pub async fn run(
         writes: tokio::sync::Mutex::new(()),
         shutdown: stop.clone(),
     });
+    // Campaign once before the controllers start, so that a daemon that leads (always, on
+    // one host) runs its first passes at once.
+    let first = match leader::try_lead(&shared.store, &shared.node.0).await {
+        Ok(campaign) => {
+            if let leader::Campaign::Won { revision, .. } = campaign {
+                shared.leadership.set(revision);
+            }
+            Some(campaign)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot campaign for leadership yet; will retry");
+            None
+        }
+    };
     for project in &projects {
         Controllers::start(&shared, &project.name);
     }
@@ -114,6 +134,14 @@ pub async fn run(
         });
     }
     background.spawn(watch::route_runtime_events(shared.clone(), stop.clone()));
+    background.spawn(leader::lead(shared.clone(), first, stop.clone()));
+    background.spawn(watch::follow_projects(shared.clone(), stop.clone()));
+    background.spawn(node::keep_registered(
+        shared.store.clone(),
+        shared.runtime.clone(),
+        config.node.clone(),
+        stop.clone(),
+    ));
     tracing::info!(socket = %config.socket.display(), projects = projects.len(), "daemon ready");
 
     let served = axum::serve(listener, api::router(shared.clone()))
@@ -121,10 +149,27 @@ pub async fn run(
         .await;
     stop.cancel();
     shared.controllers.stop().await;
+    shared.events.close().await;
     shared.ingress.shutdown();
     background.close();
     background.wait().await;
     socket::remove(&config.socket);
     tracing::info!("daemon stopped; containers keep running");
     served.map_err(DaemonError::Serve)
+}
+
+/// The store the config names: SQLite in the data directory, or the etcd cluster (which
+/// must answer now: an unreachable etcd is an error at start, naming its endpoints).
+async fn open_store(config: &DaemonConfig) -> Result<Store, DaemonError> {
+    match &config.store {
+        StoreBackend::Sqlite => {
+            Store::open(&config.data_dir.join(STORE_FILE)).map_err(DaemonError::Store)
+        }
+        StoreBackend::Etcd(etcd) => {
+            let kv = EtcdKv::connect(etcd.clone())
+                .await
+                .map_err(|err| DaemonError::Store(err.into()))?;
+            Ok(Store::new(Arc::new(kv)))
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use composure_core::NodeName;
 use composure_runtime::Runtime;
 use composure_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -11,10 +12,15 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::Controllers;
 use crate::events::EventLog;
 use crate::ingress::Ingress;
+use crate::leader::Leadership;
 use crate::vip::Vips;
 
 pub(crate) struct Shared {
     pub store: Arc<Store>,
+    /// The node this daemon's agent runs: every task it places goes here (one host).
+    pub node: NodeName,
+    /// Whether this daemon's controllers decide (see `leader`).
+    pub leadership: Leadership,
     pub runtime: Arc<dyn Runtime>,
     pub events: EventLog,
     pub controllers: Controllers,

@@ -607,11 +607,10 @@ async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
 
     // A second daemon on the same data directory is refused, naming the holder.
     let second = run(
-        DaemonConfig {
-            data_dir: daemon.dir.path().join("data"),
-            socket: daemon.dir.path().join("other.sock"),
-            service_vips: false,
-        },
+        DaemonConfig::local(
+            daemon.dir.path().join("data"),
+            daemon.dir.path().join("other.sock"),
+        ),
         daemon.sim.clone(),
         CancellationToken::new(),
     )
@@ -623,11 +622,7 @@ async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
     // A second daemon on the same socket is refused too.
     let other_dir = tempfile::tempdir().unwrap();
     let second = run(
-        DaemonConfig {
-            data_dir: other_dir.path().to_path_buf(),
-            socket: socket.clone(),
-            service_vips: false,
-        },
+        DaemonConfig::local(other_dir.path().to_path_buf(), socket.clone()),
         daemon.sim.clone(),
         CancellationToken::new(),
     )

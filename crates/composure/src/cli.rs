@@ -215,7 +215,35 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     #[command(flatten)]
+    pub store: StoreArgs,
+    /// This node's name in the store (default: the host name)
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// The address the other nodes reach this one at
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub advertise_addr: String,
+    #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+/// Where the daemon keeps its state: SQLite in `--data-dir` unless etcd endpoints are given.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StoreArgs {
+    /// Keep the state in this etcd cluster instead of SQLite (comma-separated client URLs)
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// The CA certificate (PEM) the etcd members' certificates are checked against (turns TLS on)
+    #[arg(long, value_name = "FILE", requires = "etcd_endpoints")]
+    pub etcd_ca: Option<PathBuf>,
+    /// The client certificate (PEM) to present to etcd
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// The key prefix of this cluster's state, so that several clusters can share one etcd
+    #[arg(long, default_value = "/composure/", value_name = "PREFIX")]
+    pub etcd_prefix: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -55,7 +55,13 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::Internal(format!("the store failed: {}", chain(&err)))
+        match err {
+            StoreError::Unavailable(_) => ApiError::Unavailable(chain(&err)),
+            StoreError::Conflict(_) => {
+                ApiError::Conflict(format!("{}; send the request again", chain(&err)))
+            }
+            err => ApiError::Internal(format!("the store failed: {}", chain(&err))),
+        }
     }
 }
 

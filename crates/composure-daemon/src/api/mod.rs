@@ -59,6 +59,9 @@ async fn info(State(shared): State<Arc<Shared>>) -> Result<Json<Info>, ApiError>
             version: engine.version,
         },
         data_dir: shared.data_dir.display().to_string(),
+        store: shared.store.describe(),
+        node: shared.node.0.clone(),
+        leader: shared.leadership.is_leader(),
     }))
 }
 

@@ -31,8 +31,8 @@ pub(super) async fn list(
     State(shared): SharedState,
 ) -> Result<Json<Vec<ProjectSummary>>, ApiError> {
     let mut summaries = Vec::new();
-    for project in shared.store.projects()? {
-        let tasks = shared.store.tasks(&project.name)?;
+    for project in shared.store.projects().await? {
+        let tasks = shared.store.tasks(&project.name).await?;
         let report = shared.controllers.report(&project.name);
         summaries.push(views::summary(&project, &tasks, &report));
     }
@@ -43,10 +43,10 @@ pub(super) async fn status(
     State(shared): SharedState,
     Path(name): Path<String>,
 ) -> Result<Json<ProjectStatus>, ApiError> {
-    let project = stored(&shared, &name)?;
-    let tasks = shared.store.tasks(&name)?;
+    let project = stored(&shared, &name).await?;
+    let tasks = shared.store.tasks(&name).await?;
     let report = shared.controllers.report(&name);
-    let rollouts = shared.store.rollouts(&name)?.into_iter().collect();
+    let rollouts = shared.store.rollouts(&name).await?.into_iter().collect();
     Ok(Json(views::status(
         &project,
         &tasks,
@@ -73,7 +73,7 @@ pub(super) async fn put(
     } = decoded;
 
     let _writes = shared.writes.lock().await;
-    let previous = shared.store.project(&name)?;
+    let previous = shared.store.project(&name).await?;
     if previous.as_ref().is_some_and(|p| p.removing.is_some()) {
         return Err(being_removed(&name));
     }
@@ -85,7 +85,11 @@ pub(super) async fn put(
     let revision = match unchanged {
         Some(previous) => previous.revision,
         None => {
-            let revision = shared.store.put_project(&name, &spec, &meta)?;
+            let expected = previous.as_ref().map_or(0, |p| p.revision);
+            let revision = shared
+                .store
+                .put_project(&name, &spec, &meta, expected)
+                .await?;
             let message = if changed_services.is_empty() {
                 format!("revision {revision}")
             } else {
@@ -116,9 +120,12 @@ pub(super) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
     let _writes = shared.writes.lock().await;
-    let project = stored(&shared, &name)?;
+    let project = stored(&shared, &name).await?;
     if project.removing.is_none() {
-        shared.store.mark_project_removing(&name, query.volumes)?;
+        shared
+            .store
+            .mark_project_removing(&name, query.volumes)
+            .await?;
         shared.events.record(NewEvent::project(
             &name,
             "removing",
@@ -138,7 +145,7 @@ pub(super) async fn scale(
 ) -> Result<Json<RevisionResponse>, ApiError> {
     let request: ScaleRequest = json_body(&body)?;
     let _writes = shared.writes.lock().await;
-    let stored = stored(&shared, &name)?;
+    let stored = stored(&shared, &name).await?;
     if stored.removing.is_some() {
         return Err(being_removed(&name));
     }
@@ -154,7 +161,8 @@ pub(super) async fn scale(
     }
     let revision = shared
         .store
-        .put_project(&name, &canonical(&project)?, &stored.meta)?;
+        .put_project(&name, &canonical(&project)?, &stored.meta, stored.revision)
+        .await?;
     let scaled: Vec<String> = request
         .services
         .iter()
@@ -180,7 +188,7 @@ pub(super) async fn restart(
     } else {
         json_body(&body)?
     };
-    let stored = stored(&shared, &name)?;
+    let stored = stored(&shared, &name).await?;
     if stored.removing.is_some() {
         return Err(being_removed(&name));
     }
@@ -193,7 +201,7 @@ pub(super) async fn restart(
         .restart(&name, request.services)
         .await
         .map_err(ApiError::Internal)?;
-    let revision = shared.store.revision()?;
+    let revision = shared.store.revision().await?;
     Ok(Json(RevisionResponse { revision }))
 }
 
@@ -215,10 +223,11 @@ fn check_routes(project: &Project, working_dir: &std::path::Path) -> Result<(), 
     Err(ApiError::BadRequest(message))
 }
 
-pub(super) fn stored(shared: &Shared, name: &str) -> Result<StoredProject, ApiError> {
+pub(super) async fn stored(shared: &Shared, name: &str) -> Result<StoredProject, ApiError> {
     shared
         .store
-        .project(name)?
+        .project(name)
+        .await?
         .ok_or_else(|| ApiError::no_project(name))
 }
 

@@ -37,14 +37,19 @@ pub(super) async fn status(
     State(shared): SharedState,
     Path((name, service)): Path<(String, String)>,
 ) -> Result<Json<RolloutView>, ApiError> {
-    let project = stored(&shared, &name)?;
+    let project = stored(&shared, &name).await?;
     let spec = service_of(&project, &service)?;
-    let rollout = shared.store.rollout(&name, &service)?.ok_or_else(|| {
-        ApiError::NotFound(format!("service `{service}` has had no rolling update yet"))
-    })?;
+    let rollout = shared
+        .store
+        .rollout(&name, &service)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("service `{service}` has had no rolling update yet"))
+        })?;
     let tasks: Vec<Task> = shared
         .store
-        .tasks(&name)?
+        .tasks(&name)
+        .await?
         .into_iter()
         .filter(|t| t.service == service)
         .collect();
@@ -56,10 +61,10 @@ pub(super) async fn history(
     State(shared): SharedState,
     Path((name, service)): Path<(String, String)>,
 ) -> Result<Json<RolloutHistory>, ApiError> {
-    let project = stored(&shared, &name)?;
+    let project = stored(&shared, &name).await?;
     let spec = service_of(&project, &service)?;
-    let versions = versions(&shared, &name, &service)?;
-    let rollouts = shared.store.rollout_log(&name, &service)?;
+    let versions = versions(&shared, &name, &service).await?;
+    let rollouts = shared.store.rollout_log(&name, &service).await?;
     let current = current_index(&versions, &spec);
     let now = now_ms();
     let revisions = versions
@@ -92,12 +97,12 @@ pub(super) async fn undo(
         json_body(&body)?
     };
     let _writes = shared.writes.lock().await;
-    let project = stored(&shared, &name)?;
+    let project = stored(&shared, &name).await?;
     if project.removing.is_some() {
         return Err(being_removed(&name));
     }
     let spec = service_of(&project, &service)?;
-    let versions = versions(&shared, &name, &service)?;
+    let versions = versions(&shared, &name, &service).await?;
     let target = match request.to_revision {
         Some(revision) => versions
             .iter()
@@ -157,13 +162,17 @@ pub(super) async fn undo(
         now_ms(),
     );
     rollout.previous_service = Some(current);
-    let revision = shared.store.put_project_with_rollout(
-        &name,
-        &restored,
-        &project.meta,
-        &service,
-        &rollout,
-    )?;
+    let revision = shared
+        .store
+        .put_project_with_rollout(
+            &name,
+            &restored,
+            &project.meta,
+            project.revision,
+            &service,
+            &rollout,
+        )
+        .await?;
     shared.events.record(NewEvent {
         project: &name,
         service: Some(&service),
@@ -185,8 +194,12 @@ fn service_of(project: &StoredProject, service: &str) -> Result<ServiceSpec, Api
         .ok_or_else(|| no_service(&project.name, service))
 }
 
-fn versions(shared: &Shared, name: &str, service: &str) -> Result<Vec<ServiceRevision>, ApiError> {
-    let history = shared.store.project_history(name)?;
+async fn versions(
+    shared: &Shared,
+    name: &str,
+    service: &str,
+) -> Result<Vec<ServiceRevision>, ApiError> {
+    let history = shared.store.project_history(name).await?;
     Ok(service_history(
         service,
         history.iter().map(|r| (r.revision, r.created_at, &r.spec)),

@@ -33,13 +33,13 @@ pub(super) async fn logs(
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
-    let project = stored(&shared, &name)?;
+    let project = stored(&shared, &name).await?;
     if let Some(service) = &query.service
         && !stored_specs(&project).contains_key(service)
     {
         return Err(no_service(&name, service));
     }
-    let tasks = shared.store.tasks(&name)?;
+    let tasks = shared.store.tasks(&name).await?;
     let mut newest: BTreeMap<(String, u32), &Task> = BTreeMap::new();
     for task in tasks.iter().filter(|t| {
         let wanted = match &query.task {
@@ -97,7 +97,10 @@ pub(super) async fn events(
     // other (or both, and then skipped by revision).
     let live = shared.events.subscribe();
     let since = query.since.unwrap_or(0);
-    let history = shared.store.events_since(since, query.project.as_deref())?;
+    let history = shared
+        .store
+        .events_since(since, query.project.as_deref())
+        .await?;
     let last = history.last().map_or(since, |e| e.revision);
     let history = stream::iter(history).boxed();
     let events = if query.follow {
@@ -150,6 +153,7 @@ impl Watch {
                     let missed = self
                         .store
                         .events_since(self.last, self.project.as_deref())
+                        .await
                         .ok()?;
                     if let Some(event) = missed.last() {
                         self.last = event.revision;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use composure_api::ServiceState;
 use composure_core::TaskId;
 use composure_core::reconcile::ServiceStatus;
+use composure_store::Guard;
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -132,6 +133,7 @@ impl Controllers {
             commands: receiver,
             report,
             rng: fastrand::Rng::new(),
+            guard: Guard::none(),
             adopted: false,
             ingress_errors: Vec::new(),
             accepting: HashSet::new(),
@@ -184,14 +186,9 @@ impl Controllers {
             .map_err(|_| format!("the controller of project `{project}` stopped"))?
     }
 
-    /// Runs `forget` (which deletes the project from the store) and drops the controller's
-    /// handle as one step, so that a `PUT` of the same name either sees the project being
-    /// removed or starts a fresh controller.
-    fn forget<R>(&self, project: &str, forget: impl FnOnce() -> R) -> R {
-        let mut handles = self.handles();
-        let result = forget();
-        handles.remove(project);
-        result
+    /// Drops the controller's handle (its project is gone from the store).
+    fn forget(&self, project: &str) {
+        self.handles().remove(project);
     }
 
     /// Stops every controller (between two steps of a pass; nothing a restarted daemon
@@ -220,6 +217,10 @@ struct Controller {
     commands: mpsc::Receiver<Command>,
     report: Arc<Mutex<Report>>,
     rng: fastrand::Rng,
+    /// What this pass's writes were computed from: the project's revision as the pass read
+    /// it. A write after the desired state changed (an undo, a scale, a new `up`) fails
+    /// instead of overwriting what the change stored, and the next pass starts over.
+    guard: Guard,
     /// Whether the first pass (the one that adopts existing containers) is done.
     adopted: bool,
     /// What the proxy could not serve at the last pass, to report only changes.
@@ -248,25 +249,23 @@ impl Controller {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep_until(deadline) => {}
                 command = self.commands.recv() => match command {
-                    Some(command) => self.handle(command),
+                    Some(command) => self.handle(command).await,
                     None => return,
                 },
             }
             // Many wake-ups while a pass ran make one more pass.
             while let Ok(command) = self.commands.try_recv() {
-                self.handle(command);
+                self.handle(command).await;
             }
         }
     }
 
-    fn handle(&mut self, command: Command) {
+    async fn handle(&mut self, command: Command) {
         match command {
             Command::Wake => {}
             Command::Restart { services, reply } => {
-                let _ = reply.send(
-                    self.restart(&services)
-                        .map_err(|err| crate::error::chain(&err)),
-                );
+                let done = self.restart(&services).await;
+                let _ = reply.send(done.map_err(|err| crate::error::chain(&err)));
             }
         }
     }

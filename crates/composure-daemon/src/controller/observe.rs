@@ -169,6 +169,7 @@ mod tests {
             not_before: 1,
             started_at: Some(5),
             finished_at: None,
+            node: Default::default(),
         }
     }
 

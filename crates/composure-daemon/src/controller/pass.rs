@@ -11,7 +11,7 @@ use composure_core::rollout::Rollout;
 use composure_core::spec::{DEFAULT_STOP_GRACE_MS, ServiceSpec, service_specs, startup_order};
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState, labels};
 use composure_runtime::{ContainerInfo, RuntimeError};
-use composure_store::StoreError;
+use composure_store::{Guard, StoreError};
 use indexmap::IndexMap;
 
 use super::observe::{self, container_of};
@@ -31,6 +31,8 @@ pub(super) enum PassError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error("this daemon does not lead the cluster now; try again shortly")]
+    NotLeader,
 }
 
 /// What one pass works on: read once at its start, kept current as the pass changes things.
@@ -77,6 +79,13 @@ impl Controller {
     pub(super) async fn pass(&mut self) -> Outcome {
         match self.try_pass().await {
             Ok(outcome) => outcome,
+            // The desired state changed under the pass: start over from it at once.
+            Err(PassError::Store(err @ StoreError::Conflict(_))) => {
+                tracing::debug!(project = %self.name, reason = %err, "reconcile pass superseded; starting over");
+                Outcome::Again {
+                    wake_at: Some(now_ms()),
+                }
+            }
             Err(err) => {
                 tracing::warn!(project = %self.name, error = %chain(&err), "reconcile pass failed; will retry");
                 Outcome::Again { wake_at: None }
@@ -85,9 +94,14 @@ impl Controller {
     }
 
     async fn try_pass(&mut self) -> Result<Outcome, PassError> {
-        let Some(stored) = self.shared.store.project(&self.name)? else {
+        // Only the leader decides; the others wait until they lead (woken then).
+        let Some(leader) = self.shared.leadership.guard() else {
+            return Ok(Outcome::Again { wake_at: None });
+        };
+        let Some(stored) = self.shared.store.project(&self.name).await? else {
             return Ok(Outcome::Gone);
         };
+        self.guard = Guard::project(&self.name, stored.revision).and(leader);
         let project = project_from_json(stored.spec.clone())?;
         let project = Arc::new(self.shared.vips.front(&self.name, project));
         if let Some(removing) = &stored.removing {
@@ -95,11 +109,12 @@ impl Controller {
         }
         let specs = service_specs(&project)?;
         let containers = self.shared.runtime.list(Some(&self.name)).await?;
-        let tasks = self.shared.store.tasks(&self.name)?;
+        let tasks = self.shared.store.tasks(&self.name).await?;
         let rollouts = self
             .shared
             .store
-            .rollouts(&self.name)?
+            .rollouts(&self.name)
+            .await?
             .into_iter()
             .collect();
         let mut work = Work {
@@ -115,7 +130,7 @@ impl Controller {
             resources_ready: false,
             wake_at: None,
         };
-        self.observe(&mut work)?;
+        self.observe(&mut work).await?;
         self.probe_accepting(&mut work).await;
         // The proxy and the VIPs learn what turned ready or left before anything that
         // depends on it starts in this pass.
@@ -173,11 +188,11 @@ impl Controller {
     }
 
     /// Writes what the runtime shows onto the tasks.
-    fn observe(&mut self, work: &mut Work) -> Result<(), PassError> {
+    async fn observe(&mut self, work: &mut Work) -> Result<(), PassError> {
         let changes = observe::observe(&mut work.tasks, &work.containers, work.now);
         let changed: Vec<Task> = changes.iter().map(|c| work.tasks[c.task].clone()).collect();
         if !changed.is_empty() {
-            self.shared.store.put_tasks(&changed)?;
+            self.shared.store.put_tasks(&changed, &self.guard).await?;
         }
         for change in changes {
             if let Some((kind, message)) = change.event {
@@ -215,7 +230,7 @@ impl Controller {
                 let reason = format!("service `{}` is no longer in the project", task.service);
                 task.desired = DesiredState::Shutdown;
                 task.error.get_or_insert_with(|| reason.clone());
-                self.shared.store.put_task(task)?;
+                self.shared.store.put_task(task, &self.guard).await?;
                 self.shared
                     .events
                     .record(NewEvent::task(task, "removed", reason));
@@ -255,7 +270,10 @@ impl Controller {
             .cloned()
             .collect();
         for service in gone {
-            self.shared.store.delete_rollout(&self.name, &service)?;
+            self.shared
+                .store
+                .delete_rollout(&self.name, &service, &self.guard)
+                .await?;
             work.rollouts.shift_remove(&service);
         }
         Ok(())
@@ -292,7 +310,7 @@ impl Controller {
         }
         let status = plan.status.clone();
         if let Some(rollout) = plan.rollout.clone() {
-            self.store_rollout(work, service, rollout)?;
+            self.store_rollout(work, service, rollout).await?;
         }
         if let Some(reason) = plan.rollback {
             self.roll_back(work, &spec, &reason).await?;
@@ -303,19 +321,20 @@ impl Controller {
         Ok(status)
     }
 
-    /// Fails, shuts down and records tasks as the plan says.
+    /// Records the plan's decisions (tasks failed, shut down and created) in one guarded
+    /// transaction, then carries out what they need from the runtime: a failed task that is
+    /// not replaced is stopped and kept, a task shut down is withdrawn, drained and removed.
+    /// Recording first means a daemon stopped in between finds every decision in the store.
     async fn apply(
         &mut self,
         spec: &ServiceSpec,
         plan: Plan,
         work: &mut Work,
     ) -> Result<(), PassError> {
-        if !plan.shutdown.is_empty() {
-            // A start-first update stops an old task because its replacement is ready: the
-            // proxy must have the replacement before the old one is withdrawn and drained,
-            // or a service of one replica would have no endpoint meanwhile.
-            self.sync_ingress(work).await;
-        }
+        let mut decided: Vec<Task> = Vec::new();
+        let mut events: Vec<(usize, &'static str, String)> = Vec::new();
+        let mut kept: Vec<usize> = Vec::new();
+        let mut stopped: Vec<usize> = Vec::new();
         for (id, reason) in &plan.fail {
             let Some(index) = work.index(id) else {
                 continue;
@@ -329,13 +348,10 @@ impl Controller {
             task.state = TaskState::Failed;
             task.error = Some(reason.clone());
             task.finished_at.get_or_insert(work.now);
-            self.shared.store.put_task(task)?;
-            self.shared
-                .events
-                .record(NewEvent::task(task, kind, reason.clone()));
+            events.push((index, kind, reason.clone()));
             if !plan.shutdown.iter().any(|(other, _)| other == id) {
                 // Not replaced (restart policy): stop it, keep it and its logs.
-                self.stop_kept(work, index).await;
+                kept.push(index);
             }
         }
         for (id, reason) in &plan.shutdown {
@@ -345,38 +361,26 @@ impl Controller {
             let task = &mut work.tasks[index];
             task.desired = DesiredState::Shutdown;
             task.error.get_or_insert_with(|| reason.clone());
-            self.shared.store.put_task(task)?;
             let kind = if task.slot > spec.replicas {
                 "scaled"
             } else {
                 "replaced"
             };
-            self.shared
-                .events
-                .record(NewEvent::task(task, kind, reason.clone()));
-            self.shutdown_task(work, index).await;
+            events.push((index, kind, reason.clone()));
+            stopped.push(index);
         }
         for new in &plan.create {
-            let task = Task {
-                id: new_task_id(),
-                project: self.name.clone(),
-                service: spec.name.clone(),
-                slot: new.slot,
-                spec_hash: spec.spec_hash.clone(),
-                desired: DesiredState::Running,
-                state: TaskState::Pending,
-                health: Health::None,
-                container_id: None,
-                container_name: None,
-                exit_code: None,
-                error: None,
-                attempt: new.attempt,
-                created_at: work.now,
-                not_before: new.not_before,
-                started_at: None,
-                finished_at: None,
-            };
-            self.shared.store.put_task(&task)?;
+            let mut task = Task::new(
+                new_task_id(),
+                &self.name,
+                &spec.name,
+                new.slot,
+                &spec.spec_hash,
+                self.shared.node.clone(),
+                work.now,
+            );
+            task.attempt = new.attempt;
+            task.not_before = new.not_before;
             let mut message = format!("slot {}: new task", task.slot);
             if task.attempt > 0 {
                 message.push_str(&format!(" (restart {} in a row)", task.attempt));
@@ -384,10 +388,33 @@ impl Controller {
             if task.not_before > work.now {
                 message.push_str(&format!(", starts in {} ms", task.not_before - work.now));
             }
+            work.tasks.push(task);
+            events.push((work.tasks.len() - 1, "scheduled", message));
+        }
+        let mut touched: Vec<usize> = events.iter().map(|(index, _, _)| *index).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        decided.extend(touched.iter().map(|&index| work.tasks[index].clone()));
+        if decided.is_empty() {
+            return Ok(());
+        }
+        self.shared.store.put_tasks(&decided, &self.guard).await?;
+        for (index, kind, message) in events {
             self.shared
                 .events
-                .record(NewEvent::task(&task, "scheduled", message));
-            work.tasks.push(task);
+                .record(NewEvent::task(&work.tasks[index], kind, message));
+        }
+        for index in kept {
+            self.stop_kept(work, index).await;
+        }
+        if !stopped.is_empty() {
+            // A start-first update stops an old task because its replacement is ready: the
+            // proxy must have the replacement before the old one is withdrawn and drained,
+            // or a service of one replica would have no endpoint meanwhile.
+            self.sync_ingress(work).await;
+        }
+        for index in stopped {
+            self.shutdown_task(work, index).await;
         }
         Ok(())
     }

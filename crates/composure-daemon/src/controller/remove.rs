@@ -31,13 +31,13 @@ impl Controller {
         self.shared.ingress.remove_project(&self.name);
         self.shared.vips.remove_project(&self.name);
         let containers = runtime.list(Some(&self.name)).await?;
-        let mut tasks = store.tasks(&self.name)?;
+        let mut tasks = store.tasks(&self.name).await?;
         for task in &mut tasks {
             if task.desired == DesiredState::Running {
                 task.desired = DesiredState::Shutdown;
                 task.error
                     .get_or_insert_with(|| "the project is being removed".to_string());
-                store.put_task(task)?;
+                store.put_task(task, &self.guard).await?;
             }
         }
         for task in &mut tasks {
@@ -56,7 +56,7 @@ impl Controller {
             if !task.state.is_terminal() {
                 task.state = TaskState::Shutdown;
                 task.finished_at = Some(now_ms());
-                store.put_task(task)?;
+                store.put_task(task, &self.guard).await?;
             }
         }
         // Containers of no known task: the project's all the same.
@@ -95,10 +95,12 @@ impl Controller {
                 self.remove_resource("volume", &name, runtime.remove_volume(&name).await)?;
             }
         }
-        let name = self.name.clone();
-        self.shared
-            .controllers
-            .forget(&name, || self.shared.store.delete_project(&name))?;
+        // Under the API's write lock, so that a `PUT` of the same name either sees the
+        // project being removed or, once it is gone, starts a fresh controller.
+        let shared = self.shared.clone();
+        let _writes = shared.writes.lock().await;
+        shared.store.delete_project(&self.name).await?;
+        shared.controllers.forget(&self.name);
         self.shared.events.record(NewEvent::project(
             &self.name,
             "removed",

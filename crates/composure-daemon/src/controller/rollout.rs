@@ -8,7 +8,7 @@ use composure_core::rollout::{
     Rollout, RolloutKind, RolloutState, service_history, with_replicas_of,
 };
 use composure_core::spec::{ServiceSpec, service_spec};
-use composure_store::{Store, StoreError};
+use composure_store::{Guard, Store, StoreError};
 use serde_json::Value;
 
 use super::Controller;
@@ -19,7 +19,7 @@ use crate::events::NewEvent;
 impl Controller {
     /// Stores the rollout a plan left for `service`: a new one gets the pass's revision and
     /// the previous version's service from the history. Its steps go to the event log.
-    pub(super) fn store_rollout(
+    pub(super) async fn store_rollout(
         &mut self,
         work: &mut Work,
         service: &str,
@@ -38,11 +38,12 @@ impl Controller {
             && let Some(hash) = &rollout.previous_hash
         {
             rollout.previous_service =
-                service_version(&self.shared.store, &self.name, service, hash)?;
+                service_version(&self.shared.store, &self.name, service, hash).await?;
         }
         self.shared
             .store
-            .put_rollout(&self.name, service, &rollout)?;
+            .put_rollout(&self.name, service, &rollout, &self.guard)
+            .await?;
         let message = if begun && rollout.kind == RolloutKind::Update {
             Some((
                 "rollout",
@@ -110,7 +111,8 @@ impl Controller {
             && !matches!(state_before, Some(RolloutState::Completed { .. }));
         work.rollouts.insert(service.to_string(), rollout);
         if completed {
-            self.restart_dependents(work, service)?;
+            // Boxed: storing a dependent's restart rollout comes back here.
+            Box::pin(self.restart_dependents(work, service)).await?;
         }
         Ok(())
     }
@@ -118,7 +120,11 @@ impl Controller {
     /// `depends_on: {<service>: {restart: true}}`: once `service` has been updated (or
     /// restarted, rolled back, undone), the services that ask for it are restarted, rolled
     /// in like an update. A service that is being updated itself is left to its update.
-    fn restart_dependents(&mut self, work: &mut Work, service: &str) -> Result<(), PassError> {
+    async fn restart_dependents(
+        &mut self,
+        work: &mut Work,
+        service: &str,
+    ) -> Result<(), PassError> {
         let dependents: Vec<_> = work
             .specs
             .values()
@@ -133,11 +139,12 @@ impl Controller {
             let why = format!("`{service}`, which it depends on with `restart: true`, was updated");
             let current = work.rollouts.get(&spec.name).cloned();
             let mut tasks = std::mem::take(&mut work.tasks);
-            let marked =
-                self.mark_restart(&mut tasks, &spec, current.as_ref(), work.revision, &why);
+            let marked = self
+                .mark_restart(&mut tasks, &spec, current.as_ref(), work.revision, &why)
+                .await;
             work.tasks = tasks;
             if let Some(rollout) = marked? {
-                self.store_rollout(work, &spec.name, rollout)?;
+                self.store_rollout(work, &spec.name, rollout).await?;
             }
         }
         Ok(())
@@ -161,7 +168,7 @@ impl Controller {
         let _writes = shared.writes.lock().await;
         let now = now_ms();
         work.wake(now);
-        let Some(stored) = shared.store.project(&self.name)? else {
+        let Some(stored) = shared.store.project(&self.name).await? else {
             return Ok(());
         };
         if stored.removing.is_some() || stored.revision != work.revision {
@@ -174,11 +181,11 @@ impl Controller {
                      not restarted yet keep serving)"
                 ),
             };
-            return self.store_rollout(work, service, failed);
+            return self.store_rollout(work, service, failed).await;
         }
         let previous = match (&failed.previous_service, &failed.previous_hash) {
             (Some(previous), _) => Some(previous.clone()),
-            (None, Some(hash)) => service_version(&shared.store, &self.name, service, hash)?,
+            (None, Some(hash)) => service_version(&shared.store, &self.name, service, hash).await?,
             (None, None) => None,
         };
         let current = stored
@@ -190,7 +197,7 @@ impl Controller {
             failed.state = RolloutState::Paused {
                 reason: format!("{reason} (the previous version is not in the project's history)"),
             };
-            return self.store_rollout(work, service, failed);
+            return self.store_rollout(work, service, failed).await;
         };
         let mut project = stored.spec.clone();
         if let Some(Value::Object(services)) = project.get_mut("services") {
@@ -209,14 +216,21 @@ impl Controller {
             now,
         );
         back.previous_service = Some(current);
-        let revision = shared.store.put_project_with_rollout(
-            &self.name,
-            &project,
-            &stored.meta,
-            service,
-            &back,
-        )?;
+        let revision = shared
+            .store
+            .put_project_with_rollout(
+                &self.name,
+                &project,
+                &stored.meta,
+                stored.revision,
+                service,
+                &back,
+            )
+            .await?;
         back.revision = revision;
+        // The rest of this pass works on services the rollback left as they were.
+        let leader = self.shared.leadership.guard().ok_or(PassError::NotLeader)?;
+        self.guard = Guard::project(&self.name, revision).and(leader);
         shared.events.record(NewEvent {
             project: &self.name,
             service: Some(service),
@@ -243,13 +257,13 @@ fn outage_words(ms: u64) -> String {
 
 /// The service's canonical JSON at the newest revision of the project where its spec hash
 /// was `hash`.
-pub(crate) fn service_version(
+pub(crate) async fn service_version(
     store: &Store,
     project: &str,
     service: &str,
     hash: &str,
 ) -> Result<Option<Value>, StoreError> {
-    let history = store.project_history(project)?;
+    let history = store.project_history(project).await?;
     let versions = service_history(
         service,
         history.iter().map(|r| (r.revision, r.created_at, &r.spec)),

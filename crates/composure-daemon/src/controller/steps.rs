@@ -10,7 +10,7 @@ use composure_core::rollout::{Rollout, restart_mark};
 use composure_core::spec::{ServiceSpec, service_specs};
 use composure_core::{DesiredState, Task, TaskState, labels};
 use composure_runtime::{ContainerInfo, ContainerSpec, ContainerStatus, RuntimeError};
-use composure_store::StoreError;
+use composure_store::{Guard, StoreError};
 use indexmap::IndexMap;
 
 use super::Controller;
@@ -44,7 +44,7 @@ impl Controller {
                 let task = &mut work.tasks[index];
                 tracing::warn!(task = %task.id, error = %chain(&err), "cannot launch the task yet; will retry");
                 task.error = Some(err.to_string());
-                self.shared.store.put_task(task)?;
+                self.shared.store.put_task(task, &self.guard).await?;
                 work.wake(now_ms() + RETRY_MS);
                 Ok(())
             }
@@ -54,7 +54,7 @@ impl Controller {
                 task.state = TaskState::Failed;
                 task.error = Some(message.clone());
                 task.finished_at = Some(now_ms());
-                self.shared.store.put_task(task)?;
+                self.shared.store.put_task(task, &self.guard).await?;
                 self.shared
                     .events
                     .record(NewEvent::task(task, "failed", message));
@@ -86,7 +86,7 @@ impl Controller {
             None => {
                 let task = &mut work.tasks[index];
                 task.state = TaskState::Creating;
-                self.shared.store.put_task(task)?;
+                self.shared.store.put_task(task, &self.guard).await?;
                 let image = runtime.ensure_image(&work.project, &task.service).await?;
                 self.remove_previous(work, index, &name).await?;
                 let task = &work.tasks[index];
@@ -101,7 +101,7 @@ impl Controller {
                 let task = &mut work.tasks[index];
                 task.container_id = Some(id.clone());
                 task.container_name = Some(name.clone());
-                self.shared.store.put_task(task)?;
+                self.shared.store.put_task(task, &self.guard).await?;
                 self.shared.events.record(NewEvent::task(
                     task,
                     "created",
@@ -114,7 +114,7 @@ impl Controller {
         let task = &mut work.tasks[index];
         task.state = TaskState::Starting;
         task.error = None;
-        self.shared.store.put_task(task)?;
+        self.shared.store.put_task(task, &self.guard).await?;
         self.shared.events.record(NewEvent::task(
             task,
             "started",
@@ -219,7 +219,7 @@ impl Controller {
             task.state = TaskState::Shutdown;
             task.finished_at = Some(now_ms());
         }
-        self.shared.store.put_task(task)?;
+        self.shared.store.put_task(task, &self.guard).await?;
         Ok(())
     }
 
@@ -300,29 +300,39 @@ impl Controller {
     /// Restarts `services` (all when empty) the way an update rolls (see [`Self::mark_restart`]).
     /// A service already being updated is left to its update, which replaces its tasks
     /// anyway.
-    pub(super) fn restart(&mut self, services: &[String]) -> Result<(), PassError> {
-        let Some(stored) = self.shared.store.project(&self.name)? else {
+    pub(super) async fn restart(&mut self, services: &[String]) -> Result<(), PassError> {
+        let Some(leader) = self.shared.leadership.guard() else {
+            return Err(PassError::NotLeader);
+        };
+        let Some(stored) = self.shared.store.project(&self.name).await? else {
             return Ok(());
         };
+        self.guard = Guard::project(&self.name, stored.revision).and(leader);
         let project = self
             .shared
             .vips
             .front(&self.name, project_from_json(stored.spec.clone())?);
         let specs = service_specs(&project)?;
-        let mut tasks = self.shared.store.tasks(&self.name)?;
+        let mut tasks = self.shared.store.tasks(&self.name).await?;
         for (name, spec) in &specs {
             if !services.is_empty() && !services.contains(name) {
                 continue;
             }
-            let current = self.shared.store.rollout(&self.name, name)?;
-            if let Some(rollout) = self.mark_restart(
-                &mut tasks,
-                spec,
-                current.as_ref(),
-                stored.revision,
-                "restart requested",
-            )? {
-                self.shared.store.put_rollout(&self.name, name, &rollout)?;
+            let current = self.shared.store.rollout(&self.name, name).await?;
+            let marked = self
+                .mark_restart(
+                    &mut tasks,
+                    spec,
+                    current.as_ref(),
+                    stored.revision,
+                    "restart requested",
+                )
+                .await?;
+            if let Some(rollout) = marked {
+                self.shared
+                    .store
+                    .put_rollout(&self.name, name, &rollout, &self.guard)
+                    .await?;
             }
         }
         Ok(())
@@ -333,7 +343,7 @@ impl Controller {
     /// replace them slot by slot with the service's `update_config` (start-first by
     /// default), so the service keeps serving. `None` if there is nothing to restart, or an
     /// update is under way (it replaces the tasks anyway).
-    pub(super) fn mark_restart(
+    pub(super) async fn mark_restart(
         &self,
         tasks: &mut [Task],
         spec: &ServiceSpec,
@@ -364,7 +374,7 @@ impl Controller {
         if marked.is_empty() {
             return Ok(None);
         }
-        self.shared.store.put_tasks(&marked)?;
+        self.shared.store.put_tasks(&marked, &self.guard).await?;
         self.shared.events.record(NewEvent {
             service: Some(name),
             ..NewEvent::project(

@@ -40,11 +40,7 @@ impl Daemon {
     /// A daemon on `dir` (another daemon may have used it) and `sim`.
     pub async fn start_on(dir: Arc<TempDir>, sim: Arc<SimRuntime>) -> Daemon {
         let socket = dir.path().join("run").join("composure.sock");
-        let config = DaemonConfig {
-            data_dir: dir.path().join("data"),
-            socket: socket.clone(),
-            service_vips: false,
-        };
+        let config = DaemonConfig::local(dir.path().join("data"), socket.clone());
         let shutdown = CancellationToken::new();
         let runtime: Arc<dyn Runtime> = sim.clone();
         let task = tokio::spawn(run(config, runtime, shutdown.clone()));

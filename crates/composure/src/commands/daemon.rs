@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use composure_daemon::{DaemonConfig, run as run_daemon};
+use composure_daemon::{DaemonConfig, StoreBackend, run as run_daemon};
 use composure_docker::DockerRuntime;
+use composure_store::kv::EtcdConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DaemonArgs, GlobalArgs};
+use crate::cli::{DaemonArgs, GlobalArgs, StoreArgs};
 use crate::commands::client;
 
 pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
@@ -20,25 +21,46 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
     init_logging();
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    serve(args.data_dir.clone(), socket, shutdown).await?;
+    let mut config = DaemonConfig::local(args.data_dir.clone(), socket);
+    config.store = store_backend(&args.store)?;
+    if let Some(name) = &args.node_name {
+        composure_compose::names::validate_name(composure_compose::names::NameKind::Service, name)
+            .map_err(|rule| {
+                anyhow::anyhow!("--node-name: {}", rule.replacen("service", "node", 2))
+            })?;
+        config.node.name = name.clone();
+    }
+    config.node.address = args.advertise_addr.clone();
+    serve(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(
-    data_dir: PathBuf,
-    socket: PathBuf,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// The store the flags name: etcd when endpoints are given, else SQLite in the data dir.
+fn store_backend(args: &StoreArgs) -> anyhow::Result<StoreBackend> {
+    if args.etcd_endpoints.is_empty() {
+        return Ok(StoreBackend::Sqlite);
+    }
+    if !args.etcd_prefix.starts_with('/') || !args.etcd_prefix.ends_with('/') {
+        anyhow::bail!(
+            "--etcd-prefix must start and end with `/` (e.g. /composure/), not `{}`",
+            args.etcd_prefix
+        );
+    }
+    let mut etcd = EtcdConfig::new(args.etcd_endpoints.clone());
+    etcd.prefix = args.etcd_prefix.clone();
+    etcd.ca = args.etcd_ca.clone();
+    etcd.cert = args.etcd_cert.clone();
+    etcd.key = args.etcd_key.clone();
+    Ok(StoreBackend::Etcd(etcd))
+}
+
+async fn serve(mut config: DaemonConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect()
         .await
         .context("cannot reach the Docker Engine")?
-        .with_secrets_dir(data_dir.join("files"));
-    let config = DaemonConfig {
-        data_dir,
-        socket,
-        // VIP containers run this executable: see `composure vip`.
-        service_vips: true,
-    };
+        .with_secrets_dir(config.data_dir.join("files"));
+    // VIP containers run this executable: see `composure vip`.
+    config.service_vips = true;
     run_daemon(config, Arc::new(runtime), shutdown).await?;
     Ok(())
 }
@@ -78,7 +100,10 @@ pub struct InProcessDaemon {
 
 pub fn spawn_in_process(data_dir: PathBuf, socket: PathBuf) -> anyhow::Result<InProcessDaemon> {
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(serve(data_dir, socket, shutdown.clone()));
+    let handle = tokio::spawn(serve(
+        DaemonConfig::local(data_dir, socket),
+        shutdown.clone(),
+    ));
     Ok(InProcessDaemon { shutdown, handle })
 }
 

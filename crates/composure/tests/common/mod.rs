@@ -52,10 +52,17 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// With this set to an etcd cluster's client URLs, every test daemon keeps its state there
+/// (each under a prefix of its own) instead of in SQLite: `scripts/test` runs the suite once
+/// on each backend.
+pub const ETCD_ENV: &str = "COMPOSURE_TEST_ETCD";
+
 /// A `composure daemon` process with its own data directory and socket.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The etcd endpoints and this daemon's key prefix, when the suite runs on etcd.
+    etcd: Option<(String, String)>,
 }
 
 impl Daemon {
@@ -64,9 +71,22 @@ impl Daemon {
             .prefix("composure-e2e-")
             .tempdir()
             .expect("temp dir");
-        let mut daemon = Daemon { dir, child: None };
+        let etcd = std::env::var(ETCD_ENV)
+            .ok()
+            .filter(|endpoints| !endpoints.is_empty())
+            .map(|endpoints| (endpoints, format!("/e2e-{:016x}/", fastrand::u64(..))));
+        let mut daemon = Daemon {
+            dir,
+            child: None,
+            etcd,
+        };
         daemon.restart();
         daemon
+    }
+
+    /// Whether this daemon keeps its state in etcd.
+    pub fn on_etcd(&self) -> bool {
+        self.etcd.is_some()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -84,11 +104,18 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_composure"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_composure"));
+        command
             .args(["daemon", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .arg("--socket")
-            .arg(self.socket())
+            .arg(self.socket());
+        if let Some((endpoints, prefix)) = &self.etcd {
+            command
+                .args(["--etcd-endpoints", endpoints])
+                .args(["--etcd-prefix", prefix]);
+        }
+        let child = command
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()

@@ -63,22 +63,32 @@ pub struct Daemon {
     child: Option<Child>,
     /// The etcd endpoints and this daemon's key prefix, when the suite runs on etcd.
     etcd: Option<(String, String)>,
+    /// More arguments for `composure daemon` (`--node-name`, …).
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
     pub fn start() -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("composure-e2e-")
-            .tempdir()
-            .expect("temp dir");
         let etcd = std::env::var(ETCD_ENV)
             .ok()
             .filter(|endpoints| !endpoints.is_empty())
             .map(|endpoints| (endpoints, format!("/e2e-{:016x}/", fastrand::u64(..))));
+        Daemon::start_with(etcd, &[])
+    }
+
+    /// A daemon on SQLite (`None`, whatever the environment says) or on the etcd cluster
+    /// `(endpoints, prefix)` (two daemons given the same prefix share one cluster's state),
+    /// with more arguments for `composure daemon`.
+    pub fn start_with(etcd: Option<(String, String)>, extra_args: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("composure-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let mut daemon = Daemon {
             dir,
             child: None,
             etcd,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         daemon.restart();
         daemon
@@ -115,6 +125,7 @@ impl Daemon {
                 .args(["--etcd-endpoints", endpoints])
                 .args(["--etcd-prefix", prefix]);
         }
+        command.args(&self.extra_args);
         let child = command
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

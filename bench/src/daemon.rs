@@ -19,6 +19,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> anyhow::Result<Daemon> {
+        Daemon::start_with(&[])
+    }
+
+    /// A daemon started with `args` added (e.g. `--etcd-endpoints`).
+    pub fn start_with(args: &[String]) -> anyhow::Result<Daemon> {
         let bin = composure_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("composure-bench-")
@@ -34,6 +39,7 @@ impl Daemon {
             .arg(dir.path().join("data"))
             .arg("--socket")
             .arg(dir.path().join("composure.sock"))
+            .args(args)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

@@ -9,4 +9,5 @@ pub mod docker;
 pub mod env;
 pub mod http;
 pub mod load;
+pub mod stacks;
 pub mod stats;

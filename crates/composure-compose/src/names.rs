@@ -23,6 +23,8 @@ pub enum NameKind {
     Secret,
     Config,
     Container,
+    /// A node of a cluster (`composure daemon --node-name`).
+    Node,
 }
 
 impl NameKind {
@@ -47,6 +49,7 @@ impl NameKind {
             NameKind::Secret => "secret",
             NameKind::Config => "config",
             NameKind::Container => "container",
+            NameKind::Node => "node",
         }
     }
 
@@ -55,7 +58,7 @@ impl NameKind {
     /// name must at least fit a file name.
     pub fn max_len(self) -> usize {
         match self {
-            NameKind::Project | NameKind::Service => 63,
+            NameKind::Project | NameKind::Service | NameKind::Node => 63,
             _ => 255,
         }
     }

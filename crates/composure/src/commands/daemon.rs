@@ -24,10 +24,8 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
     let mut config = DaemonConfig::local(args.data_dir.clone(), socket);
     config.store = store_backend(&args.store)?;
     if let Some(name) = &args.node_name {
-        composure_compose::names::validate_name(composure_compose::names::NameKind::Service, name)
-            .map_err(|rule| {
-                anyhow::anyhow!("--node-name: {}", rule.replacen("service", "node", 2))
-            })?;
+        composure_compose::names::validate_name(composure_compose::names::NameKind::Node, name)
+            .map_err(|rule| anyhow::anyhow!("--node-name: {rule}"))?;
         config.node.name = name.clone();
     }
     config.node.address = args.advertise_addr.clone();

@@ -7,7 +7,7 @@
 //! (a rollback or an undo stores the rollout with the spec it targets, whose revision is not
 //! known before the commit).
 
-use composure_core::Rollout;
+use composure_core::{Rollout, Task};
 
 use crate::keys::{self, decode, encode};
 use crate::kv::{Compare, KeyValue, Op, Txn};
@@ -25,6 +25,29 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let txn = rollout_ops(guard.txn(), project, service, rollout)?;
         self.commit(txn, &format!("project `{project}`")).await
+    }
+
+    /// Records a reconcile pass's plan for one service in one transaction, if `guard` holds:
+    /// the tasks it failed, shut down and created, and the service's rollout as the plan
+    /// left it. A plan beyond the store's operations per transaction is split (the rollout
+    /// goes in the first part), each part under the same guard.
+    pub async fn put_plan(
+        &self,
+        project: &str,
+        tasks: &[Task],
+        rollout: Option<(&str, &Rollout)>,
+        guard: &Guard,
+    ) -> Result<u64, StoreError> {
+        let mut txn = guard.txn();
+        if let Some((service, rollout)) = rollout {
+            txn = rollout_ops(txn, project, service, rollout)?;
+        }
+        let txn = self.task_ops(txn, tasks).await?;
+        if txn.ops.is_empty() {
+            return self.revision().await;
+        }
+        self.commit_chunked(txn, &format!("the state of project `{project}`"))
+            .await
     }
 
     /// The service's latest rollout, if it had one.

@@ -119,6 +119,16 @@ impl SimRuntime {
         self.fault(|state| Ok(((), state.set_health(id, health)?)))
     }
 
+    /// The container's process ignores the stop signal from now on: a stop waits the whole
+    /// grace (on tokio's clock) and then kills it, as the engine does.
+    pub fn ignore_stop_signal(&self, id: &str) -> Result<()> {
+        self.fault(|state| {
+            let id = state.get_mut(id)?.info.id.clone();
+            state.ignore_stop.insert(id);
+            Ok(((), Vec::new()))
+        })
+    }
+
     /// Someone runs `docker rm -f` on the container behind Composure's back.
     pub fn remove_by_hand(&self, id: &str) -> Result<()> {
         let now = self.now();
@@ -315,11 +325,21 @@ impl Runtime for SimRuntime {
         self.call(|state| Ok(((), state.start(id, now)?)))
     }
 
-    async fn stop(&self, id: &str, _grace: Duration) -> Result<()> {
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
+        let stubborn = self.call(|state| {
+            state.check_managed(id)?;
+            let id = state.get_mut(id)?.info.id.clone();
+            Ok((state.ignore_stop.contains(&id), Vec::new()))
+        })?;
+        if stubborn {
+            // The process ignores the signal: the engine kills it when the grace ends.
+            tokio::time::sleep(grace).await;
+        }
         let now = self.now();
         self.call(|state| {
             state.check_managed(id)?;
-            Ok(((), state.stop(id, now)?))
+            let code = if stubborn { KILLED } else { 0 };
+            Ok(((), state.stop(id, code, now)?))
         })
     }
 

@@ -59,6 +59,9 @@ pub(crate) struct State {
     pub(crate) volumes: IndexMap<String, ()>,
     pub(crate) missing_images: HashSet<String>,
     pub(crate) fail_next_create: Option<RuntimeError>,
+    /// Containers whose process ignores the stop signal: a stop takes the whole grace and
+    /// kills them.
+    pub(crate) ignore_stop: HashSet<String>,
 }
 
 /// A container event, and whether it may be published (only managed containers' are).
@@ -95,7 +98,7 @@ impl State {
         self.containers.get_mut(&id)
     }
 
-    fn get_mut(&mut self, id: &str) -> Result<&mut Container, RuntimeError> {
+    pub(crate) fn get_mut(&mut self, id: &str) -> Result<&mut Container, RuntimeError> {
         self.find_mut(id)
             .ok_or_else(|| RuntimeError::NotFound(format!("container `{id}`")))
     }
@@ -280,13 +283,20 @@ impl State {
     }
 
     /// Stops a running container; the simulated process honours its stop signal and exits 0.
-    pub(crate) fn stop(&mut self, id: &str, now: u64) -> Result<Vec<Change>, RuntimeError> {
+    /// Stops a running container: its process exits with `code` (0 when it heeded the
+    /// stop signal, 137 when it was killed at the end of the grace).
+    pub(crate) fn stop(
+        &mut self,
+        id: &str,
+        code: i64,
+        now: u64,
+    ) -> Result<Vec<Change>, RuntimeError> {
         let container = self.get_mut(id)?;
         if !container.is_running() {
             return Ok(Vec::new());
         }
         let id = container.info.id.clone();
-        let mut changes = self.exit(&id, 0, false, now)?;
+        let mut changes = self.exit(&id, code, false, now)?;
         changes.push(Change::of(self.get_mut(&id)?, EventKind::Stopped));
         Ok(changes)
     }

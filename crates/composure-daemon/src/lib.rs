@@ -8,13 +8,16 @@
 //!
 //! Parts:
 //! - `controller`: one task per project owns its reconcile loop (observe the runtime, run
-//!   the pure reconciler of `composure_core`, apply its plan) and is its tasks' only writer;
+//!   the pure reconciler of `composure_core`, record its plan) and is its tasks' only writer;
+//! - `agent`: carries out the slow runtime steps the controllers decide (launch, drain and
+//!   stop), each in its own task, so that no pass waits on a stop grace or an image pull;
 //! - `watch`: runtime events wake the controller of their project;
 //! - `api`: the axum server (wire types in `composure_api`);
 //! - `events`: the event log, in the store and broadcast to watchers;
 //! - `ingress`: the proxy on published ports; `vip`: each service's VIP container, which
 //!   holds the service's name for the other containers and follows readiness.
 
+mod agent;
 mod api;
 mod clock;
 mod config;
@@ -98,6 +101,7 @@ pub async fn run(
         leadership: leader::Leadership::default(),
         runtime,
         controllers: Controllers::new(stop.child_token()),
+        agent: agent::Agent::new(stop.child_token()),
         ingress: ingress::Ingress::default(),
         vips: vip::Vips::new(config.data_dir.join("vip"), vip_image),
         data_dir: config.data_dir.clone(),
@@ -149,6 +153,7 @@ pub async fn run(
         .await;
     stop.cancel();
     shared.controllers.stop().await;
+    shared.agent.stop().await;
     shared.events.close().await;
     shared.ingress.shutdown();
     background.close();

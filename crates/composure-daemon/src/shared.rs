@@ -9,6 +9,7 @@ use composure_runtime::Runtime;
 use composure_store::Store;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::Agent;
 use crate::controller::Controllers;
 use crate::events::EventLog;
 use crate::ingress::Ingress;
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     pub runtime: Arc<dyn Runtime>,
     pub events: EventLog,
     pub controllers: Controllers,
+    /// Carries out the slow runtime steps the controllers decide for this node's tasks.
+    pub agent: Agent,
     /// The proxy: every published TCP port, shared by the ready replicas of its service.
     pub ingress: Ingress,
     /// Each service's VIP: the container that holds the service's name.

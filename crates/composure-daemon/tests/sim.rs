@@ -922,3 +922,61 @@ async fn names_that_would_leave_the_data_directory_are_refused() {
     assert!(daemon.client.projects().await.expect("list").is_empty());
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_stop_grace_holds_up_no_other_decision() {
+    // `slow` ignores the stop signal and has an hour to stop in: its scale-down takes that
+    // hour, while the project's other services are looked after as usual.
+    const STUBBORN: &str = "
+services:
+  slow:
+    image: demo
+    stop_grace_period: 1h
+    deploy:
+      replicas: 2
+  fast:
+    image: demo
+";
+    let daemon = Daemon::start().await;
+    daemon.up("shop", STUBBORN).await;
+    let status = daemon.wait_running("shop").await;
+    let stopping = running(&status, "slow", 2).unwrap().clone();
+    daemon
+        .sim
+        .ignore_stop_signal(&container_id(&stopping))
+        .unwrap();
+    let down = ScaleRequest {
+        services: IndexMap::from([("slow".to_string(), 1)]),
+    };
+    daemon.client.scale("shop", &down).await.unwrap();
+    daemon
+        .wait_status("shop", "slot 2 of slow desired shut down", |s| {
+            current(s, "slow").len() == 1
+        })
+        .await;
+
+    let fast = running(&daemon.status("shop").await, "fast", 1)
+        .unwrap()
+        .clone();
+    daemon.sim.crash(&container_id(&fast), 1).unwrap();
+    let status = daemon
+        .wait_status("shop", "fast to be replaced", |s| {
+            running(s, "fast", 1).is_some_and(|t| t.id != fast.id)
+        })
+        .await;
+    // The stop of slow's slot 2 is still within its grace: its container runs on, its task
+    // is not marked shut down, and the restart and the status answered meanwhile.
+    let slow2 = status.tasks.iter().find(|t| t.id == stopping.id).unwrap();
+    assert_eq!(slow2.desired, DesiredState::Shutdown);
+    assert_eq!(slow2.state, TaskState::Running);
+    let restart = RestartRequest {
+        services: vec!["fast".to_string()],
+    };
+    daemon.client.restart("shop", &restart).await.unwrap();
+    let still = daemon.sim.inspect(&container_id(&stopping)).await.unwrap();
+    assert!(
+        still.is_some_and(|c| matches!(c.status, composure_runtime::ContainerStatus::Running)),
+        "slow's slot 2 is still within its grace"
+    );
+    daemon.stop().await;
+}

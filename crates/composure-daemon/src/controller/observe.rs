@@ -2,7 +2,9 @@
 //! for what runs; the store is the truth for what should. This is also how a restarted
 //! daemon adopts its containers: a task whose container still runs stays as it is.
 
-use composure_core::{DesiredState, Health, Task, TaskState, labels};
+use std::collections::HashSet;
+
+use composure_core::{DesiredState, Health, Task, TaskId, TaskState, labels};
 use composure_runtime::{ContainerInfo, ContainerStatus};
 
 const REMOVED_OUTSIDE: &str = "container removed outside Composure";
@@ -27,12 +29,21 @@ pub(crate) fn container_of<'c>(
         .find(|c| c.labels.get(labels::TASK) == Some(&task.id.0))
 }
 
-/// Updates every live, wanted task from its container. Returns what changed; the caller
-/// stores the changed tasks and records the events.
-pub(crate) fn observe(tasks: &mut [Task], containers: &[ContainerInfo], now: u64) -> Vec<Change> {
+/// Updates every live, wanted task from its container, except those in `busy` (a step of
+/// the agent's is changing their container). Returns what changed; the caller stores the
+/// changed tasks and records the events.
+pub(crate) fn observe(
+    tasks: &mut [Task],
+    containers: &[ContainerInfo],
+    now: u64,
+    busy: &HashSet<TaskId>,
+) -> Vec<Change> {
     let mut changes = Vec::new();
     for (index, task) in tasks.iter_mut().enumerate() {
-        if task.state.is_terminal() || task.desired == DesiredState::Shutdown {
+        if task.state.is_terminal()
+            || task.desired == DesiredState::Shutdown
+            || busy.contains(&task.id)
+        {
             continue;
         }
         let before = task.clone();
@@ -145,7 +156,6 @@ fn observe_missing(task: &mut Task, now: u64) -> Option<(&'static str, String)> 
 
 #[cfg(test)]
 mod tests {
-    use composure_core::TaskId;
     use indexmap::IndexMap;
 
     use super::*;
@@ -197,7 +207,12 @@ mod tests {
     fn a_running_task_whose_container_runs_is_adopted_unchanged() {
         let mut tasks = vec![task("a", TaskState::Running)];
         let before = tasks.clone();
-        let changes = observe(&mut tasks, &[container("a", ContainerStatus::Running)], 100);
+        let changes = observe(
+            &mut tasks,
+            &[container("a", ContainerStatus::Running)],
+            100,
+            &HashSet::new(),
+        );
         assert!(changes.is_empty());
         assert_eq!(tasks, before);
     }
@@ -205,7 +220,7 @@ mod tests {
     #[test]
     fn a_vanished_container_fails_its_task() {
         let mut tasks = vec![task("a", TaskState::Running)];
-        let changes = observe(&mut tasks, &[], 100);
+        let changes = observe(&mut tasks, &[], 100, &HashSet::new());
         assert_eq!(kind(&changes[0]), "failed");
         assert_eq!(tasks[0].state, TaskState::Failed);
         assert_eq!(
@@ -233,7 +248,7 @@ mod tests {
                 },
             ),
         ];
-        let changes = observe(&mut tasks, &containers, 100);
+        let changes = observe(&mut tasks, &containers, 100, &HashSet::new());
         assert_eq!(changes.len(), 2);
         assert_eq!(tasks[0].state, TaskState::Complete);
         assert_eq!(tasks[1].state, TaskState::Failed);
@@ -251,7 +266,7 @@ mod tests {
                 oom_killed: true,
             },
         );
-        observe(&mut tasks, &[killed], 100);
+        observe(&mut tasks, &[killed], 100, &HashSet::new());
         assert_eq!(tasks[0].state, TaskState::Failed);
         assert_eq!(tasks[0].error.as_deref(), Some("killed: out of memory"));
     }
@@ -261,7 +276,7 @@ mod tests {
         let mut tasks = vec![task("a", TaskState::Running)];
         let mut sick = container("a", ContainerStatus::Running);
         sick.health = Health::Unhealthy;
-        let changes = observe(&mut tasks, &[sick], 100);
+        let changes = observe(&mut tasks, &[sick], 100, &HashSet::new());
         assert_eq!(kind(&changes[0]), "unhealthy");
         assert_eq!(tasks[0].health, Health::Unhealthy);
     }
@@ -271,7 +286,12 @@ mod tests {
         let mut pending = task("a", TaskState::Creating);
         pending.container_id = None;
         let mut tasks = vec![pending];
-        let changes = observe(&mut tasks, &[container("a", ContainerStatus::Created)], 100);
+        let changes = observe(
+            &mut tasks,
+            &[container("a", ContainerStatus::Created)],
+            100,
+            &HashSet::new(),
+        );
         assert_eq!(changes.len(), 1);
         assert_eq!(tasks[0].container_id.as_deref(), Some("c-a"));
         assert_eq!(tasks[0].state, TaskState::Creating);
@@ -284,14 +304,25 @@ mod tests {
             &mut tasks,
             &[container("a", ContainerStatus::Removing)],
             100,
+            &HashSet::new(),
         );
         assert_eq!(kind(&changes[0]), "failed");
         assert_eq!(tasks[0].error.as_deref(), Some(REMOVED_OUTSIDE));
     }
 
     #[test]
+    fn a_task_with_a_step_in_flight_is_left_as_it_is() {
+        // The agent is creating its container: it is not in the list yet, and that says
+        // nothing about the task.
+        let mut tasks = vec![task("a", TaskState::Starting)];
+        let busy = HashSet::from([TaskId("a".to_string())]);
+        assert!(observe(&mut tasks, &[], 100, &busy).is_empty());
+        assert_eq!(tasks[0].state, TaskState::Starting);
+    }
+
+    #[test]
     fn pending_tasks_without_containers_stay_pending() {
         let mut tasks = vec![task("a", TaskState::Pending)];
-        assert!(observe(&mut tasks, &[], 100).is_empty());
+        assert!(observe(&mut tasks, &[], 100, &HashSet::new()).is_empty());
     }
 }

@@ -15,7 +15,10 @@ use composure_store::{Guard, StoreError};
 use indexmap::IndexMap;
 
 use super::observe::{self, container_of};
+use super::rollout::PreparedRollout;
+use super::steps::free_name;
 use super::{Controller, Outcome, Report, ServiceReport};
+use crate::agent::Snapshot;
 use crate::clock::now_ms;
 use crate::error::chain;
 use crate::events::NewEvent;
@@ -56,6 +59,9 @@ pub(super) struct Work {
     pub resources_ready: bool,
     /// When the next pass is due at the latest.
     pub wake_at: Option<u64>,
+    /// The agent's steps in flight (taken before the runtime was listed, and those this pass
+    /// hands over): their tasks and containers are left alone until they end.
+    pub steps: Snapshot,
 }
 
 impl Work {
@@ -108,6 +114,8 @@ impl Controller {
             return self.remove(&project, removing.volumes).await;
         }
         let specs = service_specs(&project)?;
+        // Before the list: a step that ends after this shows in the list or stays busy.
+        let steps = self.shared.agent.snapshot(&self.name);
         let containers = self.shared.runtime.list(Some(&self.name)).await?;
         let tasks = self.shared.store.tasks(&self.name).await?;
         let rollouts = self
@@ -129,6 +137,7 @@ impl Controller {
             now: now_ms(),
             resources_ready: false,
             wake_at: None,
+            steps,
         };
         self.observe(&mut work).await?;
         self.probe_accepting(&mut work).await;
@@ -187,16 +196,26 @@ impl Controller {
         }
     }
 
-    /// Writes what the runtime shows onto the tasks.
+    /// Writes what the runtime shows, and what the agent's launches could not do, onto the
+    /// tasks, in one transaction. Tasks with a step in flight are left as they are.
     async fn observe(&mut self, work: &mut Work) -> Result<(), PassError> {
-        let changes = observe::observe(&mut work.tasks, &work.containers, work.now);
-        let changed: Vec<Task> = changes.iter().map(|c| work.tasks[c.task].clone()).collect();
+        let mut changes = self.record_launch_failures(work);
+        let busy = work.steps.busy_tasks();
+        changes.extend(
+            observe::observe(&mut work.tasks, &work.containers, work.now, &busy)
+                .into_iter()
+                .map(|change| (change.task, change.event)),
+        );
+        let mut indexes: Vec<usize> = changes.iter().map(|(index, _)| *index).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let changed: Vec<Task> = indexes.iter().map(|&i| work.tasks[i].clone()).collect();
         if !changed.is_empty() {
             self.shared.store.put_tasks(&changed, &self.guard).await?;
         }
-        for change in changes {
-            if let Some((kind, message)) = change.event {
-                let task = &work.tasks[change.task];
+        for (index, event) in changes {
+            if let Some((kind, message)) = event {
+                let task = &work.tasks[index];
                 self.shared
                     .events
                     .record(NewEvent::task(task, kind, message));
@@ -223,26 +242,36 @@ impl Controller {
     /// Shuts down what nobody wants: tasks of services that left the project, tasks desired
     /// shut down whose container is still there, containers that belong to no task, and
     /// running containers of tasks that ended.
+    /// Decisions are recorded in one transaction; the agent carries out the stops.
     async fn clean_up(&mut self, work: &mut Work) -> Result<(), PassError> {
+        let mut changed = Vec::new();
+        let mut events = Vec::new();
         for index in 0..work.tasks.len() {
             let task = &mut work.tasks[index];
             if task.desired == DesiredState::Running && !work.specs.contains_key(&task.service) {
                 let reason = format!("service `{}` is no longer in the project", task.service);
                 task.desired = DesiredState::Shutdown;
                 task.error.get_or_insert_with(|| reason.clone());
-                self.shared.store.put_task(task, &self.guard).await?;
-                self.shared
-                    .events
-                    .record(NewEvent::task(task, "removed", reason));
+                changed.push(index);
+                events.push((index, reason));
             }
         }
         for index in 0..work.tasks.len() {
             let task = &work.tasks[index];
             let unfinished =
                 !task.state.is_terminal() || container_of(task, &work.containers).is_some();
-            if task.desired == DesiredState::Shutdown && unfinished {
-                self.shutdown_task(work, index).await;
+            if task.desired == DesiredState::Shutdown && unfinished && self.shut_down(work, index) {
+                changed.push(index);
             }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        let tasks: Vec<Task> = changed.iter().map(|&i| work.tasks[i].clone()).collect();
+        self.shared.store.put_tasks(&tasks, &self.guard).await?;
+        for (index, reason) in events {
+            self.shared
+                .events
+                .record(NewEvent::task(&work.tasks[index], "removed", reason));
         }
         let orphans: Vec<ContainerInfo> = work
             .containers
@@ -255,12 +284,12 @@ impl Controller {
             .cloned()
             .collect();
         for container in orphans {
-            self.remove_orphan(work, &container).await;
+            self.remove_orphan(work, &container);
         }
         for index in 0..work.tasks.len() {
             let task = &work.tasks[index];
             if task.desired == DesiredState::Running && task.state.is_terminal() {
-                self.stop_kept(work, index).await;
+                self.stop_kept(work, index);
             }
         }
         let gone: Vec<String> = work
@@ -309,26 +338,32 @@ impl Controller {
             work.wake(at);
         }
         let status = plan.status.clone();
-        if let Some(rollout) = plan.rollout.clone() {
-            self.store_rollout(work, service, rollout).await?;
-        }
-        if let Some(reason) = plan.rollback {
+        let rollout = match plan.rollout.clone() {
+            Some(rollout) => Some(self.prepare_rollout(work, service, rollout).await?),
+            None => None,
+        };
+        if let Some(reason) = plan.rollback.clone() {
+            if let Some(rollout) = rollout {
+                self.store_prepared(work, service, rollout).await?;
+            }
             self.roll_back(work, &spec, &reason).await?;
             return Ok(status);
         }
-        self.apply(&spec, plan, work).await?;
+        self.apply(&spec, plan, rollout, work).await?;
         self.launch_due(service, work).await?;
         Ok(status)
     }
 
-    /// Records the plan's decisions (tasks failed, shut down and created) in one guarded
-    /// transaction, then carries out what they need from the runtime: a failed task that is
-    /// not replaced is stopped and kept, a task shut down is withdrawn, drained and removed.
-    /// Recording first means a daemon stopped in between finds every decision in the store.
+    /// Records the plan's decisions (tasks failed, shut down and created, and the service's
+    /// rollout) in one guarded transaction, then hands the agent what they need from the
+    /// runtime: a failed task that is not replaced is stopped and kept, a task shut down is
+    /// withdrawn, drained and removed. Recording first means a daemon stopped in between
+    /// finds every decision in the store.
     async fn apply(
         &mut self,
         spec: &ServiceSpec,
         plan: Plan,
+        rollout: Option<PreparedRollout>,
         work: &mut Work,
     ) -> Result<(), PassError> {
         let mut decided: Vec<Task> = Vec::new();
@@ -396,16 +431,26 @@ impl Controller {
         touched.dedup();
         decided.extend(touched.iter().map(|&index| work.tasks[index].clone()));
         if decided.is_empty() {
+            if let Some(rollout) = rollout {
+                self.store_prepared(work, &spec.name, rollout).await?;
+            }
             return Ok(());
         }
-        self.shared.store.put_tasks(&decided, &self.guard).await?;
+        let stored = rollout.as_ref().map(|r| (spec.name.as_str(), &r.rollout));
+        self.shared
+            .store
+            .put_plan(&self.name, &decided, stored, &self.guard)
+            .await?;
+        if let Some(rollout) = rollout {
+            self.rollout_stored(work, &spec.name, rollout).await?;
+        }
         for (index, kind, message) in events {
             self.shared
                 .events
                 .record(NewEvent::task(&work.tasks[index], kind, message));
         }
         for index in kept {
-            self.stop_kept(work, index).await;
+            self.stop_kept(work, index);
         }
         if !stopped.is_empty() {
             // A start-first update stops an old task because its replacement is ready: the
@@ -413,36 +458,113 @@ impl Controller {
             // or a service of one replica would have no endpoint meanwhile.
             self.sync_ingress(work).await;
         }
+        let mut ended = Vec::new();
         for index in stopped {
-            self.shutdown_task(work, index).await;
+            if self.shut_down(work, index) {
+                ended.push(work.tasks[index].clone());
+            }
+        }
+        self.shared.store.put_tasks(&ended, &self.guard).await?;
+        Ok(())
+    }
+
+    /// Hands the agent the launch of the service's pending tasks whose time has come, once
+    /// the project's networks and volumes exist. The tasks are recorded `Creating`, with their
+    /// containers' names, in one transaction first.
+    async fn launch_due(&mut self, service: &str, work: &mut Work) -> Result<(), PassError> {
+        let mut due = Vec::new();
+        for index in 0..work.tasks.len() {
+            let task = &work.tasks[index];
+            let waiting = task.service == service
+                && task.desired == DesiredState::Running
+                && matches!(task.state, TaskState::Pending | TaskState::Creating)
+                && !work.steps.task_busy(&task.id);
+            if !waiting {
+                continue;
+            }
+            if task.not_before > work.now {
+                work.wake(task.not_before);
+                continue;
+            }
+            due.push(index);
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        if !work.resources_ready {
+            if let Err(err) = self.ensure_resources(work).await {
+                return self.fail_launches(work, &due, &err).await;
+            }
+            work.resources_ready = true;
+        }
+        let mut recorded = Vec::new();
+        for &index in &due {
+            let name = match work.tasks[index].container_name.clone() {
+                Some(name) => name,
+                None => free_name(work, index),
+            };
+            let task = &mut work.tasks[index];
+            task.state = TaskState::Creating;
+            task.container_name = Some(name);
+            recorded.push(task.clone());
+        }
+        self.shared.store.put_tasks(&recorded, &self.guard).await?;
+        for index in due {
+            self.launch(work, index);
         }
         Ok(())
     }
 
-    /// Creates and starts the service's pending tasks whose time has come.
-    async fn launch_due(&mut self, service: &str, work: &mut Work) -> Result<(), PassError> {
-        let due: Vec<usize> = work
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                t.service == service
-                    && t.desired == DesiredState::Running
-                    && matches!(t.state, TaskState::Pending | TaskState::Creating)
-            })
-            .map(|(index, _)| index)
-            .collect();
-        for index in due {
-            let not_before = work.tasks[index].not_before;
-            if not_before > work.now {
-                work.wake(not_before);
-                continue;
+    /// The due tasks cannot launch because their project's networks or volumes cannot be
+    /// made: for a transient reason they stay due, with the error; otherwise they fail, as a
+    /// launch that fails does.
+    async fn fail_launches(
+        &mut self,
+        work: &mut Work,
+        due: &[usize],
+        err: &RuntimeError,
+    ) -> Result<(), PassError> {
+        let message = err.to_string();
+        if err.is_transient() {
+            tracing::warn!(project = %self.name, error = %chain(err), "cannot create the project's networks and volumes yet; will retry");
+            work.wake(work.now + RETRY_MS);
+        }
+        let mut failed = Vec::new();
+        for &index in due {
+            let task = &mut work.tasks[index];
+            task.error = Some(message.clone());
+            if !err.is_transient() {
+                task.state = TaskState::Failed;
+                task.finished_at = Some(work.now);
             }
-            self.launch(work, index).await?;
+            failed.push(task.clone());
+        }
+        self.shared.store.put_tasks(&failed, &self.guard).await?;
+        if !err.is_transient() {
+            for task in &failed {
+                self.shared
+                    .events
+                    .record(NewEvent::task(task, "failed", message.clone()));
+            }
+            work.wake(work.now);
+        }
+        Ok(())
+    }
+
+    async fn ensure_resources(&self, work: &Work) -> Result<(), RuntimeError> {
+        let runtime = &self.shared.runtime;
+        for key in work.project.networks.keys() {
+            runtime.ensure_network(&work.project, key).await?;
+        }
+        for key in work.project.volumes.keys() {
+            runtime.ensure_volume(&work.project, key).await?;
         }
         Ok(())
     }
 }
+
+/// How soon a step that failed for a transient reason (engine busy or away) is retried.
+const RETRY_MS: u64 = 1_000;
 
 /// A task id: 16 random hex digits, unique for the life of a store in practice.
 fn new_task_id() -> TaskId {

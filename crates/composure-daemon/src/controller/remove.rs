@@ -1,6 +1,8 @@
 //! Removing a project (`DELETE`): every task shut down and its container removed, then the
 //! project's networks (and volumes, when asked), then the project is forgotten.
 
+use std::time::Duration;
+
 use composure_compose::model::Project;
 use composure_core::spec::{DEFAULT_STOP_GRACE_MS, service_specs};
 use composure_core::{DesiredState, TaskState, labels};
@@ -9,6 +11,7 @@ use composure_runtime::RuntimeError;
 use super::observe::container_of;
 use super::pass::PassError;
 use super::{Controller, Outcome};
+use crate::agent::stop_and_remove;
 use crate::clock::now_ms;
 use crate::events::NewEvent;
 
@@ -24,9 +27,11 @@ impl Controller {
         let runtime = self.shared.runtime.clone();
         let specs = service_specs(project).unwrap_or_default();
         let grace = |service: &str| {
-            specs
-                .get(service)
-                .map_or(DEFAULT_STOP_GRACE_MS, |spec| spec.stop_grace_ms)
+            Duration::from_millis(
+                specs
+                    .get(service)
+                    .map_or(DEFAULT_STOP_GRACE_MS, |spec| spec.stop_grace_ms),
+            )
         };
         self.shared.ingress.remove_project(&self.name);
         self.shared.vips.remove_project(&self.name);
@@ -42,8 +47,7 @@ impl Controller {
         }
         for task in &mut tasks {
             if let Some(container) = container_of(task, &containers) {
-                self.stop_and_remove(container, grace(&task.service))
-                    .await?;
+                stop_and_remove(&*runtime, container, grace(&task.service)).await?;
                 self.shared.events.record(NewEvent::task(
                     task,
                     "removed",
@@ -70,7 +74,7 @@ impl Controller {
                     .labels
                     .get(labels::SERVICE)
                     .map_or("", String::as_str);
-                self.stop_and_remove(container, grace(service)).await?;
+                stop_and_remove(&*runtime, container, grace(service)).await?;
             }
         }
         for (key, network) in &project.networks {

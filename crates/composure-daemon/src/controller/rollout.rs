@@ -16,15 +16,51 @@ use super::pass::{PassError, Work};
 use crate::clock::now_ms;
 use crate::events::NewEvent;
 
+/// A rollout ready to be stored (alone or with the plan's tasks), and what to say and do
+/// once it is.
+pub(super) struct PreparedRollout {
+    pub rollout: Rollout,
+    events: Vec<(&'static str, String)>,
+    /// It completed in this pass: the services that depend on it with `restart: true` are
+    /// restarted.
+    completed: bool,
+}
+
 impl Controller {
-    /// Stores the rollout a plan left for `service`: a new one gets the pass's revision and
-    /// the previous version's service from the history. Its steps go to the event log.
+    /// Stores the rollout a plan (or a pause) left for `service` on its own.
     pub(super) async fn store_rollout(
         &mut self,
         work: &mut Work,
         service: &str,
-        mut rollout: Rollout,
+        rollout: Rollout,
     ) -> Result<(), PassError> {
+        let prepared = self.prepare_rollout(work, service, rollout).await?;
+        self.store_prepared(work, service, prepared).await
+    }
+
+    /// Stores a prepared rollout in a transaction of its own (nothing else was decided).
+    pub(super) async fn store_prepared(
+        &mut self,
+        work: &mut Work,
+        service: &str,
+        prepared: PreparedRollout,
+    ) -> Result<(), PassError> {
+        self.shared
+            .store
+            .put_rollout(&self.name, service, &prepared.rollout, &self.guard)
+            .await?;
+        self.rollout_stored(work, service, prepared).await
+    }
+
+    /// Readies the rollout a plan left for `service` to be stored: a new one gets the pass's
+    /// revision and the previous version's service from the history; its steps become the
+    /// events to record once it is stored.
+    pub(super) async fn prepare_rollout(
+        &self,
+        work: &Work,
+        service: &str,
+        mut rollout: Rollout,
+    ) -> Result<PreparedRollout, PassError> {
         let before = work.rollouts.get(service);
         let begun = before.is_none_or(|b| {
             b.target_hash != rollout.target_hash || b.started_at != rollout.started_at
@@ -40,10 +76,6 @@ impl Controller {
             rollout.previous_service =
                 service_version(&self.shared.store, &self.name, service, hash).await?;
         }
-        self.shared
-            .store
-            .put_rollout(&self.name, service, &rollout, &self.guard)
-            .await?;
         let message = if begun && rollout.kind == RolloutKind::Update {
             Some((
                 "rollout",
@@ -97,7 +129,29 @@ impl Controller {
             )),
             _ => None,
         };
-        for (kind, message) in message.into_iter().chain(outage) {
+        let completed = matches!(rollout.state, RolloutState::Completed { .. })
+            && !matches!(state_before, Some(RolloutState::Completed { .. }));
+        Ok(PreparedRollout {
+            rollout,
+            events: message.into_iter().chain(outage).collect(),
+            completed,
+        })
+    }
+
+    /// What follows once a rollout is stored: its events, and the restart of the services
+    /// that depend on a service whose rollout just completed.
+    pub(super) async fn rollout_stored(
+        &mut self,
+        work: &mut Work,
+        service: &str,
+        prepared: PreparedRollout,
+    ) -> Result<(), PassError> {
+        let PreparedRollout {
+            rollout,
+            events,
+            completed,
+        } = prepared;
+        for (kind, message) in events {
             self.shared.events.record(NewEvent {
                 project: &self.name,
                 service: Some(service),
@@ -107,8 +161,6 @@ impl Controller {
                 message,
             });
         }
-        let completed = matches!(rollout.state, RolloutState::Completed { .. })
-            && !matches!(state_before, Some(RolloutState::Completed { .. }));
         work.rollouts.insert(service.to_string(), rollout);
         if completed {
             // Boxed: storing a dependent's restart rollout comes back here.

@@ -479,7 +479,7 @@ impl Controller {
                 && task.desired == DesiredState::Running
                 && matches!(task.state, TaskState::Pending | TaskState::Creating)
                 && !work.steps.task_busy(&task.id);
-            if !waiting {
+            if !waiting || slot_stopping(work, task) {
                 continue;
             }
             if task.not_before > work.now {
@@ -561,6 +561,19 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// Whether another task of the task's slot is being shut down (a stop-first update stops the
+/// old task before its replacement starts): the launch waits until it has ended; the end of
+/// the agent's stop wakes the controller.
+fn slot_stopping(work: &Work, task: &Task) -> bool {
+    work.tasks.iter().any(|other| {
+        other.id != task.id
+            && other.service == task.service
+            && other.slot == task.slot
+            && other.desired == DesiredState::Shutdown
+            && !other.state.is_terminal()
+    })
 }
 
 /// How soon a step that failed for a transient reason (engine busy or away) is retried.

@@ -12,11 +12,10 @@ pub struct DaemonConfig {
     pub data_dir: PathBuf,
     /// The API's Unix socket; its parent directory is created if missing.
     pub socket: PathBuf,
-    /// Give each service that declares its ports a VIP container holding its name, so that
-    /// calls between services follow readiness (see `docs/engine.md`). The VIP runs the
-    /// daemon's own executable (`composure vip`), so only a daemon started from the
-    /// `composure` binary can turn it on.
-    pub service_vips: bool,
+    /// Whether each service that declares its ports gets a VIP container holding its name, so
+    /// that calls between services follow readiness (see `docs/engine.md`), and what image
+    /// the VIPs run.
+    pub vips: ServiceVips,
     /// Where the state lives.
     pub store: StoreBackend,
     /// This node as the store knows it.
@@ -30,11 +29,23 @@ impl DaemonConfig {
         DaemonConfig {
             data_dir,
             socket,
-            service_vips: false,
+            vips: ServiceVips::Off,
             store: StoreBackend::Sqlite,
             node: NodeConfig::local(),
         }
     }
+}
+
+/// The VIPs' image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceVips {
+    /// No VIPs: every service keeps Docker's DNS.
+    Off,
+    /// The running executable (`composure vip` is its hidden subcommand), built into an
+    /// image at start: only a daemon started from the `composure` binary can use it.
+    FromExecutable,
+    /// An image that exists already, by tag (tests: the simulator has every image).
+    Image(String),
 }
 
 /// The store's backend.

@@ -7,7 +7,7 @@ use composure_core::Task;
 use composure_store::{Store, StoredEvent};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 
 /// Live watchers that fall this far behind catch up from the store.
 const LIVE_CAPACITY: usize = 1024;
@@ -18,6 +18,7 @@ pub(crate) struct EventLog {
     queue: Mutex<Option<mpsc::UnboundedSender<StoredEvent>>>,
     live: broadcast::Sender<StoredEvent>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    clock: Clock,
 }
 
 /// What happened, to what.
@@ -58,7 +59,7 @@ impl<'a> NewEvent<'a> {
 impl EventLog {
     /// The log, with its writer: one task that appends events to the store in the order
     /// they were recorded and then tells the live watchers. Needs a tokio runtime.
-    pub fn new(store: Arc<Store>) -> EventLog {
+    pub fn new(store: Arc<Store>, clock: Clock) -> EventLog {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (queue, pending) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_events(store, pending, live.clone()));
@@ -66,6 +67,7 @@ impl EventLog {
             queue: Mutex::new(Some(queue)),
             live,
             writer: Mutex::new(Some(writer)),
+            clock,
         }
     }
 
@@ -83,7 +85,7 @@ impl EventLog {
         );
         let stored = StoredEvent {
             revision: 0,
-            time: now_ms(),
+            time: self.clock.now_ms(),
             project: event.project.to_string(),
             service: event.service.map(str::to_string),
             slot: event.slot,

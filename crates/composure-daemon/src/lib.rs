@@ -43,7 +43,8 @@ use composure_store::{DataDirLock, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{DaemonConfig, NodeConfig, StoreBackend};
+pub use clock::{Clock, Inputs};
+pub use config::{DaemonConfig, NodeConfig, ServiceVips, StoreBackend};
 pub use error::DaemonError;
 
 use controller::Controllers;
@@ -63,6 +64,17 @@ pub async fn run(
     runtime: Arc<dyn Runtime>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    run_with(config, runtime, Inputs::system(), shutdown).await
+}
+
+/// [`run`], with the clock and the random seed given: tests pass tokio's paused clock and a
+/// fixed seed, so that a simulated project's run repeats exactly.
+pub async fn run_with(
+    config: DaemonConfig,
+    runtime: Arc<dyn Runtime>,
+    inputs: Inputs,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -76,26 +88,29 @@ pub async fn run(
         tracing::warn!(error = %err, "the container engine does not answer yet; projects converge once it does");
     }
 
-    let vip_image = if config.service_vips {
-        let data_dir = config.data_dir.clone();
-        match tokio::task::spawn_blocking(move || vip::VipImage::prepare(&data_dir)).await {
-            Ok(Ok(image)) => Some(image),
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "cannot prepare the VIP image; services keep Docker's DNS");
-                None
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot prepare the VIP image; services keep Docker's DNS");
-                None
+    let vip_image = match &config.vips {
+        ServiceVips::Off => None,
+        ServiceVips::Image(tag) => Some(vip::VipImage::existing(tag)),
+        ServiceVips::FromExecutable => {
+            let data_dir = config.data_dir.clone();
+            match tokio::task::spawn_blocking(move || vip::VipImage::prepare(&data_dir)).await {
+                Ok(Ok(image)) => Some(image),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot prepare the VIP image; services keep Docker's DNS");
+                    None
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot prepare the VIP image; services keep Docker's DNS");
+                    None
+                }
             }
         }
-    } else {
-        None
     };
+    let Inputs { clock, seed } = inputs;
 
     let stop = shutdown.child_token();
     let shared = Arc::new(Shared {
-        events: EventLog::new(store.clone()),
+        events: EventLog::new(store.clone(), clock.clone()),
         store,
         node: NodeName(config.node.name.clone()),
         leadership: leader::Leadership::default(),
@@ -103,8 +118,10 @@ pub async fn run(
         controllers: Controllers::new(stop.child_token()),
         agent: agent::Agent::new(stop.child_token()),
         ingress: ingress::Ingress::default(),
-        vips: vip::Vips::new(config.data_dir.join("vip"), vip_image),
+        vips: vip::Vips::new(config.data_dir.join("vip"), vip_image, clock.clone()),
         data_dir: config.data_dir.clone(),
+        clock: clock.clone(),
+        seed,
         writes: tokio::sync::Mutex::new(()),
         shutdown: stop.clone(),
     });
@@ -144,6 +161,7 @@ pub async fn run(
         shared.store.clone(),
         shared.runtime.clone(),
         config.node.clone(),
+        clock,
         stop.clone(),
     ));
     tracing::info!(socket = %config.socket.display(), projects = projects.len(), "daemon ready");

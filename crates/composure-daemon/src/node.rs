@@ -10,7 +10,7 @@ use composure_store::kv::LeaseId;
 use composure_store::{LOCAL_NODE_TTL, Node, NodeResources, NodeState, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::config::NodeConfig;
 
 /// How often the lease is renewed: a few times within its time to live.
@@ -22,6 +22,7 @@ pub(crate) async fn keep_registered(
     store: Arc<Store>,
     runtime: Arc<dyn Runtime>,
     config: NodeConfig,
+    clock: Clock,
     stop: CancellationToken,
 ) {
     let mut lease: Option<LeaseId> = None;
@@ -30,7 +31,7 @@ pub(crate) async fn keep_registered(
             match lease {
                 Some(id) => store.kv().keep_alive(id).await.map_err(StoreError::from),
                 None => {
-                    let id = register(&store, &*runtime, &config).await?;
+                    let id = register(&store, &*runtime, &config, &clock).await?;
                     lease = Some(id);
                     Ok(())
                 }
@@ -58,6 +59,7 @@ async fn register(
     store: &Store,
     runtime: &dyn Runtime,
     config: &NodeConfig,
+    clock: &Clock,
 ) -> Result<LeaseId, StoreError> {
     let lease = store.kv().grant_lease(LOCAL_NODE_TTL).await?;
     let engine_version = match runtime.ping().await {
@@ -71,7 +73,7 @@ async fn register(
         resources: local_resources(),
         state: NodeState::Ready,
         engine_version,
-        updated_at: now_ms(),
+        updated_at: clock.now_ms(),
     };
     store.put_node(&node, lease).await?;
     tracing::info!(node = %node.name, cpus = node.resources.cpus, memory = node.resources.memory, "node registered");

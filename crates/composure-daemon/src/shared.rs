@@ -10,6 +10,7 @@ use composure_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
+use crate::clock::Clock;
 use crate::controller::Controllers;
 use crate::events::EventLog;
 use crate::ingress::Ingress;
@@ -32,6 +33,10 @@ pub(crate) struct Shared {
     /// Each service's VIP: the container that holds the service's name.
     pub vips: Vips,
     pub data_dir: PathBuf,
+    /// The time, for every decision and record (an input: tests run on tokio's paused clock).
+    pub clock: Clock,
+    /// The seed of the controllers' random numbers.
+    pub seed: u64,
     /// Held by the API calls that change a project's desired state, so that a put, a scale
     /// and a delete of the same project never interleave.
     pub writes: tokio::sync::Mutex<()>,

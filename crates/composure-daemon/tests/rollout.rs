@@ -150,7 +150,7 @@ fn hashes(containers: &[ContainerInfo]) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_start_first_update_never_leaves_a_slot_without_a_ready_task() {
     let daemon = Daemon::start().await;
     daemon.up("shop", &checked("1", "")).await;
@@ -233,7 +233,7 @@ async fn a_start_first_update_never_leaves_a_slot_without_a_ready_task() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn stop_first_with_one_replica_stops_the_old_task_first() {
     let daemon = Daemon::start().await;
     let update = "        order: stop-first\n";
@@ -266,7 +266,7 @@ async fn stop_first_with_one_replica_stops_the_old_task_first() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_crashing_new_version_is_rolled_back_and_the_old_tasks_keep_running() {
     let daemon = Daemon::start().await;
     daemon.up("crash", &checked("1", "")).await;
@@ -320,7 +320,7 @@ async fn a_crashing_new_version_is_rolled_back_and_the_old_tasks_keep_running() 
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_new_version_that_never_gets_healthy_is_rolled_back() {
     let daemon = Daemon::start().await;
     daemon.up("sick", &checked("1", "")).await;
@@ -349,7 +349,7 @@ async fn a_new_version_that_never_gets_healthy_is_rolled_back() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn pause_stops_the_update_and_says_why() {
     let daemon = Daemon::start().await;
     let update = "        failure_action: pause\n";
@@ -391,7 +391,7 @@ async fn pause_stops_the_update_and_says_why() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_restarted_daemon_resumes_the_update() {
     let daemon = Daemon::start().await;
     daemon.up("resume", &checked("1", "")).await;
@@ -434,7 +434,7 @@ async fn a_restarted_daemon_resumes_the_update() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn changing_only_the_replicas_restarts_nothing() {
     let daemon = Daemon::start().await;
     daemon.up("scale", &plain("1", 2, "")).await;
@@ -464,7 +464,7 @@ async fn changing_only_the_replicas_restarts_nothing() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn history_names_the_changes_and_undo_goes_back() {
     let daemon = Daemon::start().await;
     daemon.up("undo", &plain("1", 2, "")).await;

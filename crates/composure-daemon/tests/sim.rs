@@ -15,7 +15,6 @@ use composure_api::{
 };
 use composure_core::Health;
 use composure_daemon::{DaemonConfig, DaemonError, run};
-use composure_runtime::sim::SimRuntime;
 use composure_runtime::{Runtime, RuntimeError};
 use futures_util::StreamExt;
 use harness::{Daemon, TIMEOUT, current, running, wait_for};
@@ -39,7 +38,7 @@ fn container_id(task: &composure_api::TaskView) -> String {
         .expect("a running task has a container")
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn up_converges_and_labels_the_containers() {
     let daemon = Daemon::start().await;
     let revision = daemon.up("shop", SHOP).await;
@@ -85,7 +84,7 @@ async fn up_converges_and_labels_the_containers() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_crashed_container_is_replaced_by_a_new_task() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -117,7 +116,7 @@ async fn a_crashed_container_is_replaced_by_a_new_task() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn an_unhealthy_container_is_replaced() {
     let daemon = Daemon::start().await;
     let yaml = "
@@ -159,7 +158,7 @@ services:
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_container_removed_by_hand_is_recreated() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -181,7 +180,7 @@ async fn a_container_removed_by_hand_is_recreated() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_restarted_daemon_adopts_its_containers() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -223,7 +222,7 @@ async fn a_restarted_daemon_adopts_its_containers() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn scaling_up_and_down_keeps_the_other_slots() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -272,7 +271,7 @@ async fn scaling_up_and_down_keeps_the_other_slots() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_service_waits_for_its_dependency_to_be_healthy() {
     let daemon = Daemon::start().await;
     let yaml = "
@@ -310,7 +309,7 @@ services:
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn restart_replaces_the_tasks_of_a_service() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -337,7 +336,7 @@ async fn restart_replaces_the_tasks_of_a_service() {
 
 /// A restart rolls like an update (start-first by default): at no point does the service
 /// run fewer replicas than it declares, and the rollout says it was a restart.
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_restart_rolls_without_going_below_the_declared_replicas() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -398,7 +397,7 @@ async fn wait_rollout(daemon: &Daemon, state: &str) -> composure_api::RolloutVie
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn delete_leaves_nothing_behind() {
     let daemon = Daemon::start().await;
     let yaml = "
@@ -428,7 +427,7 @@ volumes:
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn bad_requests_get_a_clear_400() {
     let daemon = Daemon::start().await;
     let bad = PutProject {
@@ -462,7 +461,7 @@ async fn bad_requests_get_a_clear_400() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn bad_routes_are_refused_and_new_routes_replace_no_task() {
     let daemon = Daemon::start().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -517,7 +516,7 @@ services:
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn engine_down_is_a_503_and_the_daemon_recovers() {
     let daemon = Daemon::start().await;
     daemon.client.info().await.unwrap();
@@ -535,7 +534,7 @@ async fn engine_down_is_a_503_and_the_daemon_recovers() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn events_are_kept_and_streamed() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -592,7 +591,7 @@ async fn events_are_kept_and_streamed() {
     drop(rest);
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let socket = dir.path().join("run").join("composure.sock");
@@ -601,7 +600,7 @@ async fn the_socket_is_private_replaced_when_stale_and_removed_on_exit() {
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
 
-    let daemon = Daemon::start_on(dir, Arc::new(SimRuntime::new())).await;
+    let daemon = Daemon::start_on(dir, harness::sim()).await;
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
 
@@ -643,7 +642,7 @@ async fn harness_client_error(socket: &std::path::Path) -> ClientError {
     composure_api::Client::new(socket).info().await.unwrap_err()
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_changed_spec_replaces_the_tasks_of_that_service_only() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -685,7 +684,7 @@ async fn a_changed_spec_replaces_the_tasks_of_that_service_only() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn under_restart_no_a_crashed_task_stays_failed() {
     let daemon = Daemon::start().await;
     let yaml = "
@@ -712,7 +711,7 @@ services:
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_missing_image_fails_the_task_with_the_reason_and_retries_with_backoff() {
     let daemon = Daemon::start().await;
     daemon.sim.set_image_missing("ghost");
@@ -746,7 +745,7 @@ services:
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn logs_merge_the_replicas_of_a_service() {
     let daemon = Daemon::start().await;
     daemon.up("shop", SHOP).await;
@@ -811,7 +810,7 @@ async fn logs_merge_the_replicas_of_a_service() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_transient_create_failure_is_retried_without_failing_the_task() {
     let daemon = Daemon::start().await;
     daemon
@@ -828,7 +827,7 @@ async fn a_transient_create_failure_is_retried_without_failing_the_task() {
 
 /// `depends_on: {db: {restart: true}}`: once `db` is updated, `web` is restarted (rolled in
 /// like an update); `worker`, which depends on `db` without `restart`, keeps its tasks.
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_dependency_updated_restarts_the_services_that_ask_for_it() {
     let yaml = |version: &str| {
         format!(
@@ -881,7 +880,7 @@ services:
 
 /// A name that would climb out of the daemon's directories (the VIP's files live in
 /// `<data>/vip/<project>/<service>`) is refused by the API before anything is stored.
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn names_that_would_leave_the_data_directory_are_refused() {
     let daemon = Daemon::start().await;
     let victim = daemon.dir.path().join("victimdir");
@@ -923,7 +922,7 @@ async fn names_that_would_leave_the_data_directory_are_refused() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_long_stop_grace_holds_up_no_other_decision() {
     // `slow` ignores the stop signal and has an hour to stop in: its scale-down takes that
     // hour, while the project's other services are looked after as usual.
@@ -979,4 +978,133 @@ services:
         "slow's slot 2 is still within its grace"
     );
     daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_vip_serves_the_ready_replicas_only() {
+    // A service that declares its ports gets a VIP container holding its name, fed the
+    // replicas that are ready (healthy, here) through its config file.
+    const API: &str = r#"
+services:
+  api:
+    image: demo
+    expose: ["8080"]
+    healthcheck:
+      test: ["CMD", "true"]
+    deploy:
+      replicas: 2
+"#;
+    let daemon = Daemon::start().await;
+    daemon.up("vips", API).await;
+    let config = daemon.dir.path().join("data/vip/vips/api/config.json");
+    let endpoints = || {
+        let text = std::fs::read_to_string(&config).ok()?;
+        let config: composure_net::vip::VipConfig = serde_json::from_str(&text).ok()?;
+        Some(
+            config
+                .endpoints
+                .into_iter()
+                .map(|e| e.task)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let status = wait_for("two api replicas and the VIP to run", || async {
+        let status = daemon.status("vips").await;
+        let replicas = (1..=2).all(|slot| running(&status, "api", slot).is_some());
+        let vip = running(&status, "api.vip", 1).is_some();
+        (replicas && vip).then_some(status)
+    })
+    .await;
+    let vip = daemon
+        .containers("vips")
+        .await
+        .into_iter()
+        .find(|c| c.labels.get("io.composure.vip-for").map(String::as_str) == Some("api"))
+        .expect("the VIP container");
+    assert_eq!(vip.name, "vips-api.vip-1");
+    assert_eq!(endpoints().unwrap_or_default(), Vec::<String>::new());
+
+    let replicas: Vec<_> = (1..=2)
+        .map(|slot| running(&status, "api", slot).unwrap().clone())
+        .collect();
+    for replica in &replicas {
+        daemon
+            .sim
+            .set_health(&container_id(replica), Health::Healthy)
+            .unwrap();
+    }
+    wait_for("the VIP to have both replicas", || async {
+        let mut got = endpoints()?;
+        got.sort();
+        let mut want: Vec<String> = replicas.iter().map(|t| t.id.clone()).collect();
+        want.sort();
+        (got == want).then_some(())
+    })
+    .await;
+
+    daemon
+        .sim
+        .set_health(&container_id(&replicas[0]), Health::Unhealthy)
+        .unwrap();
+    wait_for("the VIP to drop the unhealthy replica", || async {
+        (endpoints()? == vec![replicas[1].id.clone()]).then_some(())
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fixed_seed_and_the_paused_clock_repeat_the_same_decisions() {
+    // Twice the same story on fresh daemons: up, a crash and its restart delay, a scale-up.
+    // The task ids (drawn from the seeded generator), the restart delay and the events per
+    // task are the same both times.
+    async fn story() -> Vec<(String, String, u32, Vec<String>)> {
+        let daemon = Daemon::start().await;
+        daemon.up("shop", SHOP).await;
+        let status = daemon.wait_running("shop").await;
+        let first = running(&status, "web", 1).unwrap().clone();
+        daemon.sim.crash(&container_id(&first), 1).unwrap();
+        daemon
+            .wait_status("shop", "slot 1 to run a new task", |s| {
+                running(s, "web", 1).is_some_and(|t| t.id != first.id)
+            })
+            .await;
+        let up = ScaleRequest {
+            services: IndexMap::from([("web".to_string(), 3)]),
+        };
+        daemon.client.scale("shop", &up).await.unwrap();
+        let status = daemon.wait_running("shop").await;
+        let query = EventsQuery {
+            project: Some("shop".into()),
+            since: None,
+            follow: false,
+        };
+        let events: Vec<composure_api::Event> = daemon
+            .client
+            .events(&query)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        let mut tasks: Vec<_> = status
+            .tasks
+            .iter()
+            .map(|t| {
+                let kinds = events
+                    .iter()
+                    .filter(|e| e.task.as_deref() == Some(t.id.as_str()))
+                    .map(|e| format!("{}: {}", e.kind, e.message))
+                    .collect();
+                (t.id.clone(), t.service.clone(), t.slot, kinds)
+            })
+            .collect();
+        tasks.sort();
+        daemon.stop().await;
+        tasks
+    }
+    let first = story().await;
+    let second = story().await;
+    assert_eq!(first.len(), 5, "{first:#?}");
+    assert_eq!(first, second);
 }

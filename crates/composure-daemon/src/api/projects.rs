@@ -20,7 +20,6 @@ use indexmap::IndexMap;
 
 use super::views::{self, stored_specs};
 use super::{ApiError, json_body};
-use crate::clock::now_ms;
 use crate::controller::Controllers;
 use crate::events::NewEvent;
 use crate::shared::Shared;
@@ -52,7 +51,7 @@ pub(super) async fn status(
         &tasks,
         &report,
         &rollouts,
-        now_ms(),
+        shared.clock.now_ms(),
     )))
 }
 

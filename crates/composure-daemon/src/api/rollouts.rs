@@ -22,7 +22,6 @@ use serde_json::Value;
 use super::projects::{being_removed, no_service, stored};
 use super::views::{rollout_summary, rollout_view, stored_specs};
 use super::{ApiError, json_body};
-use crate::clock::now_ms;
 use crate::controller::Controllers;
 use crate::events::NewEvent;
 use crate::shared::Shared;
@@ -53,7 +52,12 @@ pub(super) async fn status(
         .into_iter()
         .filter(|t| t.service == service)
         .collect();
-    Ok(Json(rollout_view(&spec, &tasks, &rollout, now_ms())))
+    Ok(Json(rollout_view(
+        &spec,
+        &tasks,
+        &rollout,
+        shared.clock.now_ms(),
+    )))
 }
 
 /// The service's versions, oldest first, with what changed between them.
@@ -66,7 +70,7 @@ pub(super) async fn history(
     let versions = versions(&shared, &name, &service).await?;
     let rollouts = shared.store.rollout_log(&name, &service).await?;
     let current = current_index(&versions, &spec);
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let revisions = versions
         .iter()
         .enumerate()
@@ -159,7 +163,7 @@ pub(super) async fn undo(
             "undo requested: back to the version of revision {}",
             target.revision
         ),
-        now_ms(),
+        shared.clock.now_ms(),
     );
     rollout.previous_service = Some(current);
     let revision = shared

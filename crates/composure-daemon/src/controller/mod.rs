@@ -24,7 +24,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::clock::instant_at;
 use crate::shared::Shared;
 
 /// The longest a controller goes without looking at the runtime.
@@ -132,7 +131,7 @@ impl Controllers {
             shared: shared.clone(),
             commands: receiver,
             report,
-            rng: fastrand::Rng::new(),
+            rng: fastrand::Rng::with_seed(project_seed(shared.seed, project)),
             guard: Guard::none(),
             adopted: false,
             ingress_errors: Vec::new(),
@@ -241,7 +240,7 @@ impl Controller {
             match outcome {
                 Outcome::Gone => return,
                 Outcome::Again { wake_at: Some(at) } => {
-                    deadline = deadline.min(Instant::from_std(instant_at(at)));
+                    deadline = deadline.min(self.shared.clock.instant_at(at));
                 }
                 Outcome::Again { wake_at: None } => {}
             }
@@ -276,4 +275,15 @@ impl Controller {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = report;
     }
+}
+
+/// The seed of a project's controller: the daemon's seed mixed with the project's name, so
+/// that projects draw different numbers and a test with a fixed seed repeats exactly.
+fn project_seed(seed: u64, project: &str) -> u64 {
+    // FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
+    project
+        .bytes()
+        .fold(seed ^ 0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }

@@ -19,7 +19,6 @@ use super::rollout::PreparedRollout;
 use super::steps::free_name;
 use super::{Controller, Outcome, Report, ServiceReport};
 use crate::agent::Snapshot;
-use crate::clock::now_ms;
 use crate::error::chain;
 use crate::events::NewEvent;
 
@@ -89,7 +88,7 @@ impl Controller {
             Err(PassError::Store(err @ StoreError::Conflict(_))) => {
                 tracing::debug!(project = %self.name, reason = %err, "reconcile pass superseded; starting over");
                 Outcome::Again {
-                    wake_at: Some(now_ms()),
+                    wake_at: Some(self.shared.clock.now_ms()),
                 }
             }
             Err(err) => {
@@ -134,7 +133,7 @@ impl Controller {
             containers,
             tasks,
             rollouts,
-            now: now_ms(),
+            now: self.shared.clock.now_ms(),
             resources_ready: false,
             wake_at: None,
             steps,
@@ -406,7 +405,7 @@ impl Controller {
         }
         for new in &plan.create {
             let mut task = Task::new(
-                new_task_id(),
+                new_task_id(&mut self.rng),
                 &self.name,
                 &spec.name,
                 new.slot,
@@ -580,6 +579,6 @@ fn slot_stopping(work: &Work, task: &Task) -> bool {
 const RETRY_MS: u64 = 1_000;
 
 /// A task id: 16 random hex digits, unique for the life of a store in practice.
-fn new_task_id() -> TaskId {
-    TaskId(format!("{:016x}", fastrand::u64(..)))
+fn new_task_id(rng: &mut fastrand::Rng) -> TaskId {
+    TaskId(format!("{:016x}", rng.u64(..)))
 }

@@ -12,7 +12,6 @@ use super::observe::container_of;
 use super::pass::PassError;
 use super::{Controller, Outcome};
 use crate::agent::stop_and_remove;
-use crate::clock::now_ms;
 use crate::events::NewEvent;
 
 impl Controller {
@@ -59,7 +58,7 @@ impl Controller {
             }
             if !task.state.is_terminal() {
                 task.state = TaskState::Shutdown;
-                task.finished_at = Some(now_ms());
+                task.finished_at = Some(self.shared.clock.now_ms());
                 store.put_task(task, &self.guard).await?;
             }
         }

@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use super::Controller;
 use super::pass::{PassError, Work};
-use crate::clock::now_ms;
 use crate::events::NewEvent;
 
 /// A rollout ready to be stored (alone or with the plan's tasks), and what to say and do
@@ -218,7 +217,7 @@ impl Controller {
         };
         let shared = self.shared.clone();
         let _writes = shared.writes.lock().await;
-        let now = now_ms();
+        let now = self.shared.clock.now_ms();
         work.wake(now);
         let Some(stored) = shared.store.project(&self.name).await? else {
             return Ok(());

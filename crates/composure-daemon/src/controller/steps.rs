@@ -17,7 +17,6 @@ use super::Controller;
 use super::observe::container_of;
 use super::pass::{PassError, Work};
 use crate::agent::{Launch, is_running};
-use crate::clock::now_ms;
 use crate::events::NewEvent;
 
 impl Controller {
@@ -242,7 +241,11 @@ impl Controller {
                 ),
             )
         });
-        Ok(Some(Rollout::restart(spec, revision, now_ms())))
+        Ok(Some(Rollout::restart(
+            spec,
+            revision,
+            self.shared.clock.now_ms(),
+        )))
     }
 }
 

@@ -20,13 +20,37 @@ use object::read::elf::{FileHeader, ProgramHeader};
 pub(crate) struct VipImage {
     /// `composure-vip:<id>`, where the id changes with the executable.
     pub tag: String,
-    /// `<data dir>/vip-image/<id>`: `Dockerfile` and `rootfs/`.
-    pub context: PathBuf,
+    /// `<data dir>/vip-image/<id>`: `Dockerfile` and `rootfs/`; `None` for an image that
+    /// exists already.
+    pub context: Option<PathBuf>,
 }
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/composure\", \"vip\"]\n";
 
 impl VipImage {
+    /// An image the engine has already (tests over the simulator).
+    pub fn existing(tag: &str) -> VipImage {
+        VipImage {
+            tag: tag.to_string(),
+            context: None,
+        }
+    }
+
+    /// The service fields that get the image: its tag, and how to build it when the engine
+    /// lacks it.
+    pub fn service_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("image".into(), self.tag.clone().into());
+        if let Some(context) = &self.context {
+            fields.insert(
+                "build".into(),
+                serde_json::json!({ "context": context.display().to_string(), "dockerfile": "Dockerfile" }),
+            );
+            fields.insert("pull_policy".into(), "missing".into());
+        }
+        fields
+    }
+
     /// Prepares the build context from the running executable, unless it is there already.
     pub fn prepare(data_dir: &Path) -> std::io::Result<VipImage> {
         let exe = std::env::current_exe()?;
@@ -44,7 +68,7 @@ impl VipImage {
         let context = root.join(&id);
         let image = VipImage {
             tag: format!("composure-vip:{id}"),
-            context: context.clone(),
+            context: Some(context.clone()),
         };
         if context.join("Dockerfile").is_file() {
             return Ok(image);

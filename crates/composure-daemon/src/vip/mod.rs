@@ -29,7 +29,7 @@ use composure_net::vip::{
 };
 use composure_runtime::ContainerInfo;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::ingress::ready_addresses;
 
 mod image;
@@ -130,10 +130,7 @@ pub(crate) fn front(mut project: Project, image: &VipImage, files: &Path) -> Pro
             networks.insert(key.clone(), serde_json::json!({ "aliases": aliases }));
         }
         service.labels.insert(FRONTED_BY.to_string(), vip.clone());
-        let json = serde_json::json!({
-            "image": image.tag,
-            "build": { "context": image.context.display().to_string(), "dockerfile": "Dockerfile" },
-            "pull_policy": "missing",
+        let mut json = serde_json::json!({
             "command": ["--dir", MOUNT],
             "networks": networks,
             "volumes": [{
@@ -144,6 +141,9 @@ pub(crate) fn front(mut project: Project, image: &VipImage, files: &Path) -> Pro
             }],
             "labels": { VIP_FOR: name },
         });
+        if let Some(fields) = json.as_object_mut() {
+            fields.extend(image.service_fields());
+        }
         match serde_json::from_value::<Service>(json) {
             Ok(mut spec) => {
                 // The VIP drains what it relays within the same grace as the replicas.
@@ -176,14 +176,16 @@ pub(crate) struct Vips {
     /// The image VIP containers run; `None`: no VIPs, every service keeps Docker's DNS.
     image: Option<VipImage>,
     written: Mutex<HashMap<(String, String), VipConfig>>,
+    clock: Clock,
 }
 
 impl Vips {
-    pub fn new(root: PathBuf, image: Option<VipImage>) -> Self {
+    pub fn new(root: PathBuf, image: Option<VipImage>, clock: Clock) -> Self {
         Vips {
             root,
             image,
             written: Mutex::new(HashMap::new()),
+            clock,
         }
     }
 
@@ -202,13 +204,10 @@ impl Vips {
     /// start, so that the first VIP does not wait for it.
     pub fn image_project(&self) -> Option<Project> {
         let image = self.image.as_ref()?;
+        image.context.as_ref()?;
         let json = serde_json::json!({
             "name": "composure-vip",
-            "services": { "vip": {
-                "image": image.tag,
-                "build": { "context": image.context.display().to_string(), "dockerfile": "Dockerfile" },
-                "pull_policy": "missing",
-            }},
+            "services": { "vip": image.service_fields() },
         });
         match project_from_json(json) {
             Ok(project) => Some(project),
@@ -261,7 +260,7 @@ impl Vips {
                 continue;
             }
             let config = VipConfig {
-                generation: next_generation(old),
+                generation: next_generation(old, &self.clock),
                 service: fronted.clone(),
                 ports,
                 endpoints,
@@ -296,7 +295,7 @@ impl Vips {
             }
             let mut config = old.clone();
             config.endpoints.retain(|e| e.task != task.0);
-            config.generation = next_generation(Some(old));
+            config.generation = next_generation(Some(old), &self.clock);
             if let Err(e) = self.write(name, &config) {
                 tracing::warn!(service, error = %e, "cannot withdraw a replica from its VIP");
                 return;
@@ -364,9 +363,9 @@ impl Vips {
 }
 
 /// Wall-clock milliseconds, but always past the last generation.
-fn next_generation(old: Option<&VipConfig>) -> u64 {
+fn next_generation(old: Option<&VipConfig>, clock: &Clock) -> u64 {
     let last = old.map_or(0, |o| o.generation);
-    now_ms().max(last + 1)
+    clock.now_ms().max(last + 1)
 }
 
 /// The ready replicas of `service`, each at its address on one of the service's networks

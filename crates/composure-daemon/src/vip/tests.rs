@@ -18,7 +18,7 @@ fn project(services: serde_json::Value) -> Project {
 fn image() -> VipImage {
     VipImage {
         tag: "composure-vip:abc".into(),
-        context: PathBuf::from("/data/vip-image/abc"),
+        context: Some(PathBuf::from("/data/vip-image/abc")),
     }
 }
 
@@ -202,7 +202,11 @@ fn container(id: &str, addresses: &[(&str, &str)]) -> ContainerInfo {
 #[tokio::test]
 async fn sync_writes_the_ready_replicas_and_withdraw_takes_one_out() {
     let dir = tempfile::tempdir().unwrap();
-    let vips = Vips::new(dir.path().to_path_buf(), Some(image()));
+    let vips = Vips::new(
+        dir.path().to_path_buf(),
+        Some(image()),
+        crate::clock::Clock::system(),
+    );
     let p = vips.front(
         "shop",
         project(serde_json::json!({
@@ -269,7 +273,11 @@ async fn sync_writes_the_ready_replicas_and_withdraw_takes_one_out() {
 
 #[test]
 fn without_an_image_nothing_is_fronted() {
-    let vips = Vips::new(PathBuf::from("/nowhere"), None);
+    let vips = Vips::new(
+        PathBuf::from("/nowhere"),
+        None,
+        crate::clock::Clock::system(),
+    );
     let p = project(
         serde_json::json!({"web": {"image": "x", "expose": ["80"], "networks": {"default": null}}}),
     );
@@ -315,7 +323,11 @@ fn the_interpreter_of_this_test_binary_is_found() {
 #[tokio::test]
 async fn withdraw_waits_for_a_vip_that_is_behind_to_serve_the_withdrawal() {
     let dir = tempfile::tempdir().unwrap();
-    let vips = std::sync::Arc::new(Vips::new(dir.path().to_path_buf(), Some(image())));
+    let vips = std::sync::Arc::new(Vips::new(
+        dir.path().to_path_buf(),
+        Some(image()),
+        crate::clock::Clock::system(),
+    ));
     let p = vips.front(
         "shop",
         project(serde_json::json!({

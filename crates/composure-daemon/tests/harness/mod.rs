@@ -1,5 +1,11 @@
 //! A daemon on a temporary data directory and socket, over the simulated runtime, driven
 //! through the real API client.
+//!
+//! Tests run on tokio's paused clock (`#[tokio::test(start_paused = true)]`): the daemon and
+//! the simulator read the time from it ([`clock`]), and the daemon's random numbers come from
+//! a fixed seed ([`SEED`], or `COMPOSURE_TEST_SEED`), so a test makes the same decisions on
+//! every run and waits no real time for a restart delay, a resync or a stop grace. VIPs are
+//! on, with an image the simulator has, so the VIP paths run too.
 
 #![allow(dead_code)]
 
@@ -11,15 +17,48 @@ use std::time::{Duration, Instant};
 use composure_api::{Client, ProjectStatus, PutProject, TaskState, TaskView};
 use composure_compose::loader::{LoadOptions, load_with};
 use composure_compose::source::MemorySource;
-use composure_daemon::{DaemonConfig, DaemonError, run};
+use composure_daemon::{Clock, DaemonConfig, DaemonError, Inputs, ServiceVips, run_with};
 use composure_runtime::sim::SimRuntime;
 use composure_runtime::{ContainerInfo, Runtime};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Long enough for a slow CI machine; a passing test never waits this long.
+/// Long enough for a slow CI machine; a passing test never waits this long (real time).
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The seed of the daemon's random numbers, unless `COMPOSURE_TEST_SEED` says otherwise.
+pub const SEED: u64 = 0x5eed;
+
+/// Where the test's clock starts: 2026-01-01T00:00:00Z.
+const EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// The image the VIP containers run in the simulator.
+pub const VIP_IMAGE: &str = "composure-vip:sim";
+
+thread_local! {
+    /// One clock per test (a test runs on one thread, on tokio's current-thread runtime), so
+    /// a daemon restarted in a test reads on from where the first one stopped.
+    static CLOCK: Clock = Clock::tokio_from(EPOCH_MS);
+}
+
+/// The test's clock: tokio's (paused) time from [`EPOCH_MS`].
+pub fn clock() -> Clock {
+    CLOCK.with(Clock::clone)
+}
+
+/// A simulator on the test's clock.
+pub fn sim() -> Arc<SimRuntime> {
+    let clock = clock();
+    Arc::new(SimRuntime::with_clock(move || clock.now_ms()))
+}
+
+fn seed() -> u64 {
+    std::env::var("COMPOSURE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEED)
+}
 
 pub struct Daemon {
     pub dir: Arc<TempDir>,
@@ -34,16 +73,21 @@ impl Daemon {
     /// A daemon on a fresh data directory and a fresh simulator.
     pub async fn start() -> Daemon {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Daemon::start_on(dir, Arc::new(SimRuntime::new())).await
+        Daemon::start_on(dir, sim()).await
     }
 
     /// A daemon on `dir` (another daemon may have used it) and `sim`.
     pub async fn start_on(dir: Arc<TempDir>, sim: Arc<SimRuntime>) -> Daemon {
         let socket = dir.path().join("run").join("composure.sock");
-        let config = DaemonConfig::local(dir.path().join("data"), socket.clone());
+        let mut config = DaemonConfig::local(dir.path().join("data"), socket.clone());
+        config.vips = ServiceVips::Image(VIP_IMAGE.to_string());
         let shutdown = CancellationToken::new();
         let runtime: Arc<dyn Runtime> = sim.clone();
-        let task = tokio::spawn(run(config, runtime, shutdown.clone()));
+        let inputs = Inputs {
+            clock: clock(),
+            seed: seed(),
+        };
+        let task = tokio::spawn(run_with(config, runtime, inputs, shutdown.clone()));
         let client = Client::new(&socket);
         wait_for("the daemon to answer", || {
             let client = client.clone();

@@ -58,7 +58,7 @@ async fn serve(mut config: DaemonConfig, shutdown: CancellationToken) -> anyhow:
         .context("cannot reach the Docker Engine")?
         .with_secrets_dir(config.data_dir.join("files"));
     // VIP containers run this executable: see `composure vip`.
-    config.service_vips = true;
+    config.vips = composure_daemon::ServiceVips::FromExecutable;
     run_daemon(config, Arc::new(runtime), shutdown).await?;
     Ok(())
 }

@@ -287,21 +287,26 @@ impl Vips {
     pub async fn withdraw(&self, name: &str, service: &str, task: &TaskId) {
         let config = {
             let mut written = self.lock();
-            let Some(old) = written.get(&(name.to_string(), service.to_string())) else {
+            let key = (name.to_string(), service.to_string());
+            let Some(old) = written.get(&key) else {
                 return;
             };
-            if !old.endpoints.iter().any(|e| e.task == task.0) {
-                return;
+            if old.endpoints.iter().any(|e| e.task == task.0) {
+                let mut config = old.clone();
+                config.endpoints.retain(|e| e.task != task.0);
+                config.generation = next_generation(Some(old), &self.clock);
+                if let Err(e) = self.write(name, &config) {
+                    tracing::warn!(service, error = %e, "cannot withdraw a replica from its VIP");
+                    return;
+                }
+                written.insert(key, config.clone());
+                config
+            } else {
+                // Already out of the config (a sync wrote it without the task a moment ago,
+                // when the task was marked for shutdown): the VIP may not serve that config
+                // yet, so wait for it all the same.
+                old.clone()
             }
-            let mut config = old.clone();
-            config.endpoints.retain(|e| e.task != task.0);
-            config.generation = next_generation(Some(old), &self.clock);
-            if let Err(e) = self.write(name, &config) {
-                tracing::warn!(service, error = %e, "cannot withdraw a replica from its VIP");
-                return;
-            }
-            written.insert((name.to_string(), service.to_string()), config.clone());
-            config
         };
         let Ok(dir) = self.dir(name, service) else {
             return;

@@ -372,3 +372,63 @@ async fn withdraw_waits_for_a_vip_that_is_behind_to_serve_the_withdrawal() {
         .expect("withdraw returns once the VIP serves the withdrawal")
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn withdraw_of_a_task_a_sync_already_dropped_still_waits_for_the_vip() {
+    // A pass marks a task for shutdown and syncs (its config no longer has the task) before
+    // the agent withdraws it: the withdrawal must still wait until the VIP serves that
+    // config, or the stop that follows cuts requests the VIP still sends the task.
+    let dir = tempfile::tempdir().unwrap();
+    let vips = std::sync::Arc::new(Vips::new(
+        dir.path().to_path_buf(),
+        Some(image()),
+        crate::clock::Clock::tokio_from(1_000),
+    ));
+    let p = vips.front(
+        "shop",
+        project(serde_json::json!({
+            "web": {"image": "x", "expose": ["8080"], "networks": {"back": null}},
+        })),
+    );
+    let mut tasks = vec![
+        task("t1", "web", Health::None, "c1"),
+        task("t2", "web", Health::None, "c2"),
+    ];
+    let containers = [
+        container("c1", &[("shop_back", "172.20.0.2")]),
+        container("c2", &[("shop_back", "172.20.0.3")]),
+    ];
+    assert!(vips.sync("shop", &p, &tasks, &containers).is_empty());
+    let web_dir = dir.path().join("shop/web");
+    let both: VipConfig = read_json(&web_dir, CONFIG_FILE).unwrap();
+    let serving = VipStatus {
+        generation: both.generation,
+        active: Default::default(),
+    };
+    write_json(&web_dir, STATUS_FILE, &serving).unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    tasks[0].desired = composure_core::DesiredState::Shutdown;
+    assert!(vips.sync("shop", &p, &tasks, &containers).is_empty());
+    let without: VipConfig = read_json(&web_dir, CONFIG_FILE).unwrap();
+    assert!(without.generation > both.generation);
+    assert_eq!(without.endpoints.len(), 1);
+
+    let withdrawing = {
+        let vips = vips.clone();
+        tokio::spawn(async move { vips.withdraw("shop", "web", &TaskId("t1".into())).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !withdrawing.is_finished(),
+        "withdraw returned before the VIP served the config without the task"
+    );
+    let caught_up = VipStatus {
+        generation: without.generation,
+        active: Default::default(),
+    };
+    write_json(&web_dir, STATUS_FILE, &caught_up).unwrap();
+    tokio::time::timeout(Duration::from_secs(1), withdrawing)
+        .await
+        .expect("withdraw returns once the VIP serves the config")
+        .unwrap();
+}

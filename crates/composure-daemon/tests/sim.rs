@@ -1108,3 +1108,48 @@ async fn a_fixed_seed_and_the_paused_clock_repeat_the_same_decisions() {
     assert_eq!(first.len(), 5, "{first:#?}");
     assert_eq!(first, second);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_whose_vip_cannot_start_is_not_running() {
+    // Callers reach the service through its VIP: while the VIP cannot start, the service
+    // (and so `up --wait`) does not count as running, and says why, and a service that
+    // depends on it waits.
+    const API: &str = r#"
+services:
+  api:
+    image: demo
+    expose: ["8080"]
+  client:
+    image: demo
+    depends_on: [api]
+"#;
+    let daemon = Daemon::start().await;
+    daemon.sim.set_image_missing(harness::VIP_IMAGE);
+    daemon.up("novip", API).await;
+    let status = daemon
+        .wait_status("novip", "the VIP to fail", |s| {
+            s.tasks
+                .iter()
+                .any(|t| t.service == "api.vip" && t.state == TaskState::Failed)
+                && running(s, "api", 1).is_some()
+        })
+        .await;
+    let api = status.services.iter().find(|s| s.name == "api").unwrap();
+    assert_ne!(api.status, composure_api::ServiceState::Running, "{api:?}");
+    assert!(
+        api.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("its VIP")),
+        "{api:?}"
+    );
+    assert_ne!(status.status, ProjectState::Running);
+    assert!(running(&status, "client", 1).is_none(), "{status:#?}");
+
+    daemon.sim.set_image_present(harness::VIP_IMAGE);
+    daemon
+        .wait_status("novip", "the project to run once the VIP can start", |s| {
+            s.status == ProjectState::Running && running(s, "client", 1).is_some()
+        })
+        .await;
+    daemon.stop().await;
+}

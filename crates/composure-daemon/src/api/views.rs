@@ -104,10 +104,22 @@ pub(crate) fn service_views(
                 .iter()
                 .filter(|t| matches!(t.health, Health::None | Health::Healthy))
                 .count();
-            let (status, message) = match report.get(&spec.name) {
+            let (mut status, mut message) = match report.get(&spec.name) {
                 Some(report) => (report.state, report.message.clone()),
                 None => (api::ServiceState::Converging, Some("starting".to_string())),
             };
+            // Callers reach a service that has a VIP through it: the service is not running
+            // for them until its VIP is.
+            if status == api::ServiceState::Running
+                && let Some(vip) = report.get(&crate::vip::vip_name(&spec.name))
+                && vip.state != api::ServiceState::Running
+            {
+                status = vip.state;
+                message = Some(match &vip.message {
+                    Some(why) => format!("its VIP: {why}"),
+                    None => "its VIP is starting".to_string(),
+                });
+            }
             api::ServiceStatusView {
                 name: spec.name.clone(),
                 desired: spec.replicas,

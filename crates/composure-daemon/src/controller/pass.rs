@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
+use composure_compose::model::Condition;
 use composure_compose::model::{ModelError, Project, project_from_json};
 use composure_core::error::SpecError;
 use composure_core::reconcile::{Plan, ServiceStatus, dependency_state, reconcile_service};
 use composure_core::restart::Backoff;
 use composure_core::rollout::Rollout;
-use composure_core::spec::{DEFAULT_STOP_GRACE_MS, ServiceSpec, service_specs, startup_order};
+use composure_core::spec::{
+    DEFAULT_STOP_GRACE_MS, Dependency, ServiceSpec, service_specs, startup_order,
+};
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState, labels};
 use composure_runtime::{ContainerInfo, RuntimeError};
 use composure_store::{Guard, StoreError};
@@ -322,7 +325,11 @@ impl Controller {
             .filter(|t| t.service == service)
             .cloned()
             .collect();
-        let deps = dependency_state(&spec, &work.tasks, &work.specs);
+        let deps = dependency_state(
+            &with_vip_dependencies(&spec, &work.specs),
+            &work.tasks,
+            &work.specs,
+        );
         let rng = &mut self.rng;
         let plan = reconcile_service(
             &spec,
@@ -560,6 +567,26 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// `spec` waiting also for the VIP of each service it depends on: callers reach a service
+/// through its VIP, which must run before they start, as the service itself must.
+fn with_vip_dependencies(spec: &ServiceSpec, specs: &IndexMap<String, ServiceSpec>) -> ServiceSpec {
+    let mut spec = spec.clone();
+    let vips: Vec<Dependency> = spec
+        .depends_on
+        .iter()
+        .map(|dep| crate::vip::vip_name(&dep.service))
+        .filter(|vip| specs.contains_key(vip) && *vip != spec.name)
+        .map(|vip| Dependency {
+            service: vip,
+            condition: Condition::ServiceStarted,
+            required: true,
+            restart: false,
+        })
+        .collect();
+    spec.depends_on.extend(vips);
+    spec
 }
 
 /// Whether another task of the task's slot is being shut down (a stop-first update stops the

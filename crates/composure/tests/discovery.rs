@@ -134,8 +134,10 @@ fn callers_by_service_name_see_no_failure_during_a_rollout() {
         let (requests, failed, errors) = load_counts(&p, client);
         assert!(requests > 100, "{client}: only {requests} requests");
         assert_eq!(
-            failed, 0,
-            "{client}: {failed} of {requests} failed: {errors:#?}"
+            failed,
+            0,
+            "{client}: {failed} of {requests} failed: {errors:#?}\n{}",
+            daemon.log()
         );
     }
     // Every replica was replaced: the clients were served by the old ones and then the

@@ -88,6 +88,11 @@ async fn follow_once(shared: &Arc<Shared>) -> Result<(), composure_store::StoreE
     let mut changes = kv.watch("", listed.revision).await?;
     while let Some(change) = changes.next().await {
         let change = change?;
+        // A deleted key is a project that is gone (its controller removed it) or no longer
+        // being removed: nothing to start.
+        if change.kind == composure_store::kv::WatchKind::Delete {
+            continue;
+        }
         let project = change
             .key
             .strip_prefix(PROJECTS)

@@ -424,6 +424,11 @@ volumes:
     assert!(daemon.sim.networks().iter().all(|n| !n.starts_with("gone")));
     assert!(daemon.sim.volumes().iter().all(|v| !v.starts_with("gone")));
     assert!(daemon.client.projects().await.unwrap().is_empty());
+
+    // The same name again, on the same daemon, is a new project that converges.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    daemon.up("gone", yaml).await;
+    daemon.wait_running("gone").await;
     daemon.stop().await;
 }
 

@@ -113,7 +113,11 @@ impl Controllers {
     pub fn start(shared: &Arc<Shared>, project: &str) {
         let this = &shared.controllers;
         let mut handles = this.handles();
-        if let Some(handle) = handles.get(project) {
+        // A handle whose controller has ended (its project was gone when it looked) is
+        // replaced: the project is back.
+        if let Some(handle) = handles.get(project)
+            && !handle.commands.is_closed()
+        {
             let _ = handle.commands.try_send(Command::Wake);
             return;
         }

@@ -30,8 +30,16 @@ impl Daemon {
             .tempdir()
             .context("cannot make a temporary directory")?;
         // Outside the temporary directory, so that it outlives a failed run.
-        let log_path =
-            std::env::temp_dir().join(format!("composure-bench-{}-daemon.log", std::process::id()));
+        // Named after the temporary directory too: a benchmark may run two daemons at once.
+        let tag = dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log_path = std::env::temp_dir().join(format!(
+            "composure-bench-{}-{tag}-daemon.log",
+            std::process::id()
+        ));
         let log = std::fs::File::create(&log_path)?;
         eprintln!("daemon log: {}", log_path.display());
         let child = Command::new(&bin)

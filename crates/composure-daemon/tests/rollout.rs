@@ -8,12 +8,9 @@ mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use composure_api::{
-    EventsQuery, ProjectState, RolloutKind, RolloutState, RolloutView, UndoRequest,
-};
+use composure_api::{ProjectState, RolloutKind, RolloutState, RolloutView, UndoRequest};
 use composure_core::Health;
 use composure_runtime::{ContainerInfo, ContainerStatus};
-use futures_util::StreamExt;
 use harness::{Daemon, current, running, wait_for};
 
 const SLOT: &str = "io.composure.slot";
@@ -125,22 +122,6 @@ async fn rollout(daemon: &Daemon, project: &str) -> Option<RolloutView> {
     daemon.client.rollout(project, "web").await.ok()
 }
 
-async fn events(daemon: &Daemon, project: &str) -> Vec<composure_api::Event> {
-    let query = EventsQuery {
-        project: Some(project.into()),
-        since: None,
-        follow: false,
-    };
-    daemon
-        .client
-        .events(&query)
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await
-}
-
 /// The spec hash of the running `web` containers, by slot.
 fn hashes(containers: &[ContainerInfo]) -> BTreeMap<String, String> {
     web(containers)
@@ -207,7 +188,7 @@ async fn a_start_first_update_never_leaves_a_slot_without_a_ready_task() {
     }
 
     // In the event log, each slot's old container went only after its new task was healthy.
-    let events = events(&daemon, "shop").await;
+    let events = daemon.events("shop").await;
     for slot in 1..=3u32 {
         let healthy = events
             .iter()
@@ -251,7 +232,7 @@ async fn stop_first_with_one_replica_stops_the_old_task_first() {
     let new = running(&status, "web", 1).unwrap();
     assert_ne!(new.id, old.id);
     assert_eq!(new.container_name.as_deref(), Some("one-web-1"));
-    let events = events(&daemon, "one").await;
+    let events = daemon.events("one").await;
     let removed = events
         .iter()
         .find(|e| e.kind == "removed" && e.task.as_deref() == Some(old.id.as_str()))

@@ -1079,19 +1079,7 @@ async fn a_fixed_seed_and_the_paused_clock_repeat_the_same_decisions() {
         };
         daemon.client.scale("shop", &up).await.unwrap();
         let status = daemon.wait_running("shop").await;
-        let query = EventsQuery {
-            project: Some("shop".into()),
-            since: None,
-            follow: false,
-        };
-        let events: Vec<composure_api::Event> = daemon
-            .client
-            .events(&query)
-            .await
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-            .await;
+        let events = daemon.events("shop").await;
         let mut tasks: Vec<_> = status
             .tasks
             .iter()

@@ -323,25 +323,7 @@ fn the_interpreter_of_this_test_binary_is_found() {
 #[tokio::test]
 async fn withdraw_waits_for_a_vip_that_is_behind_to_serve_the_withdrawal() {
     let dir = tempfile::tempdir().unwrap();
-    let vips = std::sync::Arc::new(Vips::new(
-        dir.path().to_path_buf(),
-        Some(image()),
-        crate::clock::Clock::system(),
-    ));
-    let p = vips.front(
-        "shop",
-        project(serde_json::json!({
-            "web": {"image": "x", "expose": ["8080"], "networks": {"back": null}},
-        })),
-    );
-    let tasks = [
-        task("t1", "web", Health::None, "c1"),
-        task("t2", "web", Health::None, "c2"),
-    ];
-    let containers = [
-        container("c1", &[("shop_back", "172.20.0.2")]),
-        container("c2", &[("shop_back", "172.20.0.3")]),
-    ];
+    let (vips, p, tasks, containers) = two_replicas(dir.path(), crate::clock::Clock::system());
     assert!(vips.sync("shop", &p, &tasks, &containers).is_empty());
     let web_dir = dir.path().join("shop/web");
     let first: VipConfig = read_json(&web_dir, CONFIG_FILE).unwrap();
@@ -379,25 +361,8 @@ async fn withdraw_of_a_task_a_sync_already_dropped_still_waits_for_the_vip() {
     // the agent withdraws it: the withdrawal must still wait until the VIP serves that
     // config, or the stop that follows cuts requests the VIP still sends the task.
     let dir = tempfile::tempdir().unwrap();
-    let vips = std::sync::Arc::new(Vips::new(
-        dir.path().to_path_buf(),
-        Some(image()),
-        crate::clock::Clock::tokio_from(1_000),
-    ));
-    let p = vips.front(
-        "shop",
-        project(serde_json::json!({
-            "web": {"image": "x", "expose": ["8080"], "networks": {"back": null}},
-        })),
-    );
-    let mut tasks = vec![
-        task("t1", "web", Health::None, "c1"),
-        task("t2", "web", Health::None, "c2"),
-    ];
-    let containers = [
-        container("c1", &[("shop_back", "172.20.0.2")]),
-        container("c2", &[("shop_back", "172.20.0.3")]),
-    ];
+    let (vips, p, mut tasks, containers) =
+        two_replicas(dir.path(), crate::clock::Clock::tokio_from(1_000));
     assert!(vips.sync("shop", &p, &tasks, &containers).is_empty());
     let web_dir = dir.path().join("shop/web");
     let both: VipConfig = read_json(&web_dir, CONFIG_FILE).unwrap();
@@ -431,4 +396,27 @@ async fn withdraw_of_a_task_a_sync_already_dropped_still_waits_for_the_vip() {
         .await
         .expect("withdraw returns once the VIP serves the config")
         .unwrap();
+}
+
+/// VIPs on `dir` and a project whose `web` has two ready replicas, t1 and t2.
+fn two_replicas(
+    dir: &Path,
+    clock: crate::clock::Clock,
+) -> (std::sync::Arc<Vips>, Project, Vec<Task>, Vec<ContainerInfo>) {
+    let vips = std::sync::Arc::new(Vips::new(dir.to_path_buf(), Some(image()), clock));
+    let p = vips.front(
+        "shop",
+        project(serde_json::json!({
+            "web": {"image": "x", "expose": ["8080"], "networks": {"back": null}},
+        })),
+    );
+    let tasks = vec![
+        task("t1", "web", Health::None, "c1"),
+        task("t2", "web", Health::None, "c2"),
+    ];
+    let containers = vec![
+        container("c1", &[("shop_back", "172.20.0.2")]),
+        container("c2", &[("shop_back", "172.20.0.3")]),
+    ];
+    (vips, p, tasks, containers)
 }

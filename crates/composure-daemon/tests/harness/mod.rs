@@ -20,6 +20,7 @@ use composure_compose::source::MemorySource;
 use composure_daemon::{Clock, DaemonConfig, DaemonError, Inputs, ServiceVips, run_with};
 use composure_runtime::sim::SimRuntime;
 use composure_runtime::{ContainerInfo, Runtime};
+use futures_util::StreamExt;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -152,6 +153,22 @@ impl Daemon {
                 && status.services.iter().all(|s| s.running == s.desired)
         })
         .await
+    }
+
+    /// The project's events so far, oldest first.
+    pub async fn events(&self, project: &str) -> Vec<composure_api::Event> {
+        let query = composure_api::EventsQuery {
+            project: Some(project.into()),
+            since: None,
+            follow: false,
+        };
+        self.client
+            .events(&query)
+            .await
+            .expect("events")
+            .map(|event| event.expect("an event"))
+            .collect()
+            .await
     }
 
     /// The simulator's containers of a project.

@@ -126,15 +126,15 @@ impl Agent {
         snapshot
     }
 
-    /// Hands over the launch of a task; false (and nothing done) if a step of it is in
-    /// flight.
-    pub fn launch(&self, shared: &Arc<Shared>, snapshot: &mut Snapshot, launch: Launch) -> bool {
-        let project = launch.task.project.clone();
-        let key = StepKey::Task(launch.task.id.clone());
-        let shared2 = shared.clone();
-        self.spawn(shared, snapshot, &project, key, async move {
-            run_launch(&shared2, launch).await
-        })
+    /// Hands over the launch of a task (unless a step of it is in flight).
+    pub fn launch(&self, shared: &Arc<Shared>, snapshot: &mut Snapshot, launch: Launch) {
+        let (project, key) = (
+            launch.task.project.clone(),
+            StepKey::Task(launch.task.id.clone()),
+        );
+        self.spawn(shared, snapshot, &project, key, |shared| async move {
+            run_launch(&shared, launch).await
+        });
     }
 
     /// Hands over the shutdown of a task: out of the proxy and the VIP, drained, stopped
@@ -146,14 +146,12 @@ impl Agent {
         task: Task,
         container: ContainerInfo,
         grace: Duration,
-    ) -> bool {
-        let project = task.project.clone();
-        let key = StepKey::Task(task.id.clone());
-        let shared2 = shared.clone();
-        self.spawn(shared, snapshot, &project, key, async move {
-            run_shutdown(&shared2, &task, &container, grace).await;
+    ) {
+        let (project, key) = (task.project.clone(), StepKey::Task(task.id.clone()));
+        self.spawn(shared, snapshot, &project, key, move |shared| async move {
+            run_shutdown(&shared, &task, &container, grace).await;
             None
-        })
+        });
     }
 
     /// Hands over the stop of a task's container that is kept (with its logs) after the task
@@ -165,24 +163,12 @@ impl Agent {
         task: Task,
         container: ContainerInfo,
         grace: Duration,
-    ) -> bool {
-        let project = task.project.clone();
-        let key = StepKey::Task(task.id.clone());
-        let shared2 = shared.clone();
-        self.spawn(shared, snapshot, &project, key, async move {
-            match stop(&*shared2.runtime, &container.id, grace).await {
-                Ok(()) => shared2.events.record(NewEvent::task(
-                    &task,
-                    "stopped",
-                    format!("container {} stopped", bare(&container.name)),
-                )),
-                Err(err) => {
-                    tracing::warn!(task = %task.id, error = %chain(&err), "cannot stop the container yet; will retry");
-                    tokio::time::sleep(RETRY).await;
-                }
-            }
+    ) {
+        let (project, key) = (task.project.clone(), StepKey::Task(task.id.clone()));
+        self.spawn(shared, snapshot, &project, key, move |shared| async move {
+            run_stop_kept(&shared, &task, &container, grace).await;
             None
-        })
+        });
     }
 
     /// Hands over the removal of a container of `project` that belongs to no task Composure
@@ -195,52 +181,38 @@ impl Agent {
         project: &str,
         container: ContainerInfo,
         grace: Duration,
-    ) -> bool {
+    ) {
         let key = StepKey::Container(container.id.clone());
-        let (shared2, name) = (shared.clone(), project.to_string());
-        self.spawn(shared, snapshot, project, key, async move {
-            match stop_and_remove(&*shared2.runtime, &container, grace).await {
-                Ok(()) => shared2.events.record(NewEvent {
-                    project: &name,
-                    service: container.labels.get(labels::SERVICE).map(String::as_str),
-                    slot: container
-                        .labels
-                        .get(labels::SLOT)
-                        .and_then(|s| s.parse().ok()),
-                    task: container.labels.get(labels::TASK).map(String::as_str),
-                    kind: "removed",
-                    message: format!(
-                        "container {} belongs to no task; removed",
-                        bare(&container.name)
-                    ),
-                }),
-                Err(err) => {
-                    tracing::warn!(container = %container.id, error = %chain(&err), "cannot remove the container yet; will retry");
-                    tokio::time::sleep(RETRY).await;
-                }
-            }
+        let name = project.to_string();
+        self.spawn(shared, snapshot, project, key, move |shared| async move {
+            run_remove_orphan(&shared, &name, &container, grace).await;
             None
-        })
+        });
     }
 
-    /// Runs `step` in its own task, marked in flight (in the agent and in `snapshot`) until it
-    /// ends; then keeps its failure for the next pass and wakes the project's controller.
-    fn spawn(
+    /// Runs `step` in its own task unless a step for `key` is in flight, marked in flight (in
+    /// the agent and in `snapshot`) until it ends; then keeps its failure for the next pass
+    /// and wakes the project's controller.
+    fn spawn<F, Fut>(
         &self,
         shared: &Arc<Shared>,
         snapshot: &mut Snapshot,
         project: &str,
         key: StepKey,
-        step: impl Future<Output = Option<LaunchFailure>> + Send + 'static,
-    ) -> bool {
+        step: F,
+    ) where
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: Future<Output = Option<LaunchFailure>> + Send + 'static,
+    {
         {
             let mut projects = self.projects();
             let steps = projects.entry(project.to_string()).or_default();
             if !steps.busy.insert(key.clone()) {
-                return false;
+                return;
             }
         }
         snapshot.busy.insert(key.clone());
+        let step = step(shared.clone());
         let (shared, project, cancel) = (shared.clone(), project.to_string(), self.cancel.clone());
         self.tracker.spawn(async move {
             // Stopped with the daemon between two calls to the engine: a restarted daemon
@@ -250,15 +222,13 @@ impl Agent {
                 failure = step => failure,
             };
             {
-                let agent = &shared.agent;
-                let mut projects = agent.projects();
+                let mut projects = shared.agent.projects();
                 let steps = projects.entry(project.clone()).or_default();
                 steps.busy.remove(&key);
                 steps.failures.extend(failure);
             }
             shared.controllers.wake(&project);
         });
-        true
     }
 
     /// Stops the steps in flight (at their next call to the engine) and waits for them.
@@ -364,6 +334,51 @@ async fn run_shutdown(shared: &Shared, task: &Task, container: &ContainerInfo, g
         )),
         Err(err) => {
             tracing::warn!(task = %task.id, error = %chain(&err), "cannot shut the task down yet; will retry");
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+}
+
+/// Stops a kept container within its grace; a failure is retried by a later pass.
+async fn run_stop_kept(shared: &Shared, task: &Task, container: &ContainerInfo, grace: Duration) {
+    match stop(&*shared.runtime, &container.id, grace).await {
+        Ok(()) => shared.events.record(NewEvent::task(
+            task,
+            "stopped",
+            format!("container {} stopped", bare(&container.name)),
+        )),
+        Err(err) => {
+            tracing::warn!(task = %task.id, error = %chain(&err), "cannot stop the container yet; will retry");
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+}
+
+/// Stops and removes a container of `project` that no task owns; a failure is retried by a
+/// later pass.
+async fn run_remove_orphan(
+    shared: &Shared,
+    project: &str,
+    container: &ContainerInfo,
+    grace: Duration,
+) {
+    match stop_and_remove(&*shared.runtime, container, grace).await {
+        Ok(()) => shared.events.record(NewEvent {
+            project,
+            service: container.labels.get(labels::SERVICE).map(String::as_str),
+            slot: container
+                .labels
+                .get(labels::SLOT)
+                .and_then(|s| s.parse().ok()),
+            task: container.labels.get(labels::TASK).map(String::as_str),
+            kind: "removed",
+            message: format!(
+                "container {} belongs to no task; removed",
+                bare(&container.name)
+            ),
+        }),
+        Err(err) => {
+            tracing::warn!(container = %container.id, error = %chain(&err), "cannot remove the container yet; will retry");
             tokio::time::sleep(RETRY).await;
         }
     }

@@ -80,7 +80,9 @@ pub struct RestartPolicy {
     pub max_attempts: Option<u32>,
     /// How long a restarted task must run to count as a success, which resets the count of
     /// restarts in a row (the compose specification: "how long to wait before deciding if a
-    /// restart has succeeded"). `None` (and `0`): [`Backoff::stable_ms`] decides alone.
+    /// restart has succeeded"). `None` (and `0`): the task succeeded when it became ready
+    /// (its health check passed, or it ran [`Backoff::ready_ms`] without one). A task that
+    /// ran [`RestartPolicy::success_after_ms`] succeeded in any case.
     pub window_ms: Option<u64>,
 }
 
@@ -102,9 +104,9 @@ impl RestartPolicy {
         }
     }
 
-    /// How long a task must have run for its end not to count as a restart in a row: the
-    /// policy's window, and never less than [`Backoff::stable_ms`] so that a short window
-    /// cannot switch the backoff off.
+    /// How long a task must have run for its end not to count as a restart in a row, ready
+    /// or not: the policy's window, and never less than [`Backoff::stable_ms`]. (A task that
+    /// became ready counts sooner: see the reconciler's `served`.)
     pub fn success_after_ms(&self, backoff: &Backoff) -> u64 {
         self.window_ms.unwrap_or(0).max(backoff.stable_ms)
     }
@@ -190,8 +192,20 @@ pub struct Backoff {
     /// 5 min; both are often reported as too slow to recover.
     pub max_ms: u64,
     /// A task that ran this long resets the slot's count of restarts in a row (and so the
-    /// backoff). Default 10 s: Docker's threshold for the same reset.
+    /// backoff), ready or not. Default 10 s: Docker's threshold for the same reset.
     pub stable_ms: u64,
+    /// Without a health check (and without a restart `window`), a task that ran this long
+    /// became ready: it served, so its end resets the slot's restarts in a row like a
+    /// passed health check does. Shorter runs are what a crash loop looks like (exits soon
+    /// after start). Default 1 s: a kill storm kills replicas that served, and those must
+    /// come back at once, not after a backoff that grew while they were serving.
+    pub ready_ms: u64,
+    /// While a service has no ready replica and no slot on its way, and one of its tasks
+    /// was ready less than this ago, its first waiting slot starts at once instead of
+    /// sitting out its backoff: a service that was serving a moment ago is being knocked
+    /// down (a kill storm, a host hiccup), not crash looping. Default 10 s. A crash loop
+    /// never has a ready task, so it keeps the capped exponential backoff.
+    pub rescue_ms: u64,
 }
 
 impl Default for Backoff {
@@ -200,6 +214,8 @@ impl Default for Backoff {
             base_ms: 100,
             max_ms: 30_000,
             stable_ms: 10_000,
+            ready_ms: 1_000,
+            rescue_ms: 10_000,
         }
     }
 }

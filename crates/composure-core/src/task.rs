@@ -122,6 +122,11 @@ pub struct Task {
     pub started_at: Option<u64>,
     #[serde(default)]
     pub finished_at: Option<u64>,
+    /// When its health check first passed: the task became ready and served. Kept after
+    /// it ends, so that the reconciler can tell a replica that was knocked down from one
+    /// that never came up (see [`crate::Backoff`]).
+    #[serde(default)]
+    pub healthy_at: Option<u64>,
     /// The node the task is placed on; its agent runs it. Empty in a store written before
     /// tasks had nodes: such a task belongs to the local node.
     #[serde(default)]
@@ -157,6 +162,7 @@ impl Task {
             not_before: 0,
             started_at: None,
             finished_at: None,
+            healthy_at: None,
             node,
         }
     }

@@ -150,6 +150,7 @@ fn a_project_starts_in_dependency_order_and_settles() {
                     not_before: new.not_before,
                     started_at: None,
                     finished_at: None,
+                    healthy_at: None,
                     node: Default::default(),
                 });
             }

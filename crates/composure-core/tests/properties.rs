@@ -126,11 +126,20 @@ fn update_config() -> impl Strategy<Value = UpdateConfig> {
 }
 
 fn backoff() -> impl Strategy<Value = Backoff> {
-    (1u64..1_000, 0u64..60_000, 0u64..20_000).prop_map(|(base_ms, extra, stable_ms)| Backoff {
-        base_ms,
-        max_ms: base_ms + extra,
-        stable_ms,
-    })
+    (
+        1u64..1_000,
+        0u64..60_000,
+        0u64..20_000,
+        0u64..5_000,
+        0u64..20_000,
+    )
+        .prop_map(|(base_ms, extra, stable_ms, ready_ms, rescue_ms)| Backoff {
+            base_ms,
+            max_ms: base_ms + extra,
+            stable_ms,
+            ready_ms,
+            rescue_ms,
+        })
 }
 
 /// The world: the store's tasks and the containers behind them, in one list.
@@ -192,6 +201,7 @@ impl World {
                 }
                 TaskState::Running if task.health == Health::Starting => {
                     task.health = Health::Healthy;
+                    task.healthy_at = Some(now);
                 }
                 _ => {}
             }
@@ -304,6 +314,9 @@ impl World {
             self.task_mut(id).desired = DesiredState::Shutdown;
             self.shut.insert(id.clone());
         }
+        for (id, at) in &plan.expedite {
+            self.task_mut(id).not_before = *at;
+        }
         for new in &plan.create {
             self.next_id += 1;
             self.tasks.push(Task {
@@ -324,6 +337,7 @@ impl World {
                 not_before: new.not_before,
                 started_at: None,
                 finished_at: None,
+                healthy_at: None,
                 node: Default::default(),
             });
         }
@@ -386,16 +400,79 @@ impl World {
         let Some(prev) = replaced else {
             return 0;
         };
-        let ran = match (prev.started_at, prev.finished_at) {
-            (Some(started), Some(finished)) => finished - started,
-            (Some(started), None) => self.now - started,
-            (None, _) => 0,
-        };
-        if ran >= self.spec.restart.success_after_ms(&self.backoff) {
+        if self.served(prev) || self.ran(prev) >= self.spec.restart.success_after_ms(&self.backoff)
+        {
             0
         } else {
             prev.attempt + 1
         }
+    }
+
+    fn ran(&self, task: &Task) -> u64 {
+        match (task.started_at, task.finished_at) {
+            (Some(started), Some(finished)) => finished - started,
+            (Some(started), None) => self.now - started,
+            (None, _) => 0,
+        }
+    }
+
+    /// Whether `task` became ready: the policy's window, else its health check passed,
+    /// else it ran `ready_ms`.
+    fn served(&self, task: &Task) -> bool {
+        match self.spec.restart.window_ms {
+            Some(window) => self.ran(task) >= window,
+            None if self.spec.has_healthcheck => task.healthy_at.is_some(),
+            None => self.ran(task) >= self.backoff.ready_ms,
+        }
+    }
+
+    /// Checks the rescue rule on the world as `plan` leaves it: when no task of the
+    /// service is ready or due, and one served less than `rescue_ms` ago, some task is due
+    /// now; and nothing is expedited while something serves.
+    fn check_rescue(&self, plan: &Plan) -> Result<(), TestCaseError> {
+        let now = self.now;
+        let live: Vec<&Task> = self.tasks.iter().filter(|t| live(t)).collect();
+        let serving = live.iter().any(|t| {
+            t.state == TaskState::Running
+                && matches!(t.health, Health::None | Health::Healthy)
+                && (t.spec_hash != self.spec.spec_hash || is_ready(t, &self.spec))
+        });
+        if !plan.expedite.is_empty() {
+            prop_assert!(
+                !serving,
+                "expedited {:?} while a task serves",
+                plan.expedite
+            );
+            prop_assert_eq!(plan.expedite.len(), 1, "one slot at a time");
+        }
+        // Due: started, or waiting for no more than the policy's own delay.
+        let delay = self.spec.restart.delay_ms;
+        let due = live.iter().any(|t| {
+            t.state != TaskState::Pending || t.not_before <= now.max(t.created_at + delay)
+        });
+        for (id, at) in &plan.expedite {
+            let task = self.tasks.iter().find(|t| &t.id == id).unwrap();
+            prop_assert!(
+                *at >= task.created_at + delay,
+                "expedited {id} to {at}, under the policy delay {delay} after {}",
+                task.created_at
+            );
+        }
+        let waiting = live.iter().any(|t| t.state == TaskState::Pending);
+        let recently = self.tasks.iter().any(|t| {
+            self.served(t) && t.finished_at.unwrap_or(now) + self.backoff.rescue_ms >= now
+        });
+        if plan.rollback.is_none() && !serving && waiting && recently {
+            prop_assert!(
+                due,
+                "nothing ready or due although the service served within {} ms: {:?}",
+                self.backoff.rescue_ms,
+                live.iter()
+                    .map(|t| (t.slot, t.state, t.not_before))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Ok(())
     }
 
     /// Slots (of `1..=replicas`) with a ready task wanted running.
@@ -523,6 +600,7 @@ impl World {
         let target = self.spec.spec_hash.clone();
         self.apply(&plan);
         self.check_world(&plan, &ready_before, &target)?;
+        self.check_rescue(&plan)?;
         Ok(plan)
     }
 }
@@ -682,6 +760,112 @@ proptest! {
         }
         let rollout = world.rollout.as_ref().unwrap();
         prop_assert!(matches!(rollout.state, RolloutState::Completed { .. }), "{rollout:?}");
+    }
+
+    /// A crash loop (every task exits the moment it runs and is never ready) keeps the
+    /// capped exponential backoff: once the service's last ready task is more than
+    /// `rescue_ms` in the past, nothing is expedited and every restart waits the backoff of
+    /// its attempt, which counts up.
+    #[test]
+    fn a_crash_loop_keeps_its_backoff(
+        replicas in 1u32..4,
+        has_healthcheck in any::<bool>(),
+        mut backoff in backoff(),
+        served_first in any::<bool>(),
+        random in 0.0f64..1.0,
+    ) {
+        backoff.ready_ms = backoff.ready_ms.max(1);
+        let spec = spec(replicas, RestartPolicy::default(), has_healthcheck, UpdateConfig::update_default(), UpdateConfig::rollback_default());
+        let mut world = World::new(spec, backoff);
+        let quiet = Step { events: Vec::new(), dt: 0, random };
+        if served_first {
+            for _ in 0..4 {
+                world.step(&quiet, false)?;
+                world.now += backoff.ready_ms;
+            }
+        }
+        let mut last_served = None;
+        for _ in 0..QUIET_STEPS {
+            world.progress();
+            for task in world.tasks.iter_mut().filter(|t| live(t) && t.state == TaskState::Running) {
+                if task.healthy_at.is_some() || task.started_at.is_some_and(|s| world.now - s >= backoff.ready_ms) {
+                    last_served = Some(world.now);
+                }
+                // It exits the moment it runs (a task that served ran before this loop).
+                task.state = TaskState::Failed;
+                task.exit_code = Some(1);
+                task.finished_at = Some(if task.healthy_at.is_some() { world.now } else { task.started_at.unwrap() });
+            }
+            let plan = world.reconcile(random);
+            world.check_plan(&plan)?;
+            let past_rescue = last_served.is_none_or(|at: u64| world.now > at + backoff.rescue_ms);
+            if past_rescue {
+                prop_assert!(plan.expedite.is_empty(), "expedited a crash loop: {:?}", plan.expedite);
+                for new in &plan.create {
+                    let delay = composure_core::restart_delay(&world.spec.restart, &backoff, new.attempt, random);
+                    prop_assert_eq!(new.not_before - world.now, delay, "slot {} attempt {}", new.slot, new.attempt);
+                }
+            }
+            world.apply(&plan);
+            world.now = plan.wake_at.unwrap_or(world.now).max(world.now + 1);
+        }
+        // The attempts counted up: the last task of every slot is many restarts in.
+        for slot in 1..=replicas {
+            let last = world.tasks.iter().filter(|t| t.slot == slot).max_by_key(|t| t.created_at).unwrap();
+            prop_assert!(last.attempt >= 10, "slot {slot} at attempt {}", last.attempt);
+        }
+    }
+
+    /// A kill storm: a running replica of 3 (ready or not) is killed every `period`, from
+    /// every second to every 3 s, as in the attack run. Replicas that served come
+    /// back without backoff, and whenever none is ready one slot is on its way, so the
+    /// service is never without a ready replica for longer than a start. (A storm faster
+    /// than `ready_ms` without a health check looks like a crash loop, and is treated as
+    /// one once `rescue_ms` has passed.)
+    #[test]
+    fn a_kill_storm_never_empties_the_service(
+        has_healthcheck in any::<bool>(),
+        period in 1_000u64..3_000,
+        picks in proptest::collection::vec(any::<usize>(), 200),
+        random in 0.0f64..1.0,
+    ) {
+        let spec = spec(3, RestartPolicy::default(), has_healthcheck, UpdateConfig::update_default(), UpdateConfig::rollback_default());
+        let mut world = World::new(spec, Backoff::default());
+        let tick = 100;
+        let quiet = Step { events: Vec::new(), dt: 0, random };
+        for _ in 0..20 {
+            world.step(&quiet, false)?;
+            world.now += tick;
+        }
+        let mut next_kill = world.now;
+        let mut kills = picks.iter();
+        let mut hole = 0u64;
+        let mut longest = 0u64;
+        while let Some(&pick) = kills.clone().next() {
+            if world.now >= next_kill {
+                kills.next();
+                let now = world.now;
+                if let Some(task) = world.pick(pick, |t| t.state == TaskState::Running) {
+                    task.state = TaskState::Failed;
+                    task.exit_code = Some(137);
+                    task.finished_at = Some(now);
+                }
+                next_kill += period;
+            }
+            world.step(&quiet, false)?;
+            if world.ready_slots().is_empty() {
+                hole += tick;
+                longest = longest.max(hole);
+            } else {
+                hole = 0;
+            }
+            world.now += tick;
+        }
+        // Without a health check a replica serves once it ran `ready_ms`; with one, once
+        // the check passed (one tick after it runs here). A kill lands at most every
+        // `period`, so a hole can only last for as long as a start plus that.
+        let bound = Backoff::default().ready_ms + 3 * tick;
+        prop_assert!(longest <= bound, "no replica ready for {longest} ms (period {period} ms)");
     }
 
     /// No delay ever exceeds max(policy delay, backoff max) nor goes under the policy delay;

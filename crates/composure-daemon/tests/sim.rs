@@ -8,6 +8,7 @@ mod harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use composure_api::{
     ClientError, DesiredState, EventsQuery, LogStream, LogsQuery, ProjectState, PutProject,
@@ -112,6 +113,56 @@ async fn a_crashed_container_is_replaced_by_a_new_task() {
             .filter(|t| t.slot == 2 && t.service == "web")
             .count()
             == 1
+    );
+    daemon.stop().await;
+}
+
+/// A kill storm (issue 14, item 4): a running replica of 3 is killed every second for a
+/// minute. Replicas that served come back at once and a slot is always on its way, so the
+/// service is never without a running replica for long. Before the rule, no replica lived
+/// the 10 s that reset the backoff and every slot sat in backoff together.
+#[tokio::test(start_paused = true)]
+async fn a_kill_storm_never_leaves_a_service_without_a_replica() {
+    let daemon = Daemon::start().await;
+    let yaml = "
+services:
+  web:
+    image: demo
+    deploy:
+      replicas: 3
+";
+    daemon.up("storm", yaml).await;
+    daemon.wait_running("storm").await;
+    let tick = Duration::from_millis(100);
+    let mut hole = Duration::ZERO;
+    let mut longest = hole;
+    let mut kills = 0;
+    for step in 0..600 {
+        let mut up: Vec<_> = daemon
+            .containers("storm")
+            .await
+            .into_iter()
+            .filter(|c| c.status == composure_runtime::ContainerStatus::Running)
+            .collect();
+        if step % 10 == 0 && !up.is_empty() {
+            // The oldest one, as a fixed and fair choice.
+            up.sort_by_key(|c| c.started_at);
+            daemon.sim.crash(&up[0].id, 137).unwrap();
+            up.remove(0);
+            kills += 1;
+        }
+        hole = if up.is_empty() {
+            hole + tick
+        } else {
+            Duration::ZERO
+        };
+        longest = longest.max(hole);
+        tokio::time::sleep(tick).await;
+    }
+    assert_eq!(kills, 60);
+    assert!(
+        longest <= Duration::from_secs(1),
+        "no replica ran for {longest:?}"
     );
     daemon.stop().await;
 }

@@ -43,6 +43,7 @@ fn task(n: u64) -> Task {
         not_before: 0,
         started_at: Some(n),
         finished_at: None,
+        healthy_at: None,
         node: Default::default(),
     }
 }

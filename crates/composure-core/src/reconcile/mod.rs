@@ -18,13 +18,20 @@
 //!   current task: a one-off that completed under `no`/`on-failure` is `Complete`, and that
 //!   is what satisfies `service_completed_successfully`.
 //! - `attempt` counts restarts in a row: a replacement's attempt is the previous one's + 1,
-//!   or 0 when the previous task ran for [`RestartPolicy::success_after_ms`]. Past
-//!   `max_attempts` the slot is given up: no replacement, status `Failed` ("crash loop").
+//!   or 0 when the previous task *served* (it became ready: its health check passed, or
+//!   without one it ran [`Backoff::ready_ms`], or the policy's `window` when set) or ran
+//!   for [`RestartPolicy::success_after_ms`]. Past `max_attempts` the slot is given up: no
+//!   replacement, status `Failed` ("crash loop").
+//! - A service is never left waiting out backoffs with nothing serving: when no task of it
+//!   is ready or on its way and one was ready less than [`Backoff::rescue_ms`] ago, its
+//!   first waiting slot starts now. A crash loop (never ready) keeps its backoff.
 //! - A slot without a current task gets a new one at once (attempt 0), except a slot that
 //!   never had a task while the dependencies are not ready.
 //! - Tasks desired shut down are history: never changed, never revived.
 //!
 //! [`RestartPolicy::success_after_ms`]: crate::restart::RestartPolicy::success_after_ms
+//! [`Backoff::ready_ms`]: crate::restart::Backoff::ready_ms
+//! [`Backoff::rescue_ms`]: crate::restart::Backoff::rescue_ms
 
 mod deps;
 #[cfg(test)]
@@ -129,6 +136,12 @@ pub struct Plan {
     /// the service's rollout) and reconciles again. Nothing else is planned then.
     #[serde(default)]
     pub rollback: Option<String>,
+    /// Stored pending tasks to start earlier than their `not_before`, at the time given:
+    /// the service has nothing ready and was serving a moment ago (see
+    /// [`Backoff::rescue_ms`]). The backoff is skipped, the policy's own `delay` is not.
+    /// The caller sets their `not_before` to it.
+    #[serde(default)]
+    pub expedite: Vec<(TaskId, u64)>,
 }
 
 /// One reconcile pass over one service. `tasks` are the service's tasks in any state and
@@ -156,6 +169,7 @@ pub fn reconcile_service(
             },
             rollout: tracked.rollout,
             rollback: Some(reason),
+            expedite: Vec::new(),
         };
     }
     let mut pass = Pass {
@@ -168,6 +182,7 @@ pub fn reconcile_service(
         create: Vec::new(),
         shutdown: Vec::new(),
         fail: Vec::new(),
+        rescued: None,
     };
     pass.scale_down(tasks);
     let outcomes: Vec<Outcome> = (1..=spec.replicas)
@@ -176,6 +191,7 @@ pub fn reconcile_service(
             pass.slot(slot, &history, deps)
         })
         .collect();
+    let expedite: Vec<(TaskId, u64)> = pass.rescue(tasks).into_iter().collect();
     tracked.observe_outage(spec, tasks, &pass, now);
     tracked.complete_if_done(spec, tasks, &outcomes, &pass, now);
     let status = match tracked.active() {
@@ -196,7 +212,12 @@ pub fn reconcile_service(
             tasks
                 .iter()
                 .filter(|t| is_live(t) && t.state == TaskState::Pending)
-                .map(|t| t.not_before),
+                .map(|t| {
+                    expedite
+                        .iter()
+                        .find(|(id, _)| *id == t.id)
+                        .map_or(t.not_before, |&(_, at)| at)
+                }),
         )
         .chain(rollout_wake)
         .filter(|&at| at > now)
@@ -209,6 +230,7 @@ pub fn reconcile_service(
         status,
         rollout: tracked.changed.then_some(tracked.rollout).flatten(),
         rollback: None,
+        expedite,
     }
 }
 
@@ -235,6 +257,18 @@ fn ran_ms(task: &Task, now: u64) -> u64 {
         (Some(started), Some(finished)) => finished.saturating_sub(started),
         (Some(started), None) if !task.state.is_terminal() => now.saturating_sub(started),
         _ => 0,
+    }
+}
+
+/// Whether `task` became ready and so served, which resets its slot's restarts in a row:
+/// when the policy has a `window`, it ran that long (the file says when a restart has
+/// succeeded); else with a health check, the check passed once; else it ran
+/// [`Backoff::ready_ms`].
+fn served(task: &Task, spec: &ServiceSpec, backoff: &Backoff, now: u64) -> bool {
+    match spec.restart.window_ms {
+        Some(window) => ran_ms(task, now) >= window,
+        None if spec.has_healthcheck => task.healthy_at.is_some(),
+        None => ran_ms(task, now) >= backoff.ready_ms,
     }
 }
 
@@ -520,6 +554,8 @@ struct Pass<'a> {
     create: Vec<NewTask>,
     shutdown: Vec<(TaskId, String)>,
     fail: Vec<(TaskId, String)>,
+    /// What the rescue rule did, for the status: it says more than any slot's backoff.
+    rescued: Option<String>,
 }
 
 impl Pass<'_> {
@@ -712,7 +748,9 @@ impl Pass<'_> {
             };
         }
         let success_after = policy.success_after_ms(self.backoff);
-        let attempt = if ran_ms(task, self.now) >= success_after {
+        let attempt = if served(task, self.spec, self.backoff, self.now)
+            || ran_ms(task, self.now) >= success_after
+        {
             0
         } else {
             task.attempt.saturating_add(1)
@@ -742,6 +780,84 @@ impl Pass<'_> {
         ))
     }
 
+    /// Whether this pass already stops or fails `task`.
+    fn decided(&self, task: &Task) -> bool {
+        let id = &task.id;
+        self.shutdown.iter().chain(&self.fail).any(|(t, _)| t == id)
+    }
+
+    /// The rescue rule: when nothing of the service is ready or on its way (every live task
+    /// of it sits out a backoff) and some task of it was ready less than
+    /// [`Backoff::rescue_ms`] ago, the waiting slot due first starts as soon as the policy's
+    /// `delay` allows. Returns the stored task to move and its new start; a task created in
+    /// this pass is moved in place. (A Rust `Outcome` per slot stays as it was: the status
+    /// reports the rescue first.)
+    fn rescue(&mut self, tasks: &[Task]) -> Option<(TaskId, u64)> {
+        let now = self.now;
+        let delay = self.spec.restart.delay_ms;
+        // The earliest a pending task may start: the policy delay after it was created
+        // (which is when its predecessor was seen ending).
+        let earliest = |created_at: u64| now.max(created_at.saturating_add(delay));
+        let live: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| is_live(t) && !self.decided(t))
+            .collect();
+        let backing_off =
+            |t: &Task| t.state == TaskState::Pending && t.not_before > earliest(t.created_at);
+        if live.iter().any(|t| self.serves(t) || !backing_off(t))
+            || self
+                .create
+                .iter()
+                .any(|new| new.not_before <= earliest(now))
+        {
+            return None;
+        }
+        let recently = tasks.iter().any(|t| {
+            served(t, self.spec, self.backoff, now)
+                && t.finished_at
+                    .unwrap_or(now)
+                    .saturating_add(self.backoff.rescue_ms)
+                    >= now
+        });
+        if !recently {
+            return None;
+        }
+        let stored = live
+            .iter()
+            .filter(|t| t.spec_hash == self.spec.spec_hash)
+            .map(|t| {
+                (
+                    t.not_before,
+                    t.slot,
+                    Some((t.id.clone(), earliest(t.created_at))),
+                )
+            });
+        let created = self
+            .create
+            .iter()
+            .map(|new| (new.not_before, new.slot, None));
+        let (_, slot, stored) = stored.chain(created).min()?;
+        let start = match &stored {
+            Some((_, at)) => *at,
+            None => {
+                let at = earliest(now);
+                if let Some(new) = self.create.iter_mut().find(|new| new.slot == slot) {
+                    new.not_before = at;
+                }
+                at
+            }
+        };
+        let when = if start > now {
+            format!("in {}", seconds(start - now))
+        } else {
+            "now".to_string()
+        };
+        self.rescued = Some(format!(
+            "slot {slot} restarting {when}: no replica is ready"
+        ));
+        stored
+    }
+
     /// `Failed` when some slot gave up.
     fn failed(&self, outcomes: &[Outcome]) -> Option<ServiceStatus> {
         outcomes.iter().find_map(|outcome| match outcome {
@@ -767,6 +883,11 @@ impl Pass<'_> {
                 ServiceStatus::Complete
             } else {
                 ServiceStatus::Running
+            };
+        }
+        if let Some(reason) = &self.rescued {
+            return ServiceStatus::Degraded {
+                reason: reason.clone(),
             };
         }
         for outcome in outcomes {

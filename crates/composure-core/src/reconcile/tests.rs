@@ -63,6 +63,7 @@ fn task(id: &str, slot: u32, state: TaskState) -> Task {
         not_before: NOW - 60_000,
         started_at: (state >= TaskState::Running).then_some(NOW - 60_000),
         finished_at: None,
+        healthy_at: None,
         node: Default::default(),
     }
 }
@@ -188,10 +189,39 @@ fn cases() -> Vec<Case> {
     };
     let unhealthy = Task {
         health: Health::Unhealthy,
-        started_at: Some(NOW - 2_000),
+        started_at: Some(NOW - 500),
         ..running("t1", 1)
     };
+    let checked = ServiceSpec {
+        has_healthcheck: true,
+        ..spec(1, any())
+    };
     vec![
+        case("a replica that served comes back without backoff", spec(1, any()), vec![
+            crashed("t1", 1, 2_000, 5),
+        ])
+        .create(vec![new(1, 0, 0)])
+        .shutdown(&["t1"])
+        .status("degraded", "restarting in 0s"),
+        case(
+            "checked: a replica whose check passed comes back without backoff",
+            checked.clone(),
+            vec![Task {
+                healthy_at: Some(NOW - 1_200),
+                ..crashed("t1", 1, 500, 5)
+            }],
+        )
+        .create(vec![new(1, 0, 0)])
+        .shutdown(&["t1"])
+        .status("degraded", ""),
+        case(
+            "checked: running without ever passing the check is not serving",
+            checked,
+            vec![crashed("t1", 1, 5_000, 3)],
+        )
+        .create(vec![new(1, 4, 400)])
+        .shutdown(&["t1"])
+        .status("degraded", ""),
         case("fresh service creates every slot", spec(3, any()), vec![])
             .create(vec![new(1, 0, 0), new(2, 0, 0), new(3, 0, 0)])
             .status("converging", "0 of 3 replicas ready"),
@@ -201,15 +231,15 @@ fn cases() -> Vec<Case> {
             vec![running("t1", 1), running("t2", 2)],
         ),
         case("zero replicas and no task is steady", spec(0, any()), vec![]),
-        case("crash is replaced with backoff", spec(1, any()), vec![crashed("t1", 1, 1_000, 0)])
+        case("crash is replaced with backoff", spec(1, any()), vec![crashed("t1", 1, 500, 0)])
             .create(vec![new(1, 1, 50)])
             .shutdown(&["t1"])
             .status("degraded", "slot 1 exited with code 1; restarting in 0.1s"),
-        case("fourth crash in a row waits longer", spec(1, any()), vec![crashed("t1", 1, 1_000, 3)])
+        case("fourth crash in a row waits longer", spec(1, any()), vec![crashed("t1", 1, 500, 3)])
             .create(vec![new(1, 4, 400)])
             .shutdown(&["t1"])
             .status("degraded", "restarting"),
-        case("policy delay is a floor", spec(1, delayed.clone()), vec![crashed("t1", 1, 1_000, 0)])
+        case("policy delay is a floor", spec(1, delayed.clone()), vec![crashed("t1", 1, 500, 0)])
             .create(vec![new(1, 1, 5_000)])
             .shutdown(&["t1"])
             .status("degraded", "restarting in 5s"),
@@ -221,7 +251,7 @@ fn cases() -> Vec<Case> {
         .create(vec![new(1, 0, 5_000)])
         .shutdown(&["t1"])
         .status("degraded", ""),
-        case("never: a crash stays", spec(1, policy(Never)), vec![crashed("t1", 1, 1_000, 0)])
+        case("never: a crash stays", spec(1, policy(Never)), vec![crashed("t1", 1, 500, 0)])
             .status("failed", "slot 1 exited with code 1; restart policy `no` does not"),
         case("never: a one-off completes", spec(1, policy(Never)), vec![completed("t1", 1)])
             .status("complete", ""),
@@ -235,7 +265,7 @@ fn cases() -> Vec<Case> {
             running("t2", 2),
         ]),
         case("on-failure: a crash is replaced", spec(1, policy(OnFailure)), vec![crashed(
-            "t1", 1, 1_000, 0,
+            "t1", 1, 500, 0,
         )])
         .create(vec![new(1, 1, 50)])
         .shutdown(&["t1"])
@@ -246,20 +276,20 @@ fn cases() -> Vec<Case> {
             vec![Task {
                 error: Some("container removed outside Composure".into()),
                 exit_code: None,
-                ..crashed("t1", 1, 1_000, 0)
+                ..crashed("t1", 1, 500, 0)
             }],
         )
         .create(vec![new(1, 1, 50)])
         .shutdown(&["t1"])
         .status("degraded", "container removed outside Composure"),
         case("any: exit 0 is restarted", spec(1, any()), vec![ended(
-            "t1", 1, Complete, 0, 1_000, 0,
+            "t1", 1, Complete, 0, 500, 0,
         )])
         .create(vec![new(1, 1, 50)])
         .shutdown(&["t1"])
         .status("degraded", "exited with code 0"),
         case("unless-stopped: a crash is replaced", spec(1, policy(UnlessStopped)), vec![
-            crashed("t1", 1, 1_000, 0),
+            crashed("t1", 1, 500, 0),
         ])
         .create(vec![new(1, 1, 50)])
         .shutdown(&["t1"])
@@ -280,7 +310,7 @@ fn cases() -> Vec<Case> {
         case(
             "max_attempts: the last allowed restart",
             spec(1, on_failure_3.clone()),
-            vec![crashed("t1", 1, 1_000, 2)],
+            vec![crashed("t1", 1, 500, 2)],
         )
         .create(vec![new(1, 3, 200)])
         .shutdown(&["t1"])
@@ -288,7 +318,7 @@ fn cases() -> Vec<Case> {
         case(
             "max_attempts reached: crash loop",
             spec(1, on_failure_3.clone()),
-            vec![crashed("t1", 1, 1_000, 3)],
+            vec![crashed("t1", 1, 500, 3)],
         )
         .status(
             "failed",
@@ -297,7 +327,7 @@ fn cases() -> Vec<Case> {
         case(
             "crash loop of one slot fails the service",
             spec(2, on_failure_3.clone()),
-            vec![running("t1", 1), crashed("t2", 2, 1_000, 3)],
+            vec![running("t1", 1), crashed("t2", 2, 500, 3)],
         )
         .status("failed", "slot 2"),
         case(
@@ -366,7 +396,7 @@ fn cases() -> Vec<Case> {
         .status("converging", "stopping 2 task(s)"),
         case("scale down includes ended tasks", spec(1, policy(Never)), vec![
             running("t1", 1),
-            crashed("t2", 2, 1_000, 0),
+            crashed("t2", 2, 500, 0),
         ])
         .shutdown(&["t2"])
         .status("converging", "stopping 1 task(s)"),
@@ -408,7 +438,7 @@ fn cases() -> Vec<Case> {
             spec(1, on_failure_3),
             vec![Task {
                 spec_hash: "old".into(),
-                ..crashed("t1", 1, 1_000, 3)
+                ..crashed("t1", 1, 500, 3)
             }],
         )
         .create(vec![new(1, 0, 0)])
@@ -435,7 +465,7 @@ fn cases() -> Vec<Case> {
             "shut-down tasks are never revived or touched",
             spec(2, any()),
             vec![
-                shut_down(crashed("old1", 1, 1_000, 0)),
+                shut_down(crashed("old1", 1, 500, 0)),
                 shut_down(running("old2", 2)),
                 shut_down(Task {
                     health: Health::Unhealthy,
@@ -458,7 +488,7 @@ fn cases() -> Vec<Case> {
         case(
             "a live task is kept over an ended one",
             spec(1, any()),
-            vec![crashed("t0", 1, 1_000, 0), running("t1", 1)],
+            vec![crashed("t0", 1, 500, 0), running("t1", 1)],
         )
         .shutdown(&["t0"])
         .status("converging", "stopping 1 task(s)"),
@@ -547,7 +577,7 @@ fn shutdown_reasons_say_why() {
     );
     let plan = self::plan(
         &spec,
-        &[crashed("t1", 1, 1_000, 0)],
+        &[crashed("t1", 1, 500, 0)],
         &DependencyState::ready(),
     );
     assert_eq!(plan.shutdown[0].1, "replaced: exited with code 1");
@@ -586,10 +616,94 @@ fn wake_at_is_the_next_restart() {
     assert_eq!(plan.wake_at, None, "starting now needs no wake-up");
 }
 
+/// Slots 1 and 2 wait out backoffs (2 s and 1 s); slot 3's replica, which served, was just
+/// killed.
+fn knocked_down() -> Vec<Task> {
+    let waiting = |id, slot, delay| Task {
+        attempt: 4,
+        created_at: NOW - 100,
+        not_before: NOW + delay,
+        ..task(id, slot, TaskState::Pending)
+    };
+    vec![
+        waiting("t1", 1, 2_000),
+        waiting("t2", 2, 1_000),
+        crashed("t3", 3, 400, 3),
+        shut_down(crashed("t0", 3, 5_000, 0)),
+    ]
+}
+
+#[test]
+fn with_nothing_ready_the_slot_due_first_starts_at_once() {
+    // Slot 3's replica served (t0 ran 5 s and ended a second ago), so the service is being
+    // knocked down, not crash looping. t3's replacement (attempt 4: 400 ms) is due first:
+    // it starts now.
+    let plan = plan(&spec(3, any()), &knocked_down(), &DependencyState::ready());
+    assert_eq!(plan.expedite, vec![]);
+    assert_eq!(plan.create, vec![new(3, 4, 0)]);
+    assert!(
+        plan.status
+            .reason()
+            .is_some_and(|r| r.contains("slot 3 restarting now: no replica is ready")),
+        "{:?}",
+        plan.status
+    );
+
+    // With t3 deep in its backoff, stored slot 2 is due first: it is moved to now, and the
+    // next wake-up is slot 1's.
+    let mut tasks = knocked_down();
+    tasks[2] = crashed("t3", 3, 400, 9);
+    let plan = self::plan(&spec(3, any()), &tasks, &DependencyState::ready());
+    assert_eq!(plan.expedite, vec![(TaskId("t2".into()), NOW)]);
+    assert_eq!(plan.create, vec![new(3, 10, 15_000)]);
+    assert_eq!(plan.wake_at, Some(NOW + 2_000));
+
+    // The policy's own delay still holds: only the backoff is skipped (t2 was created
+    // 100 ms ago, so it may start in 400 ms).
+    let delayed = spec(
+        3,
+        RestartPolicy {
+            delay_ms: 500,
+            ..any()
+        },
+    );
+    let plan = self::plan(&delayed, &tasks, &DependencyState::ready());
+    assert_eq!(plan.expedite, vec![(TaskId("t2".into()), NOW + 400)]);
+}
+
+#[test]
+fn a_crash_loop_or_a_serving_replica_expedites_nothing() {
+    let spec = spec(3, any());
+    // Nothing ever served: a crash loop keeps every backoff.
+    let mut tasks = knocked_down();
+    tasks.pop();
+    let plan = plan(&spec, &tasks, &DependencyState::ready());
+    assert_eq!(plan.expedite, vec![]);
+    assert_eq!(plan.wake_at, Some(NOW + 400));
+
+    // It served, but longer ago than rescue_ms.
+    let mut tasks = knocked_down();
+    tasks[3].finished_at = Some(NOW - 20_000);
+    let plan = self::plan(&spec, &tasks, &DependencyState::ready());
+    assert_eq!(plan.expedite, vec![]);
+
+    // A replica is ready: the others wait out their backoffs.
+    let mut tasks = knocked_down();
+    tasks[2] = running("t3", 3);
+    let plan = self::plan(&spec, &tasks, &DependencyState::ready());
+    assert_eq!(plan.expedite, vec![]);
+    assert!(plan.create.is_empty());
+
+    // A replica is on its way (started, not ready yet): nothing to rescue either.
+    tasks[2] = task("t3", 3, TaskState::Starting);
+    let plan = self::plan(&spec, &tasks, &DependencyState::ready());
+    assert_eq!(plan.expedite, vec![]);
+}
+
 #[test]
 fn jitter_comes_from_random() {
     let spec = spec(1, any());
-    let tasks = [crashed("t1", 1, 1_000, 4)];
+    let tasks = [crashed("t1", 1, 500, 4)];
     for (random, delay) in [(0.0, 0), (0.25, 400), (0.999, 1_598)] {
         let plan = reconcile_service(
             &spec,
@@ -613,7 +727,7 @@ fn a_crash_loop_decision_does_not_change_with_time() {
             ..any()
         },
     );
-    let tasks = [crashed("t1", 1, 1_000, 1)];
+    let tasks = [crashed("t1", 1, 500, 1)];
     for now in [NOW, NOW + 60_000, NOW + 86_400_000] {
         let plan = reconcile_service(
             &spec,

@@ -114,6 +114,7 @@ impl World {
                 not_before: new.not_before,
                 started_at: None,
                 finished_at: None,
+                healthy_at: None,
                 node: Default::default(),
             });
         }

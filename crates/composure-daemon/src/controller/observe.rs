@@ -78,6 +78,9 @@ fn observe_container(
             }
             let health = task.health;
             task.health = container.health;
+            if container.health == Health::Healthy && task.healthy_at.is_none() {
+                task.healthy_at = Some(now);
+            }
             if health != container.health {
                 match container.health {
                     Health::Unhealthy => {
@@ -179,6 +182,7 @@ mod tests {
             not_before: 1,
             started_at: Some(5),
             finished_at: None,
+            healthy_at: None,
             node: Default::default(),
         }
     }
@@ -215,6 +219,32 @@ mod tests {
         );
         assert!(changes.is_empty());
         assert_eq!(tasks, before);
+    }
+
+    #[test]
+    fn the_first_passed_health_check_is_kept_through_the_end() {
+        let mut tasks = vec![task("a", TaskState::Running)];
+        let mut healthy = container("a", ContainerStatus::Running);
+        healthy.health = Health::Healthy;
+        observe(&mut tasks, &[healthy.clone()], 100, &HashSet::new());
+        assert_eq!(tasks[0].healthy_at, Some(100));
+        observe(&mut tasks, &[healthy], 200, &HashSet::new());
+        assert_eq!(
+            tasks[0].healthy_at,
+            Some(100),
+            "the first time, not the last"
+        );
+        let mut killed = container(
+            "a",
+            ContainerStatus::Exited {
+                code: 137,
+                oom_killed: false,
+            },
+        );
+        killed.health = Health::Unhealthy;
+        observe(&mut tasks, &[killed], 300, &HashSet::new());
+        assert_eq!(tasks[0].state, TaskState::Failed);
+        assert_eq!(tasks[0].healthy_at, Some(100));
     }
 
     #[test]

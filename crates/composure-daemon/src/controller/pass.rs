@@ -410,6 +410,18 @@ impl Controller {
             events.push((index, kind, reason.clone()));
             stopped.push(index);
         }
+        for (id, at) in &plan.expedite {
+            let Some(index) = work.index(id) else {
+                continue;
+            };
+            let task = &mut work.tasks[index];
+            task.not_before = *at;
+            let message = format!(
+                "slot {}: starts without its backoff: no replica of {} is ready",
+                task.slot, spec.name
+            );
+            events.push((index, "expedited", message));
+        }
         for new in &plan.create {
             let mut task = Task::new(
                 new_task_id(&mut self.rng),

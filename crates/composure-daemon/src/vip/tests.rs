@@ -178,6 +178,7 @@ fn task(id: &str, service: &str, health: Health, container: &str) -> Task {
         not_before: 0,
         started_at: None,
         finished_at: None,
+        healthy_at: None,
         node: Default::default(),
     }
 }

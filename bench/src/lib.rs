@@ -9,5 +9,6 @@ pub mod docker;
 pub mod env;
 pub mod http;
 pub mod load;
+pub mod nginx;
 pub mod stacks;
 pub mod stats;

@@ -7,11 +7,11 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use composure_bench::nginx::{self, Nginx};
 
 /// Size of every backend answer: small, so that the proxy's own work per request shows.
 const BODY_SIZE: usize = 1024;
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let opts = Options::parse(&args)?;
-    check_tools()?;
+    nginx::require(&["wrk", "nginx"])?;
     bench(&opts)
 }
 
@@ -76,28 +76,6 @@ impl Options {
 
 fn port_arg(arg: Option<&String>) -> anyhow::Result<u16> {
     arg.context("missing port")?.parse().context("bad port")
-}
-
-fn check_tools() -> anyhow::Result<()> {
-    for tool in ["wrk", "nginx"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false)
-            || Path::new("/usr/sbin").join(tool).is_file();
-        if !found {
-            bail!("{tool} not found: install it with `apt-get install -y wrk nginx`");
-        }
-    }
-    Ok(())
-}
-
-fn nginx_binary() -> PathBuf {
-    let sbin = Path::new("/usr/sbin/nginx");
-    if sbin.is_file() {
-        sbin.to_path_buf()
-    } else {
-        PathBuf::from("nginx")
-    }
 }
 
 /// Child processes, killed when the benchmark ends however it ends.
@@ -148,24 +126,9 @@ fn bench(o: &Options) -> anyhow::Result<()> {
     }
 
     let mut contenders = Vec::new();
-    let nginx_dir =
-        std::env::temp_dir().join(format!("composure-bench-nginx-{}", std::process::id()));
     let nginx_port = free_port()?;
-    std::fs::create_dir_all(nginx_dir.join("logs"))?;
-    let conf = nginx_dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        nginx_conf(nginx_port, &backends, o.workers, &nginx_dir),
-    )?;
-    let nginx_pid = children.spawn(
-        Command::new(nginx_binary())
-            .arg("-p")
-            .arg(&nginx_dir)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(nginx_dir.join("logs/error.log")),
-    )?;
+    let anchor = Nginx::start(o.workers, &nginx_conf(nginx_port, &backends))?;
+    let nginx_pid = anchor.pid();
     contenders.push(("nginx", nginx_port, nginx_pid));
     for (name, mode) in [
         ("composure", "workers"),
@@ -254,31 +217,19 @@ fn bench(o: &Options) -> anyhow::Result<()> {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&nginx_dir);
+    drop(anchor);
     Ok(())
 }
 
-fn nginx_conf(port: u16, backends: &[SocketAddr], workers: usize, dir: &Path) -> String {
+/// The same job as Composure's proxy: least outstanding requests, keep-alive to the
+/// backends, the same X-Forwarded-* headers.
+fn nginx_conf(port: u16, backends: &[SocketAddr]) -> String {
     let mut servers = String::new();
     for b in backends {
         let _ = writeln!(servers, "    server {b};");
     }
-    let d = dir.display();
-    // The same job as Composure's proxy: least outstanding requests, keep-alive to the
-    // backends, the same X-Forwarded-* headers, no access log.
     format!(
-        "worker_processes {workers};
-daemon off;
-pid {d}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  keepalive_requests 1000000;
+        "  keepalive_requests 1000000;
   upstream backends {{
     least_conn;
 {servers}    keepalive 256;
@@ -295,9 +246,7 @@ http {{
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-Host $host;
     }}
-  }}
-}}
-"
+  }}"
     )
 }
 

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use composure_compose::model::{Port, Project};
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState};
+use composure_net::routing::Routing;
 use composure_net::{
     Endpoint, Endpoints, Listener, ListenerConfig, NetError, Protocol, RouteConfig, Router,
     RouterHandle, Transport, Upstream, UpstreamConfig, Workers,
@@ -59,12 +60,22 @@ struct State {
 }
 
 impl State {
-    /// Sends the upstream of `key` its ready endpoints, creating it if it is new.
-    fn send_endpoints(&mut self, key: UpstreamKey, tasks: &[Task], containers: &[ContainerInfo]) {
+    /// Sends the upstream of `key` its ready endpoints and settings, creating it if it is
+    /// new.
+    fn send_endpoints(
+        &mut self,
+        key: UpstreamKey,
+        config: UpstreamConfig,
+        tasks: &[Task],
+        containers: &[ContainerInfo],
+    ) {
         let (project, service, target) = &key;
         let set = endpoints(service, *target, tasks, containers);
         match self.upstreams.get(&key) {
             Some(entry) => {
+                if entry.upstream.config().response_timeout != config.response_timeout {
+                    entry.upstream.set_config(config);
+                }
                 entry.tx.send_if_modified(|current| {
                     let changed = *current != set;
                     if changed {
@@ -75,11 +86,7 @@ impl State {
             }
             None => {
                 let (tx, rx) = set.channel();
-                let upstream = Upstream::new(
-                    format!("{project}/{service}:{target}"),
-                    rx,
-                    UpstreamConfig::default(),
-                );
+                let upstream = Upstream::new(format!("{project}/{service}:{target}"), rx, config);
                 self.upstreams.insert(key, UpstreamEntry { tx, upstream });
             }
         }
@@ -290,7 +297,8 @@ impl Ingress {
             let mut state = self.lock();
             for want in &wanted {
                 for key in upstream_keys(name, &want.config) {
-                    state.send_endpoints(key, tasks, containers);
+                    let config = Routing::upstream_config(project, &key.1);
+                    state.send_endpoints(key, config, tasks, containers);
                 }
             }
             for want in wanted.iter() {

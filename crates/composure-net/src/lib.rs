@@ -101,5 +101,5 @@ pub use router::{HostMatch, Route, Router};
 pub use tcp::TcpProxy;
 pub use tls::{HostCertificate, TlsFiles};
 pub use udp::{UdpConfig, UdpProxy};
-pub use upstream::{Upstream, UpstreamConfig};
+pub use upstream::{DEFAULT_RESPONSE_TIMEOUT, ResponseTimeout, Upstream, UpstreamConfig};
 pub use workers::Workers;

@@ -25,7 +25,19 @@ pub struct UpstreamConfig {
     pub eject_for: Duration,
     /// Limit on connecting to a backend.
     pub connect_timeout: Duration,
+    /// HTTP: how long a replica may take to start its answer (its status line and headers)
+    /// once the request is sent; past it the client gets 504 and the replica a failure
+    /// (see `eject_after`). `None`: no limit. A body that has started streaming is not
+    /// limited. Default [`DEFAULT_RESPONSE_TIMEOUT`]; a service sets its own with
+    /// `x-composure.response_timeout`.
+    pub response_timeout: Option<Duration>,
 }
+
+/// 30 s: long enough for slow pages and reports (an answer that streams is not limited
+/// once it starts), short enough that a replica that hangs (a stopped process, a deadlock)
+/// holds a request for 30 s at most rather than for as long as the client waits. HAProxy's
+/// documented `timeout server` examples use 30 s; nginx's `proxy_read_timeout` is 60 s.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
@@ -34,7 +46,30 @@ impl Default for UpstreamConfig {
             eject_after: 5,
             eject_for: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
+            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
         }
+    }
+}
+
+impl UpstreamConfig {
+    /// The default, with `response_timeout` as a service asks (`None`: the default).
+    pub fn with_response_timeout(response_timeout: Option<ResponseTimeout>) -> UpstreamConfig {
+        let mut config = UpstreamConfig::default();
+        if let Some(timeout) = response_timeout {
+            config.response_timeout = timeout.limit();
+        }
+        config
+    }
+}
+
+/// `x-composure.response_timeout`: a duration, or 0 for no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResponseTimeout(pub Duration);
+
+impl ResponseTimeout {
+    /// The limit it sets: `None` for 0.
+    pub fn limit(self) -> Option<Duration> {
+        (!self.0.is_zero()).then_some(self.0)
     }
 }
 
@@ -49,7 +84,9 @@ impl Default for UpstreamConfig {
 #[derive(Debug)]
 pub struct Upstream {
     name: String,
-    config: UpstreamConfig,
+    /// Replaced in place when the service's settings change, so that the listeners that
+    /// route to this upstream keep it.
+    config: ArcSwap<UpstreamConfig>,
     /// The ready set as last applied. Read without a lock by every pick, so that a proxy
     /// thread never waits for another (one preempted while holding a lock would stall
     /// every request of the other).
@@ -95,7 +132,7 @@ impl Upstream {
         let ready = apply(&mut rx, &mut known);
         Arc::new(Upstream {
             name: name.into(),
-            config,
+            config: ArcSwap::from_pointee(config),
             current: ArcSwap::from_pointee(Snapshot { rx, ready }),
             known: Mutex::new(known),
         })
@@ -105,8 +142,13 @@ impl Upstream {
         &self.name
     }
 
-    pub fn config(&self) -> &UpstreamConfig {
-        &self.config
+    pub fn config(&self) -> arc_swap::Guard<Arc<UpstreamConfig>> {
+        self.config.load()
+    }
+
+    /// Takes new settings; requests already sent keep the old ones.
+    pub fn set_config(&self, config: UpstreamConfig) {
+        self.config.store(Arc::new(config));
     }
 
     /// Requests (HTTP) or connections (TCP) in flight on `task` now, whether it is
@@ -144,9 +186,10 @@ impl Upstream {
     }
 
     pub(crate) fn ejection(&self) -> Ejection {
+        let config = self.config.load();
         Ejection {
-            after: self.config.eject_after,
-            cool_down: self.config.eject_for,
+            after: config.eject_after,
+            cool_down: config.eject_for,
         }
     }
 
@@ -157,7 +200,7 @@ impl Upstream {
             if snapshot.ready.is_empty() {
                 return Err(NoBackend::Empty);
             }
-            if tried.len() >= self.config.max_attempts.max(1) {
+            if tried.len() >= self.config.load().max_attempts.max(1) {
                 return Err(NoBackend::Exhausted);
             }
             let lease = choose(&snapshot.ready, tried)

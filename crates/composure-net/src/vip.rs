@@ -32,7 +32,7 @@ use crate::config::{ListenerConfig, Protocol, RouteConfig};
 use crate::endpoints::{Endpoint, Endpoints};
 use crate::error::NetError;
 use crate::listener::Listener;
-use crate::upstream::{Upstream, UpstreamConfig};
+use crate::upstream::{ResponseTimeout, Upstream, UpstreamConfig};
 use crate::workers::Workers;
 
 /// The daemon's half: what to serve.
@@ -53,6 +53,20 @@ pub struct VipConfig {
     pub ports: Vec<VipPort>,
     /// The ready replicas; each serves every port on its own address.
     pub endpoints: Vec<VipEndpoint>,
+    /// The service's `x-composure.response_timeout` in ms, for its HTTP ports (0: no
+    /// limit); `None`: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_timeout_ms: Option<u64>,
+}
+
+impl VipConfig {
+    /// The proxy's settings for the service's replicas.
+    fn upstream_config(&self) -> UpstreamConfig {
+        UpstreamConfig::with_response_timeout(
+            self.response_timeout_ms
+                .map(|ms| ResponseTimeout(Duration::from_millis(ms))),
+        )
+    }
 }
 
 /// A port of the service, served on the VIP's address with the same number.
@@ -230,11 +244,18 @@ impl Vip {
                     .iter()
                     .map(|e| Endpoint::new(e.task.clone(), SocketAddr::new(e.ip, port))),
             );
+            let upstream = config.upstream_config();
             if let Some(served) = self.ports.get(&port) {
+                if served.upstream.config().response_timeout != upstream.response_timeout {
+                    served.upstream.set_config(upstream);
+                }
                 served.tx.send_replace(set);
                 continue;
             }
-            match self.serve(&config.service, port, protocol, set).await {
+            match self
+                .serve(&config.service, port, protocol, set, upstream)
+                .await
+            {
                 Ok(served) => {
                     self.ports.insert(port, served);
                 }
@@ -255,9 +276,10 @@ impl Vip {
         port: u16,
         protocol: Protocol,
         set: Endpoints,
+        config: UpstreamConfig,
     ) -> Result<Served, NetError> {
         let (tx, rx) = set.channel();
-        let upstream = Upstream::new(format!("{service}:{port}"), rx, UpstreamConfig::default());
+        let upstream = Upstream::new(format!("{service}:{port}"), rx, config);
         let config = ListenerConfig {
             addr: SocketAddr::new(self.ip, port),
             protocol,
@@ -336,12 +358,33 @@ mod tests {
                 task: "t1".into(),
                 ip: "172.18.0.5".parse().unwrap(),
             }],
+            response_timeout_ms: Some(1_500),
         };
         let json = serde_json::to_value(&config).unwrap();
         assert_eq!(json["ports"][0]["protocol"], "http");
         assert_eq!(json["ports"][1]["protocol"], "tcp");
         let back: VipConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back, config);
+        assert_eq!(
+            back.upstream_config().response_timeout,
+            Some(Duration::from_millis(1_500))
+        );
+    }
+
+    #[test]
+    fn a_config_without_a_response_timeout_takes_the_default_and_0_is_none() {
+        let json = serde_json::json!({"generation": 1, "service": "web",
+            "ports": [], "endpoints": []});
+        let config: VipConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            config.upstream_config().response_timeout,
+            Some(crate::DEFAULT_RESPONSE_TIMEOUT)
+        );
+        let none = VipConfig {
+            response_timeout_ms: Some(0),
+            ..config
+        };
+        assert_eq!(none.upstream_config().response_timeout, None);
     }
 
     #[test]

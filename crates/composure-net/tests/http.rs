@@ -488,6 +488,63 @@ async fn no_ready_replica_answers_503_and_none_reachable_502() {
     assert!(body.contains("could be reached"), "{body}");
 }
 
+/// A replica that takes the request and never answers (a stopped process): the client
+/// gets 504 once the response timeout is over, not when its own patience runs out, and the
+/// replica is ejected after `eject_after` timeouts, so later requests go to the others.
+#[tokio::test]
+async fn a_hung_replica_answers_504_after_the_response_timeout_and_is_ejected() {
+    let hung = HttpBackend::start("hung").await;
+    let good = HttpBackend::start("good").await;
+    let config = UpstreamConfig {
+        eject_after: 2,
+        eject_for: Duration::from_secs(3600),
+        response_timeout: Some(Duration::from_millis(200)),
+        ..UpstreamConfig::default()
+    };
+    let (tx, up) = upstream("web", vec![hung.endpoint()], config);
+    let proxy = run_http(Router::single(up.clone())).await;
+    let client = client();
+    for _ in 0..2 {
+        let (status, body) = tokio::time::timeout(DEADLINE, get(&client, proxy.addr, "/hold"))
+            .await
+            .expect("the proxy answers before the client gives up");
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(body.contains("did not answer within 200ms"), "{body}");
+    }
+    assert!(
+        up.metrics()
+            .iter()
+            .any(|m| m.task == hung.task() && m.ejected)
+    );
+
+    // With another replica ready, the ejected one gets nothing.
+    tx.send(Endpoints::new([hung.endpoint(), good.endpoint()]))
+        .unwrap();
+    let before = hung.requests();
+    for _ in 0..10 {
+        assert_eq!(
+            get(&client, proxy.addr, "/").await,
+            (StatusCode::OK, "good".into())
+        );
+    }
+    assert_eq!(hung.requests(), before);
+
+    // No limit (`response_timeout: 0`): a slow answer is waited for, past the old limit.
+    up.set_config(UpstreamConfig {
+        response_timeout: None,
+        ..UpstreamConfig::default()
+    });
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, proxy.addr, "/hold").await })
+    };
+    good.wait_held().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    good.release();
+    assert_eq!(slow.await.unwrap(), (StatusCode::OK, "good".into()));
+    hung.release();
+}
+
 #[tokio::test]
 async fn h2c_clients_are_served() {
     let a = HttpBackend::start("a").await;

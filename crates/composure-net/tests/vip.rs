@@ -32,6 +32,7 @@ fn config(generation: u64, port: u16, replicas: &[&HttpBackend]) -> VipConfig {
                 ip: b.addr.ip(),
             })
             .collect(),
+        response_timeout_ms: None,
     }
 }
 

@@ -126,6 +126,18 @@ async fn send(
                 tried.push(Arc::clone(backend));
                 req = back;
             }
+            Err(Failed::TimedOut(limit)) => {
+                tracing::warn!(service = upstream.name(), addr = %backend.addr, ?limit, "backend did not answer in time");
+                backend.failure(upstream.ejection());
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "replica of service {} did not answer within {}\n",
+                        upstream.name(),
+                        humantime(limit)
+                    ),
+                );
+            }
             Err(Failed::Exchange(e)) => {
                 tracing::warn!(service = upstream.name(), addr = %backend.addr, error = %e, "backend request failed");
                 backend.failure(upstream.ejection());
@@ -146,6 +158,21 @@ enum Failed {
     NotSent(Request<Incoming>, ConnectError),
     /// The request was (at least partly) sent, so it must not be sent again.
     Exchange(hyper::Error),
+    /// The request was sent and no answer began within the response timeout; the
+    /// connection is dropped (closed), so nothing comes back on it later.
+    TimedOut(std::time::Duration),
+}
+
+/// `30s`, `1.5s`, `250ms`: a timeout for people.
+fn humantime(limit: std::time::Duration) -> String {
+    let ms = limit.as_millis();
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{:.1}s", limit.as_secs_f64())
+    }
 }
 
 async fn exchange(
@@ -153,13 +180,23 @@ async fn exchange(
     mut req: Request<Incoming>,
     upstream: &Upstream,
 ) -> Result<(Response<Incoming>, Sender), Failed> {
-    let timeout = upstream.config().connect_timeout;
+    let config = upstream.config();
+    let (timeout, response_timeout) = (config.connect_timeout, config.response_timeout);
+    drop(config);
     for _ in 0..SAME_BACKEND_TRIES {
         let mut sender = match backend.pool.get(backend.addr, timeout).await {
             Ok(sender) => sender,
             Err(e) => return Err(Failed::NotSent(req, e)),
         };
-        match sender.try_send_request(req).await {
+        let sent = sender.try_send_request(req);
+        let result = match response_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result,
+                Err(_) => return Err(Failed::TimedOut(limit)),
+            },
+            None => sent.await,
+        };
+        match result {
             Ok(resp) => return Ok((resp, sender)),
             Err(mut e) => match e.take_message() {
                 // A pooled connection closed under us: try a fresh one.

@@ -33,6 +33,7 @@ use composure_compose::{Diagnostic, Span, YamlPath};
 
 use crate::config::{ListenerConfig, Protocol, RouteConfig};
 use crate::tls::{HostCertificate, TlsFiles};
+use crate::upstream::UpstreamConfig;
 
 /// One route as declared, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +95,16 @@ impl Routing {
         let (routing, mut problems) = Routing::parse(project);
         problems.extend(routing.check_certificates(project_dir));
         problems
+    }
+
+    /// The proxy's settings for `service`'s replicas: the defaults, with its
+    /// `x-composure.response_timeout` if set.
+    pub fn upstream_config(project: &Project, service: &str) -> UpstreamConfig {
+        let timeout = project
+            .services
+            .get(service)
+            .and_then(|s| parse::response_timeout(service, s));
+        UpstreamConfig::with_response_timeout(timeout)
     }
 
     pub fn routes(&self) -> &[DeclaredRoute] {

@@ -3,16 +3,19 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use composure_compose::model::{Service, parse_expose};
+use composure_compose::model::{Duration, Service, parse_expose};
 use composure_compose::{Diagnostic, YamlPath};
 use serde_json::{Map, Value};
 
 use super::{DeclaredRoute, error};
 use crate::tls::TlsFiles;
+use crate::upstream::ResponseTimeout;
 
 /// The keys `x-composure` takes on a service.
-/// (`protocol` is the protocol of the service's VIP: see the daemon's `vip` module.)
-const SERVICE_KEYS: &[&str] = &["protocol", "routes"];
+/// (`protocol` is the protocol of the service's VIP: see the daemon's `vip` module;
+/// `response_timeout` is the proxy's limit on a replica's first byte: see
+/// [`UpstreamConfig::response_timeout`](crate::UpstreamConfig::response_timeout).)
+const SERVICE_KEYS: &[&str] = &["protocol", "response_timeout", "routes"];
 const ROUTE_KEYS: &[&str] = &["listen", "host", "path", "port", "tls"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 
@@ -51,6 +54,9 @@ pub(super) fn service_routes(
             )
             .with_hint("http balances each request (keep-alive clients never notice a rollout); tcp relays bytes"),
         );
+    }
+    if let Some(value) = x.get("response_timeout") {
+        read_response_timeout(value, &at.key("response_timeout"), name, diags);
     }
     let at = at.key("routes");
     let entries = match x.get("routes") {
@@ -308,6 +314,46 @@ impl Entry<'_> {
             cert: cert?,
             key: key?,
         })
+    }
+}
+
+/// `x-composure.response_timeout` of `service`, when it is set and valid (an invalid one
+/// is reported by [`Routing::parse`](super::Routing::parse), which refuses the project).
+pub(super) fn response_timeout(name: &str, service: &Service) -> Option<ResponseTimeout> {
+    let value = service
+        .extensions
+        .get("x-composure")?
+        .get("response_timeout")?;
+    read_response_timeout(value, &YamlPath::root(), name, &mut Vec::new())
+}
+
+/// A compose duration (`30s`, `1m30s`, `500ms`), or `0` for no limit.
+fn read_response_timeout(
+    value: &Value,
+    at: &YamlPath,
+    service: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ResponseTimeout> {
+    let parsed = match value {
+        Value::String(text) => Duration::parse(text).map_err(|e| e.to_string()),
+        Value::Number(n) if n.as_u64() == Some(0) => Ok(Duration(std::time::Duration::ZERO)),
+        other => Err(format!("expected a duration, not {}", kind(other))),
+    };
+    match parsed {
+        Ok(duration) => Some(ResponseTimeout(duration.0)),
+        Err(reason) => {
+            diags.push(
+                error(
+                    at.clone(),
+                    format!("service `{service}`: `response_timeout` {value}: {reason}"),
+                )
+                .with_hint(
+                    "write how long a replica may take to start answering, such as \"30s\" \
+                     or \"500ms\"; \"0\" for no limit",
+                ),
+            );
+            None
+        }
     }
 }
 

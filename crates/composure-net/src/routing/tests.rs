@@ -461,3 +461,36 @@ fn the_service_protocol_is_http_or_tcp() {
     assert_eq!(path, "services.api.x-composure.protocol");
     assert!(message.contains("must be \"http\" or \"tcp\""), "{message}");
 }
+
+#[test]
+fn response_timeout_reads_as_a_duration_or_0_for_none() {
+    use std::time::Duration;
+    let with = |value: Value| {
+        project(json!({"api": {"image": "x", "x-composure": {"response_timeout": value}}}))
+    };
+    let timeout = |value: Value| Routing::upstream_config(&with(value), "api").response_timeout;
+    assert_eq!(timeout(json!("1500ms")), Some(Duration::from_millis(1_500)));
+    assert_eq!(timeout(json!("1m")), Some(Duration::from_secs(60)));
+    assert_eq!(timeout(json!("0s")), None);
+    assert_eq!(timeout(json!(0)), None);
+    let unset = project(json!({"api": {"image": "x"}}));
+    assert_eq!(
+        Routing::upstream_config(&unset, "api").response_timeout,
+        Some(crate::DEFAULT_RESPONSE_TIMEOUT)
+    );
+    assert!(Routing::parse(&with(json!("2s"))).1.is_empty());
+
+    for bad in [json!("soon"), json!(30), json!(["1s"])] {
+        let (path, message, hint) = one_problem(json!({
+            "api": {"image": "x", "x-composure": {"response_timeout": bad}}
+        }));
+        assert_eq!(path, "services.api.x-composure.response_timeout");
+        assert!(
+            message.contains("service `api`: `response_timeout`"),
+            "{message}"
+        );
+        assert!(hint.contains("\"30s\""), "{hint}");
+        // An invalid value is refused at `up`; what runs meanwhile keeps the default.
+        assert_eq!(timeout(bad), Some(crate::DEFAULT_RESPONSE_TIMEOUT));
+    }
+}

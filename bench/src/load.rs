@@ -42,6 +42,8 @@ impl ClientKind {
 #[derive(Clone, Debug)]
 pub struct Sample {
     pub at: Instant,
+    /// How long the request took, from sending to its end.
+    pub took: Duration,
     /// The answer's body on a 200; why it failed otherwise.
     pub outcome: Result<String, String>,
 }
@@ -64,15 +66,26 @@ pub struct Load {
 
 impl Load {
     /// Starts `per_kind` clients of each kind sending `GET path` to `addr`, each one request
-    /// every `pace` at most.
+    /// every `pace` at most, each giving up on a request after 2 s without a byte.
     pub fn start(addr: SocketAddr, path: &str, per_kind: usize, pace: Duration) -> Load {
+        Load::start_patient(addr, path, per_kind, pace, IO_TIMEOUT)
+    }
+
+    /// Like [`Load::start`], with clients that wait up to `patience` for each read.
+    pub fn start_patient(
+        addr: SocketAddr,
+        path: &str,
+        per_kind: usize,
+        pace: Duration,
+        patience: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let clients = [ClientKind::KeepAlive, ClientKind::NewConnection]
             .into_iter()
             .flat_map(|kind| std::iter::repeat_n(kind, per_kind))
             .map(|kind| {
                 let (stop, path) = (Arc::clone(&stop), path.to_string());
-                std::thread::spawn(move || run_client(kind, addr, &path, pace, &stop))
+                std::thread::spawn(move || run_client(kind, addr, &path, pace, patience, &stop))
             })
             .collect();
         Load { stop, clients }
@@ -93,6 +106,7 @@ fn run_client(
     addr: SocketAddr,
     path: &str,
     pace: Duration,
+    patience: Duration,
     stop: &AtomicBool,
 ) -> ClientRecord {
     let mut record = ClientRecord {
@@ -105,16 +119,18 @@ fn run_client(
     while !stop.load(Ordering::SeqCst) && started.elapsed() < MAX_RUN {
         let sent = Instant::now();
         let outcome = match kind {
-            ClientKind::NewConnection => {
-                Connection::open(addr).and_then(|mut c| c.get(path, false).map(|(_, body)| body))
+            ClientKind::NewConnection => Connection::open(addr, patience)
+                .and_then(|mut c| c.get(path, false).map(|(_, body)| body)),
+            ClientKind::KeepAlive => {
+                keep_alive_get(&mut connection, addr, path, patience, &mut record)
             }
-            ClientKind::KeepAlive => keep_alive_get(&mut connection, addr, path, &mut record),
         };
         if outcome.is_err() {
             connection = None;
         }
         record.samples.push(Sample {
             at: Instant::now(),
+            took: sent.elapsed(),
             outcome: outcome.map_err(|e| e.to_string()),
         });
         std::thread::sleep(pace.saturating_sub(sent.elapsed()));
@@ -128,6 +144,7 @@ fn keep_alive_get(
     connection: &mut Option<Connection>,
     addr: SocketAddr,
     path: &str,
+    patience: Duration,
     record: &mut ClientRecord,
 ) -> std::io::Result<String> {
     if let Some(kept) = connection.as_mut() {
@@ -142,7 +159,7 @@ fn keep_alive_get(
             Err(error) => return Err(error),
         }
     }
-    let mut fresh = Connection::open(addr)?;
+    let mut fresh = Connection::open(addr, patience)?;
     let (keep, body) = fresh.get(path, true)?;
     *connection = keep.then_some(fresh);
     Ok(body)
@@ -156,10 +173,10 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(addr: SocketAddr) -> std::io::Result<Connection> {
+    fn open(addr: SocketAddr, patience: Duration) -> std::io::Result<Connection> {
         let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_read_timeout(Some(patience))?;
+        stream.set_write_timeout(Some(patience))?;
         stream.set_nodelay(true)?;
         Ok(Connection {
             reader: BufReader::new(stream),
@@ -235,6 +252,8 @@ pub struct Tally {
     pub outage: Duration,
     /// The longest stretch between two successful answers, failures or not.
     pub max_gap: Duration,
+    /// The longest a request took, answered or not.
+    pub slowest: Duration,
     /// A few of the failures, in words, for the report.
     pub failure_examples: Vec<String>,
 }
@@ -266,6 +285,7 @@ pub fn tally<'a>(
     let mut last_success = from;
     let mut failed_since_success = false;
     for sample in samples {
+        tally.slowest = tally.slowest.max(sample.took);
         match &sample.outcome {
             Ok(_) => {
                 let gap = sample.at.duration_since(last_success);
@@ -302,6 +322,7 @@ mod tests {
                 .iter()
                 .map(|&(ms, ok)| Sample {
                     at: start + Duration::from_millis(ms),
+                    took: Duration::from_millis(1),
                     outcome: if ok {
                         Ok("v1".into())
                     } else {

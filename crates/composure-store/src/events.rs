@@ -57,6 +57,22 @@ impl Store {
         events.sort_by_key(|event| event.revision);
         Ok(events)
     }
+
+    /// At most `limit` events after `revision`, oldest first, of one project or of all: a
+    /// page of the log, for readers that go through it without holding it all.
+    pub async fn events_page(
+        &self,
+        revision: u64,
+        project: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let prefix = project.map_or_else(|| keys::EVENTS.to_string(), keys::events_of);
+        let range = self
+            .kv()
+            .range_oldest(&prefix, revision.saturating_add(1), limit)
+            .await?;
+        range.kvs.iter().map(read_event).collect()
+    }
 }
 
 pub(crate) fn read_event(kv: &KeyValue) -> Result<StoredEvent, StoreError> {

@@ -38,6 +38,7 @@ pub const CHECKS: &[&str] = &[
     "delete_and_delete_prefix",
     "range_by_prefix",
     "range_min_mod_revision",
+    "range_oldest_pages_in_change_order",
     "watch_delivers_in_order",
     "watch_from_the_past",
     "watch_compacted",
@@ -123,6 +124,7 @@ pub async fn run_check(kv: &dyn Kv, prefix: &str, check: &str) -> Result<(), Str
         "delete_and_delete_prefix" => delete_and_delete_prefix(&c).await,
         "range_by_prefix" => range_by_prefix(&c).await,
         "range_min_mod_revision" => range_min_mod_revision(&c).await,
+        "range_oldest_pages_in_change_order" => range_oldest_pages_in_change_order(&c).await,
         "watch_delivers_in_order" => watch_delivers_in_order(&c).await,
         "watch_from_the_past" => watch_from_the_past(&c).await,
         "watch_compacted" => watch_compacted(&c).await,
@@ -749,6 +751,43 @@ async fn range_by_prefix(c: &Ctx<'_>) -> Result<(), String> {
 }
 
 /// A range from a mod revision lists only the keys changed since.
+async fn range_oldest_pages_in_change_order(c: &Ctx<'_>) -> Result<(), String> {
+    // Changed in an order that is not the keys' order; `b` twice.
+    for (name, value) in [
+        ("p/c", "1"),
+        ("p/a", "1"),
+        ("p/b", "1"),
+        ("p/d", "1"),
+        ("p/b", "2"),
+    ] {
+        c.put(name, value).await?;
+    }
+    c.put("q", "outside the prefix").await?;
+    let mut seen = Vec::new();
+    let mut from = 0;
+    loop {
+        let page =
+            c.kv.range_oldest(&c.key("p/"), from, 2)
+                .await
+                .context("range_oldest")?;
+        ensure!(page.kvs.len() <= 2, "a page of 2 held {}", page.kvs.len());
+        let Some(last) = page.kvs.last() else {
+            break;
+        };
+        from = last.mod_revision + 1;
+        seen.extend(
+            page.kvs
+                .iter()
+                .map(|kv| kv.key.strip_prefix(&c.base).unwrap_or(&kv.key).to_string()),
+        );
+    }
+    ensure!(
+        seen == ["p/c", "p/a", "p/d", "p/b"],
+        "pages of the oldest changes returned {seen:?}"
+    );
+    Ok(())
+}
+
 async fn range_min_mod_revision(c: &Ctx<'_>) -> Result<(), String> {
     let _a = c.put("a", "1").await?;
     let b = c.put("b", "1").await?;

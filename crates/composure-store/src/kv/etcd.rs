@@ -27,7 +27,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     Certificate, Client, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Identity,
-    KvClient, LeaseClient, PutOptions, TlsOptions, TxnOp, WatchClient, WatchOptions, WatchResponse,
+    KvClient, LeaseClient, PutOptions, SortOrder, SortTarget, TlsOptions, TxnOp, WatchClient,
+    WatchOptions, WatchResponse,
 };
 use tokio::time::{Instant, sleep, timeout_at};
 
@@ -523,24 +524,16 @@ impl Kv for EtcdKv {
     }
 
     async fn range(&self, prefix: &str, min_mod_revision: Revision) -> Result<Range, KvError> {
-        let (start, end) = self.prefix_range(prefix);
-        let min = etcd_revision(min_mod_revision)?;
-        let answer = self
-            .call("range", Resend::Always, |member| {
-                let (start, end) = (start.clone(), end.clone());
-                async move {
-                    let options = GetOptions::new().with_range(end).with_min_mod_revision(min);
-                    member.kv.clone().get(start, Some(options)).await
-                }
-            })
-            .await?;
-        let revision = header_revision(answer.header())?;
-        let kvs = answer
-            .kvs()
-            .iter()
-            .map(|kv| self.key_value(kv))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Range { revision, kvs })
+        self.read_range(prefix, min_mod_revision, None).await
+    }
+
+    async fn range_oldest(
+        &self,
+        prefix: &str,
+        min_mod_revision: Revision,
+        limit: usize,
+    ) -> Result<Range, KvError> {
+        self.read_range(prefix, min_mod_revision, Some(limit)).await
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, KvError> {
@@ -769,5 +762,39 @@ async fn next_event(mut state: WatchState) -> Option<(Result<WatchEvent, KvError
                 "the etcd watch stream broke: {err}"
             ))),
         }
+    }
+}
+
+impl EtcdKv {
+    /// A range, sorted by key, or with `limit`: the oldest `limit` keys by mod revision.
+    async fn read_range(
+        &self,
+        prefix: &str,
+        min_mod_revision: Revision,
+        limit: Option<usize>,
+    ) -> Result<Range, KvError> {
+        let (start, end) = self.prefix_range(prefix);
+        let min = etcd_revision(min_mod_revision)?;
+        let answer = self
+            .call("range", Resend::Always, |member| {
+                let (start, end) = (start.clone(), end.clone());
+                async move {
+                    let mut options = GetOptions::new().with_range(end).with_min_mod_revision(min);
+                    if let Some(limit) = limit {
+                        options = options
+                            .with_sort(SortTarget::Mod, SortOrder::Ascend)
+                            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+                    }
+                    member.kv.clone().get(start, Some(options)).await
+                }
+            })
+            .await?;
+        let revision = header_revision(answer.header())?;
+        let kvs = answer
+            .kvs()
+            .iter()
+            .map(|kv| self.key_value(kv))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Range { revision, kvs })
     }
 }

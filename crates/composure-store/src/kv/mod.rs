@@ -191,6 +191,16 @@ pub trait Kv: Send + Sync + Debug {
     /// sorted by key.
     async fn range(&self, prefix: &str, min_mod_revision: Revision) -> Result<Range, KvError>;
 
+    /// Like [`Kv::range`], but at most `limit` keys: those with the lowest mod revisions,
+    /// sorted by mod revision. Pages through a prefix in the order it changed (the event
+    /// log) without reading it all at once.
+    async fn range_oldest(
+        &self,
+        prefix: &str,
+        min_mod_revision: Revision,
+        limit: usize,
+    ) -> Result<Range, KvError>;
+
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, KvError>;
 
     /// The changes under `prefix` after `after` (that is, from revision `after + 1`).

@@ -153,21 +153,34 @@ impl SqliteKv {
     }
 
     fn read_range(&self, prefix: &str, min_mod_revision: Revision) -> Result<Range, KvError> {
+        self.read_range_ordered(prefix, min_mod_revision, Order::Key)
+    }
+
+    fn read_range_ordered(
+        &self,
+        prefix: &str,
+        min_mod_revision: Revision,
+        order: Order,
+    ) -> Result<Range, KvError> {
         let conn = self.conn();
         let revision = current_revision(&conn)?;
         let now = now_ms();
+        let (order_by, limit) = match order {
+            Order::Key => ("kv.key", -1),
+            Order::Oldest(limit) => ("kv.mod_revision", i64::try_from(limit).unwrap_or(i64::MAX)),
+        };
         let mut statement = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT kv.key, kv.value, kv.create_revision, kv.mod_revision FROM kv
                  LEFT JOIN leases ON leases.id = kv.lease
                  WHERE kv.key >= ?1 AND (?2 IS NULL OR kv.key < ?2) AND kv.mod_revision >= ?3
                    AND (kv.lease = 0 OR leases.expires_at > ?4)
-                 ORDER BY kv.key",
-            )
+                 ORDER BY {order_by} LIMIT ?5"
+            ))
             .map_err(backend)?;
         let kvs = statement
             .query_map(
-                params![prefix, prefix_end(prefix), min_mod_revision, now],
+                params![prefix, prefix_end(prefix), min_mod_revision, now, limit],
                 key_value,
             )
             .map_err(backend)?
@@ -180,6 +193,13 @@ impl SqliteKv {
     fn log_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>, KvError> {
         log_since(&self.conn(), prefix, after)
     }
+}
+
+/// How a range is sorted: by key (all of it), or by mod revision (the oldest `n`).
+#[derive(Clone, Copy)]
+enum Order {
+    Key,
+    Oldest(usize),
 }
 
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -196,6 +216,15 @@ impl Kv for SqliteKv {
 
     async fn range(&self, prefix: &str, min_mod_revision: Revision) -> Result<Range, KvError> {
         self.read_range(prefix, min_mod_revision)
+    }
+
+    async fn range_oldest(
+        &self,
+        prefix: &str,
+        min_mod_revision: Revision,
+        limit: usize,
+    ) -> Result<Range, KvError> {
+        self.read_range_ordered(prefix, min_mod_revision, Order::Oldest(limit))
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, KvError> {

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyperlocal::UnixConnector;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,12 +76,21 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Below the daemon's idle timeout (`HEADER_TIMEOUT` of its API server).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Client {
     /// A client of the daemon listening on `socket`. Connects on the first call.
     pub fn new(socket: impl Into<PathBuf>) -> Client {
         Client {
             socket: socket.into(),
-            http: HttpClient::builder(TokioExecutor::new()).build(UnixConnector),
+            // Idle connections are dropped before the daemon closes them (it closes a
+            // connection idle for 10 s), so that a request never goes out on one the
+            // daemon is closing.
+            http: HttpClient::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(IDLE_TIMEOUT)
+                .build(UnixConnector),
         }
     }
 

@@ -22,11 +22,44 @@ pub struct Info {
     pub leader: bool,
 }
 
-/// The container engine the daemon drives.
+/// The container engine the daemon drives, as its last check saw it (the daemon checks
+/// in the background: `/v1/info` never waits on the engine).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineInfo {
+    /// Empty until the engine has answered once.
     pub name: String,
     pub version: String,
+    #[serde(default)]
+    pub state: EngineState,
+    /// Why the last check failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the engine was last checked (ms since the Unix epoch); `None`: not yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<u64>,
+}
+
+/// Whether the engine answered its last check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineState {
+    /// It answered.
+    Up,
+    /// It did not answer in time, or answered with an error.
+    Down,
+    /// Not checked yet (the daemon just started).
+    #[default]
+    Unknown,
+}
+
+impl EngineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineState::Up => "up",
+            EngineState::Down => "down",
+            EngineState::Unknown => "unknown",
+        }
+    }
 }
 
 /// `PUT /v1/projects/{name}`: the desired state of a project.

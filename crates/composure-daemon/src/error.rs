@@ -26,8 +26,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the API server failed")]
-    Serve(#[source] std::io::Error),
 }
 
 /// An error and its causes on one line (`a: b: c`), for logs and API answers.

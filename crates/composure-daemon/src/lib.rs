@@ -23,6 +23,7 @@ mod clock;
 mod config;
 mod controller;
 pub mod decode;
+mod engine;
 mod error;
 mod events;
 mod ingress;
@@ -115,6 +116,7 @@ pub async fn run_with(
         node: NodeName(config.node.name.clone()),
         leadership: leader::Leadership::default(),
         runtime,
+        engine: engine::EngineWatch::default(),
         controllers: Controllers::new(stop.child_token()),
         agent: agent::Agent::new(stop.child_token()),
         ingress: ingress::Ingress::default(),
@@ -123,6 +125,7 @@ pub async fn run_with(
         clock: clock.clone(),
         seed,
         writes: tokio::sync::Mutex::new(()),
+        replay_reads: tokio::sync::Semaphore::new(api::REPLAY_READS),
         shutdown: stop.clone(),
     });
     // Campaign once before the controllers start, so that a daemon that leads (always, on
@@ -154,6 +157,7 @@ pub async fn run_with(
             }
         });
     }
+    background.spawn(engine::keep_checking(shared.clone(), stop.clone()));
     background.spawn(watch::route_runtime_events(shared.clone(), stop.clone()));
     background.spawn(leader::lead(shared.clone(), first, stop.clone()));
     background.spawn(watch::follow_projects(shared.clone(), stop.clone()));
@@ -166,9 +170,7 @@ pub async fn run_with(
     ));
     tracing::info!(socket = %config.socket.display(), projects = projects.len(), "daemon ready");
 
-    let served = axum::serve(listener, api::router(shared.clone()))
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await;
+    api::serve(listener, api::router(shared.clone()), stop.clone()).await;
     stop.cancel();
     shared.controllers.stop().await;
     shared.agent.stop().await;
@@ -178,7 +180,7 @@ pub async fn run_with(
     background.wait().await;
     socket::remove(&config.socket);
     tracing::info!("daemon stopped; containers keep running");
-    served.map_err(DaemonError::Serve)
+    Ok(())
 }
 
 /// The store the config names: SQLite in the data directory, or the etcd cluster (which

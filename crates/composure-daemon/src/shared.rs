@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::Agent;
 use crate::clock::Clock;
 use crate::controller::Controllers;
+use crate::engine::EngineWatch;
 use crate::events::EventLog;
 use crate::ingress::Ingress;
 use crate::leader::Leadership;
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     /// Whether this daemon's controllers decide (see `leader`).
     pub leadership: Leadership,
     pub runtime: Arc<dyn Runtime>,
+    /// The engine as last checked, for `/v1/info`.
+    pub engine: EngineWatch,
     pub events: EventLog,
     pub controllers: Controllers,
     /// Carries out the slow runtime steps the controllers decide for this node's tasks.
@@ -40,6 +43,8 @@ pub(crate) struct Shared {
     /// Held by the API calls that change a project's desired state, so that a put, a scale
     /// and a delete of the same project never interleave.
     pub writes: tokio::sync::Mutex<()>,
+    /// Permits to read a page of the event log for a stream (see `api::streams`).
+    pub replay_reads: tokio::sync::Semaphore,
     /// Cancelled when the daemon shuts down: ends the controllers and the open streams.
     pub shutdown: CancellationToken,
 }

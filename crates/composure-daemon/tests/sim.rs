@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use composure_api::{
-    ClientError, DesiredState, EventsQuery, LogStream, LogsQuery, ProjectState, PutProject,
-    RestartRequest, ScaleRequest, TaskState,
+    ClientError, DesiredState, EngineState, EventsQuery, LogStream, LogsQuery, ProjectState,
+    PutProject, RestartRequest, ScaleRequest, TaskState,
 };
 use composure_core::Health;
 use composure_daemon::{DaemonConfig, DaemonError, run};
@@ -572,21 +572,59 @@ services:
     daemon.stop().await;
 }
 
+async fn wait_engine(daemon: &Daemon, state: EngineState) -> composure_api::Info {
+    wait_for("the engine's state in /v1/info", || {
+        let client = daemon.client.clone();
+        async move {
+            let info = client
+                .info()
+                .await
+                .expect("/v1/info answers whatever the engine does");
+            (info.engine.state == state).then_some(info)
+        }
+    })
+    .await
+}
+
 #[tokio::test(start_paused = true)]
-async fn engine_down_is_a_503_and_the_daemon_recovers() {
+async fn info_reports_an_engine_that_is_down_and_the_daemon_recovers() {
     let daemon = Daemon::start().await;
-    daemon.client.info().await.unwrap();
+    let info = wait_engine(&daemon, EngineState::Up).await;
+    assert_eq!(info.engine.name, "composure-sim");
     daemon.sim.engine_down(true);
-    let err = daemon.client.info().await.unwrap_err();
-    assert_eq!(err.status(), Some(503), "{err}");
-    assert!(err.to_string().contains("unavailable"), "{err}");
+    let info = wait_engine(&daemon, EngineState::Down).await;
+    let error = info.engine.error.unwrap_or_default();
+    assert!(error.contains("down"), "{error}");
+    assert_eq!(
+        info.engine.name, "composure-sim",
+        "the last answer's name is kept"
+    );
 
     // Desired state is accepted while the engine is away, and applied when it is back.
     daemon.up("shop", SHOP).await;
     assert_ne!(daemon.status("shop").await.status, ProjectState::Running);
     daemon.sim.engine_down(false);
-    daemon.client.info().await.unwrap();
+    wait_engine(&daemon, EngineState::Up).await;
     daemon.wait_running("shop").await;
+    daemon.stop().await;
+}
+
+/// Issue 14, item 6: `/v1/info` hung for 20 s when the engine was frozen.
+#[tokio::test(start_paused = true)]
+async fn info_answers_at_once_while_the_engine_hangs() {
+    let daemon = Daemon::start().await;
+    wait_engine(&daemon, EngineState::Up).await;
+    daemon.sim.engine_frozen(true);
+    let info = wait_engine(&daemon, EngineState::Down).await;
+    let error = info.engine.error.unwrap_or_default();
+    assert!(error.contains("did not answer"), "{error}");
+    // Every answer comes without waiting on the engine: on the paused clock, no time
+    // passes while the daemon answers.
+    let before = tokio::time::Instant::now();
+    daemon.client.info().await.unwrap();
+    assert_eq!(before.elapsed(), Duration::ZERO);
+    daemon.sim.engine_frozen(false);
+    wait_engine(&daemon, EngineState::Up).await;
     daemon.stop().await;
 }
 
@@ -1195,5 +1233,175 @@ services:
             s.status == ProjectState::Running && running(s, "client", 1).is_some()
         })
         .await;
+    daemon.stop().await;
+}
+
+/// Reads what the daemon sends on `stream` until it closes it.
+async fn read_to_close(stream: &mut tokio::net::UnixStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut answer))
+        .await
+        .expect("the daemon closes the connection")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Issue 14, item 6: half-sent requests stayed open for as long as the client liked.
+#[tokio::test(start_paused = true)]
+async fn half_sent_requests_and_trickled_bodies_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let daemon = Daemon::start().await;
+    let mut half = tokio::net::UnixStream::connect(&daemon.socket)
+        .await
+        .unwrap();
+    half.write_all(b"GET /v1/info HTTP/1.1\r\nHost: composure\r\n")
+        .await
+        .unwrap();
+    let before = tokio::time::Instant::now();
+    let answer = read_to_close(&mut half).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(
+        before.elapsed() >= Duration::from_secs(10),
+        "the header timeout is 10 s"
+    );
+
+    let mut trickle = tokio::net::UnixStream::connect(&daemon.socket)
+        .await
+        .unwrap();
+    trickle
+        .write_all(
+            b"PUT /v1/projects/shop HTTP/1.1\r\nHost: composure\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"proj",
+        )
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut trickle).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 30 s"), "{answer}");
+
+    // The daemon serves on.
+    daemon.client.info().await.unwrap();
+    daemon.stop().await;
+}
+
+/// Past 256 connections, more wait for a place (in the socket's backlog) instead of
+/// taking the daemon's file descriptors; connections that send nothing give theirs up
+/// after the header timeout.
+#[tokio::test(start_paused = true)]
+async fn connections_past_the_cap_wait_for_a_place() {
+    let daemon = Daemon::start().await;
+    let mut idle = Vec::new();
+    for _ in 0..256 {
+        idle.push(
+            tokio::net::UnixStream::connect(&daemon.socket)
+                .await
+                .unwrap(),
+        );
+    }
+    // A new client: the harness's own has a connection from before, kept alive.
+    let fresh = composure_api::Client::new(&daemon.socket);
+    let before = tokio::time::Instant::now();
+    fresh.info().await.unwrap();
+    assert!(
+        before.elapsed() >= Duration::from_secs(10),
+        "served at once past the cap"
+    );
+    for stream in &mut idle {
+        assert!(read_to_close(stream).await.is_empty());
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_limit_is_a_413() {
+    let daemon = Daemon::start().await;
+    let big = "x".repeat(17 * 1024 * 1024);
+    let err = daemon
+        .client
+        .put_project(
+            "shop",
+            &composure_api::PutProject {
+                project: json!({"name": "shop", "services": {}, "pad": big}),
+                working_dir: "/srv/app".into(),
+                files: Vec::new(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(413), "{err}");
+    assert!(err.to_string().contains("over 16 MiB"), "{err}");
+    daemon.stop().await;
+}
+
+/// A replay longer than a page (256 events) comes whole, in order and none twice, and a
+/// follower goes on with live events from where the pages ended.
+#[tokio::test(start_paused = true)]
+async fn a_long_event_replay_comes_in_pages_in_order() {
+    let daemon = Daemon::start().await;
+    let yaml = "
+services:
+  web:
+    image: demo
+    deploy:
+      replicas: 80
+";
+    daemon.up("big", yaml).await;
+    daemon.wait_running("big").await;
+    let all = EventsQuery {
+        project: Some("big".into()),
+        since: None,
+        follow: false,
+    };
+    let events: Vec<_> = daemon
+        .client
+        .events(&all)
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(events.len() > 300, "{} events", events.len());
+    assert!(events.windows(2).all(|w| w[0].revision < w[1].revision));
+    // From the middle of a page.
+    let from = events[100].revision;
+    let rest: Vec<_> = daemon
+        .client
+        .events(&EventsQuery {
+            since: Some(from),
+            ..all.clone()
+        })
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rest.len(), events.len() - 101);
+    assert_eq!(rest[0].revision, events[101].revision);
+
+    let follow = EventsQuery {
+        follow: true,
+        ..all
+    };
+    let mut stream = daemon.client.events(&follow).await.unwrap();
+    let mut seen = 0;
+    while seen < events.len() {
+        stream.next().await.unwrap().unwrap();
+        seen += 1;
+    }
+    let status = daemon.status("big").await;
+    daemon
+        .sim
+        .crash(&container_id(running(&status, "web", 7).unwrap()), 1)
+        .unwrap();
+    let next = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .expect("a live event")
+        .unwrap()
+        .unwrap();
+    assert!(next.revision > events.last().unwrap().revision);
     daemon.stop().await;
 }

@@ -175,6 +175,13 @@ impl SimRuntime {
         self.shared.changed.send_modify(|n| *n += 1);
     }
 
+    /// The engine hangs (`true`) or answers again (`false`): while it hangs, `ping` does
+    /// not answer (as a frozen `dockerd` accepts the connection and says nothing).
+    pub fn engine_frozen(&self, frozen: bool) {
+        self.state().frozen = frozen;
+        self.shared.changed.send_modify(|n| *n += 1);
+    }
+
     /// The container writes `line` to its standard output.
     pub fn emit_log(&self, id: &str, line: &str) -> Result<()> {
         self.emit(id, LogStream::Stdout, line)
@@ -272,6 +279,12 @@ fn system_now() -> u64 {
 #[async_trait]
 impl Runtime for SimRuntime {
     async fn ping(&self) -> Result<RuntimeInfo> {
+        let mut changed = self.shared.changed.subscribe();
+        while self.state().frozen {
+            if changed.changed().await.is_err() {
+                break;
+            }
+        }
         self.call(|_| {
             let info = RuntimeInfo {
                 name: "composure-sim".to_owned(),

@@ -22,6 +22,11 @@ pub(crate) enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    TooSlow(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl ApiError {
@@ -36,6 +41,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }

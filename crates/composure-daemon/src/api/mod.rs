@@ -3,6 +3,7 @@
 mod error;
 mod projects;
 mod rollouts;
+mod server;
 mod streams;
 mod views;
 
@@ -13,10 +14,12 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
-use composure_api::{EngineInfo, Info};
+use composure_api::Info;
 use serde::de::DeserializeOwned;
 
 pub(crate) use error::ApiError;
+pub(crate) use server::serve;
+pub(crate) use streams::REPLAY_READS;
 
 use crate::shared::Shared;
 
@@ -50,14 +53,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Answers at once: the engine's state is the background check's (see `engine`).
 async fn info(State(shared): State<Arc<Shared>>) -> Result<Json<Info>, ApiError> {
-    let engine = shared.runtime.ping().await?;
     Ok(Json(Info {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        engine: EngineInfo {
-            name: engine.name,
-            version: engine.version,
-        },
+        engine: shared.engine.seen(),
         data_dir: shared.data_dir.display().to_string(),
         store: shared.store.describe(),
         node: shared.node.0.clone(),

@@ -13,7 +13,7 @@ use composure_api::ndjson::encode_line;
 use composure_api::{EventsQuery, LogEntry, LogStream, LogsQuery};
 use composure_core::{DesiredState, Task};
 use composure_runtime::LogStream as RuntimeStream;
-use composure_store::{Store, StoredEvent};
+use composure_store::StoredEvent;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -87,7 +87,8 @@ pub(super) async fn logs(
     Ok(ndjson_response(&shared, entries))
 }
 
-/// Events after `since` from the store, then live ones as they are recorded.
+/// Events after `since` from the store, page by page as the client reads them (a replay
+/// holds one page in memory, however long the log), then live ones as they are recorded.
 pub(super) async fn events(
     State(shared): State<Arc<Shared>>,
     query: Result<Query<EventsQuery>, QueryRejection>,
@@ -95,42 +96,45 @@ pub(super) async fn events(
     let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
     // Subscribe before reading history: an event recorded in between is in one or the
     // other (or both, and then skipped by revision).
-    let live = shared.events.subscribe();
-    let since = query.since.unwrap_or(0);
-    let history = shared
-        .store
-        .events_since(since, query.project.as_deref())
-        .await?;
-    let last = history.last().map_or(since, |e| e.revision);
-    let history = stream::iter(history).boxed();
-    let events = if query.follow {
-        let watch = Watch {
-            live,
-            store: shared.store.clone(),
-            project: query.project,
-            last,
-        };
-        history.chain(watch.into_stream()).boxed()
-    } else {
-        history
+    let live = query.follow.then(|| shared.events.subscribe());
+    let mut feed = Feed {
+        shared: shared.clone(),
+        project: query.project,
+        last: query.since.unwrap_or(0),
+        live,
+        replaying: true,
+        first: None,
     };
-    Ok(ndjson_response(&shared, events.map(event_view).boxed()))
+    // The first page is read now, so that a store that fails is an error status rather
+    // than a stream cut short.
+    feed.first = Some(feed.page().await?);
+    Ok(ndjson_response(
+        &shared,
+        feed.into_stream().map(event_view).boxed(),
+    ))
 }
 
-/// Live events for one watcher, in revision order, none twice.
-struct Watch {
-    live: broadcast::Receiver<StoredEvent>,
-    store: Arc<Store>,
+/// One client's events: the log from the store, page by page, then (when following) live
+/// events, in revision order and none twice. A follower that falls behind the live
+/// broadcast goes back to reading pages until it has caught up.
+struct Feed {
+    shared: Arc<Shared>,
     project: Option<String>,
     /// The revision of the last event sent.
     last: u64,
+    /// Live events; `None` when not following.
+    live: Option<broadcast::Receiver<StoredEvent>>,
+    /// Reading the store's pages (at first, and after falling behind).
+    replaying: bool,
+    /// The first page, read before the answer started.
+    first: Option<Vec<StoredEvent>>,
 }
 
-impl Watch {
+impl Feed {
     fn into_stream(self) -> BoxStream<'static, StoredEvent> {
-        stream::unfold(self, |mut watch| async move {
-            let batch = watch.next_batch().await?;
-            Some((stream::iter(batch), watch))
+        stream::unfold(self, |mut feed| async move {
+            let batch = feed.next_batch().await?;
+            Some((stream::iter(batch), feed))
         })
         .flatten()
         .boxed()
@@ -138,7 +142,26 @@ impl Watch {
 
     async fn next_batch(&mut self) -> Option<Vec<StoredEvent>> {
         loop {
-            match self.live.recv().await {
+            if self.replaying {
+                let page = match self.first.take() {
+                    Some(page) => page,
+                    None => match self.page().await {
+                        Ok(page) => page,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "event stream cut short: the store failed");
+                            return None;
+                        }
+                    },
+                };
+                if !page.is_empty() {
+                    return Some(page);
+                }
+                // Caught up with the store.
+                self.live.as_ref()?;
+                self.replaying = false;
+            }
+            let live = self.live.as_mut()?;
+            match live.recv().await {
                 Ok(event) => {
                     if event.revision <= self.last {
                         continue;
@@ -148,23 +171,38 @@ impl Watch {
                         return Some(vec![event]);
                     }
                 }
-                // Fell behind the broadcast: catch up from the store.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let missed = self
-                        .store
-                        .events_since(self.last, self.project.as_deref())
-                        .await
-                        .ok()?;
-                    if let Some(event) = missed.last() {
-                        self.last = event.revision;
-                        return Some(missed);
-                    }
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
+
+    /// The next page of the log after `last`. At most [`REPLAY_READS`] pages are read at
+    /// once in the whole daemon, so that replays cannot crowd the controllers out of the
+    /// store.
+    async fn page(&mut self) -> Result<Vec<StoredEvent>, ApiError> {
+        let _permit = self
+            .shared
+            .replay_reads
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable("the daemon is stopping".to_string()))?;
+        let page = self
+            .shared
+            .store
+            .events_page(self.last, self.project.as_deref(), REPLAY_PAGE)
+            .await?;
+        if let Some(event) = page.last() {
+            self.last = event.revision;
+        }
+        Ok(page)
+    }
 }
+
+/// Events per page of a replay: about 100 KB.
+const REPLAY_PAGE: usize = 256;
+/// Pages read from the store at once, by every replay together.
+pub(crate) const REPLAY_READS: usize = 4;
 
 /// A stream of values as an NDJSON response body that ends when the daemon shuts down.
 fn ndjson_response<T: Serialize + Send + 'static>(

@@ -50,6 +50,8 @@ pub(crate) struct Network {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) down: bool,
+    /// `ping` does not answer (see `SimRuntime::engine_frozen`).
+    pub(crate) frozen: bool,
     next_container: u64,
     next_network: u32,
     /// By id, in creation order.

@@ -24,7 +24,11 @@ impl Daemon {
 
     /// A daemon started with `args` added (e.g. `--etcd-endpoints`).
     pub fn start_with(args: &[String]) -> anyhow::Result<Daemon> {
-        let bin = composure_bin()?;
+        Daemon::start_bin(composure_bin()?, args)
+    }
+
+    /// A daemon of another `composure` binary (a build of an older commit, to compare).
+    pub fn start_bin(bin: PathBuf, args: &[String]) -> anyhow::Result<Daemon> {
         let dir = tempfile::Builder::new()
             .prefix("composure-bench-")
             .tempdir()

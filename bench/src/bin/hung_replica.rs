@@ -40,7 +40,13 @@ fn composure_file(port: u16, timeout: &str) -> String {
   web:
     image: {IMAGE}
     command: ["web", "--port", "8080"]
-    ports: ["127.0.0.1:{port}:8080"]
+    # Long syntax with `app_protocol: http`: the proxy serves HTTP (a short-syntax port is
+    # relayed as TCP, where there is no response to time).
+    ports:
+      - target: 8080
+        published: "{port}"
+        host_ip: 127.0.0.1
+        app_protocol: http
     deploy:
       replicas: {REPLICAS}
     healthcheck:

@@ -20,6 +20,14 @@ pub enum StoreError {
     },
     #[error("state database error")]
     Database(#[from] rusqlite::Error),
+    /// The SQLite file is damaged (or is not a database at all).
+    #[error(
+        "the state database {path} is damaged ({detail}). The daemon will not start on it, and \
+         the running containers are left alone. Stop here and restore a backup of the data \
+         directory: put the copy at {path} and remove {path}-wal and {path}-shm beside it \
+         (see \"Backup and restore\" in docs/engine.md); keep the damaged file for a report"
+    )]
+    Corrupt { path: PathBuf, detail: String },
     #[error("the stored {what} `{key}` cannot be written or read as JSON")]
     Json {
         what: &'static str,

@@ -1616,3 +1616,40 @@ async fn a_version_1_database_is_brought_up_to_date() {
         .unwrap();
     assert!(store.rollout("shop", "web").await.unwrap().is_some());
 }
+
+/// Issue 14, item 3: a corrupt `state.db` stopped the daemon with "database disk image is
+/// malformed" and no hint of what to do.
+#[tokio::test]
+async fn a_damaged_database_is_refused_with_what_to_do() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let err = SqliteKv::open(&garbage).map(|_| ()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+
+    // A real database with pages overwritten in the middle.
+    let path = dir.path().join("state.db");
+    {
+        let store = Store::new(Arc::new(SqliteKv::open(&path).unwrap()));
+        for n in 0..200 {
+            store
+                .append_event(&event("app", &format!("k{n}")))
+                .await
+                .unwrap();
+        }
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = file.metadata().unwrap().len();
+    assert!(len > 4 * 4096, "{len}");
+    file.seek(SeekFrom::Start(2 * 4096)).unwrap();
+    file.write_all(&vec![0xa5; 2 * 4096]).unwrap();
+    drop(file);
+    let err = SqliteKv::open(&path).map(|_| ()).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(message.contains("is damaged"), "{message}");
+    assert!(message.contains("restore a backup"), "{message}");
+    assert!(message.contains("Backup and restore"), "{message}");
+}

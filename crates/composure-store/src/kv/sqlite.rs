@@ -48,7 +48,27 @@ pub struct SqliteKv {
 impl SqliteKv {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date,
     /// migrating a file of an older Composure in place.
+    /// Opens (creating it if needed) and migrates the database at `path`. A damaged file is
+    /// [`StoreError::Corrupt`], with what to do about it.
     pub fn open(path: &Path) -> Result<SqliteKv, StoreError> {
+        let kv = SqliteKv::open_unchecked(path).map_err(|err| corrupt_or(path, err))?;
+        // Cheap (it checks pages, not indexes against tables), and it finds a damaged
+        // file at the start rather than at the first read that hits the damage.
+        let report = {
+            let conn = kv.conn();
+            conn.query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0))
+                .map_err(|err| corrupt_or(path, StoreError::Database(err)))?
+        };
+        if report != "ok" {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: report,
+            });
+        }
+        Ok(kv)
+    }
+
+    fn open_unchecked(path: &Path) -> Result<SqliteKv, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -192,6 +212,23 @@ impl SqliteKv {
     /// The logged changes under `prefix` after `after`, or `Compacted`.
     fn log_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>, KvError> {
         log_since(&self.conn(), prefix, after)
+    }
+}
+
+/// `err`, or [`StoreError::Corrupt`] when SQLite says the file is damaged or not a database.
+fn corrupt_or(path: &Path, err: StoreError) -> StoreError {
+    let source = match &err {
+        StoreError::Open { source, .. } | StoreError::Database(source) => source,
+        _ => return err,
+    };
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: source.to_string(),
+            }
+        }
+        _ => err,
     }
 }
 

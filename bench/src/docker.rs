@@ -70,6 +70,29 @@ pub fn crash(pid: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs demo-app's web server in a container of its own: named `name`, labelled `label`
+/// (`key=value`), with Docker's restart `policy`, its port 8080 published on
+/// 127.0.0.1:`port`. Returns the container's id.
+pub fn run_web(name: &str, label: &str, policy: &str, port: u16) -> anyhow::Result<String> {
+    let publish = format!("127.0.0.1:{port}:8080");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        label,
+        "--restart",
+        policy,
+        "-p",
+        &publish,
+        crate::env::IMAGE,
+        "web",
+        "--port",
+        "8080",
+    ])
+}
+
 /// Removes, when dropped, everything with a label: the containers a benchmark ran itself.
 #[derive(Debug)]
 pub struct LabelGuard(pub String);

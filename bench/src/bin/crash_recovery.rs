@@ -234,23 +234,7 @@ fn main() -> anyhow::Result<()> {
         for i in 0..INSTANCES {
             let port = free_port()?;
             let name = format!("{run}-{policy}-{:02}", i + 1);
-            let publish = format!("127.0.0.1:{port}:8080");
-            let id = docker::docker(&[
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "--label",
-                &label,
-                "--restart",
-                policy,
-                "-p",
-                &publish,
-                IMAGE,
-                "web",
-                "--port",
-                "8080",
-            ])?;
+            let id = docker::run_web(&name, &label, policy, port)?;
             sides[s + 1].push(Instance {
                 side,
                 port,

@@ -141,24 +141,12 @@ fn main() -> anyhow::Result<()> {
     let mut backends = Vec::new();
     for i in 0..REPLICAS {
         let backend = free_port()?;
-        let publish = format!("127.0.0.1:{backend}:8080");
-        let name = format!("{run}-docker-{}", i + 1);
-        docker::docker(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
+        docker::run_web(
+            &format!("{run}-docker-{}", i + 1),
             &label,
-            "--restart",
             "always",
-            "-p",
-            &publish,
-            IMAGE,
-            "web",
-            "--port",
-            "8080",
-        ])?;
+            backend,
+        )?;
         backends.push(backend);
     }
     for backend in &backends {

@@ -1405,3 +1405,53 @@ services:
     assert!(next.revision > events.last().unwrap().revision);
     daemon.stop().await;
 }
+
+/// The ids of the project's running containers, sorted.
+async fn running_ids(daemon: &Daemon, project: &str) -> Vec<String> {
+    let mut ids: Vec<String> = daemon
+        .containers(project)
+        .await
+        .into_iter()
+        .filter(|c| c.status == composure_runtime::ContainerStatus::Running)
+        .map(|c| c.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn remove_store(dir: &std::path::Path) {
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(dir.join("data").join(name));
+    }
+}
+
+/// Issue 14, item 3: with `state.db` deleted, every running container was removed
+/// ("belongs to no task") before any replacement was created.
+#[tokio::test(start_paused = true)]
+async fn a_lost_store_adopts_the_running_containers_instead_of_replacing_them() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    daemon.wait_running("shop").await;
+    let before = running_ids(&daemon, "shop").await;
+    assert_eq!(before.len(), 3);
+    let (dir, sim) = daemon.stop().await;
+    remove_store(dir.path());
+
+    let daemon = Daemon::start_on(dir, sim).await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    assert_eq!(
+        running_ids(&daemon, "shop").await,
+        before,
+        "a container was replaced"
+    );
+    assert_eq!(current(&status, "web").len(), 2);
+    let events = daemon.events("shop").await;
+    let adopted = events
+        .iter()
+        .filter(|e| e.kind == "adopted" && e.task.is_some())
+        .count();
+    assert_eq!(adopted, 3, "{events:?}");
+    assert!(!events.iter().any(|e| e.kind == "removed"), "{events:?}");
+    daemon.stop().await;
+}

@@ -4,6 +4,7 @@
 //! and events are only hints.
 
 mod accepting;
+mod adopt;
 mod observe;
 mod pass;
 mod remove;

@@ -17,6 +17,7 @@ use composure_runtime::{ContainerInfo, RuntimeError};
 use composure_store::{Guard, StoreError};
 use indexmap::IndexMap;
 
+use super::adopt;
 use super::observe::{self, container_of};
 use super::rollout::PreparedRollout;
 use super::steps::free_name;
@@ -223,6 +224,7 @@ impl Controller {
                     .record(NewEvent::task(task, kind, message));
             }
         }
+        self.adopt_unknown(work).await?;
         if !self.adopted {
             self.adopted = true;
             let running = work
@@ -237,6 +239,37 @@ impl Controller {
                     format!("adopted {running} running container(s)"),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Records the running containers that no stored task knows as tasks of their slots
+    /// (see [`adopt`]), so that a lost or restored store restarts nothing.
+    async fn adopt_unknown(&mut self, work: &mut Work) -> Result<(), PassError> {
+        let busy = |id: &str| work.steps.container_busy(id);
+        let adopted = adopt::adoptable(
+            &self.name,
+            &work.tasks,
+            &work.containers,
+            &work.specs,
+            &busy,
+            &self.shared.node,
+            work.now,
+        );
+        if adopted.is_empty() {
+            return Ok(());
+        }
+        self.shared.store.put_tasks(&adopted, &self.guard).await?;
+        for task in adopted {
+            let message = format!(
+                "slot {}: container {} had no task in the store (lost or restored): adopted",
+                task.slot,
+                task.container_name.as_deref().unwrap_or("?")
+            );
+            self.shared
+                .events
+                .record(NewEvent::task(&task, "adopted", message));
+            work.tasks.push(task);
         }
         Ok(())
     }

@@ -457,7 +457,7 @@ impl Controller {
         }
         for new in &plan.create {
             let mut task = Task::new(
-                new_task_id(&mut self.rng),
+                new_task_id(&mut self.rng, &work.tasks),
                 &self.name,
                 &spec.name,
                 new.slot,
@@ -651,6 +651,14 @@ fn slot_stopping(work: &Work, task: &Task) -> bool {
 const RETRY_MS: u64 = 1_000;
 
 /// A task id: 16 random hex digits, unique for the life of a store in practice.
-fn new_task_id(rng: &mut fastrand::Rng) -> TaskId {
-    TaskId(format!("{:016x}", rng.u64(..)))
+/// A task id that no task of the project has. With a random seed a collision is all but
+/// impossible; with a fixed one (tests, a replayed run) a restarted daemon draws the ids of
+/// the run before, and a task recorded under one of them would replace another.
+fn new_task_id(rng: &mut fastrand::Rng, tasks: &[Task]) -> TaskId {
+    loop {
+        let id = TaskId(format!("{:016x}", rng.u64(..)));
+        if !tasks.iter().any(|t| t.id == id) {
+            return id;
+        }
+    }
 }

@@ -1455,3 +1455,60 @@ async fn a_lost_store_adopts_the_running_containers_instead_of_replacing_them() 
     assert!(!events.iter().any(|e| e.kind == "removed"), "{events:?}");
     daemon.stop().await;
 }
+
+fn copy_store(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), to.join(name)).unwrap();
+        }
+    }
+}
+
+/// An older backup put back: its task whose container ended is replaced by the container
+/// of the task it never knew, which is adopted; nothing is recreated.
+#[tokio::test(start_paused = true)]
+async fn a_restored_backup_adopts_the_containers_it_does_not_know() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    daemon.wait_running("shop").await;
+    let (dir, sim) = daemon.stop().await;
+    let data = dir.path().join("data");
+    let backup = dir.path().join("backup");
+    copy_store(&data, &backup);
+
+    // After the backup, web's slot 1 crashes and a new task takes it.
+    let daemon = Daemon::start_on(dir, sim).await;
+    let status = daemon.wait_running("shop").await;
+    let old = running(&status, "web", 1).unwrap().clone();
+    daemon.sim.crash(&container_id(&old), 1).unwrap();
+    let status = daemon
+        .wait_status("shop", "slot 1 to run a new task", |s| {
+            running(s, "web", 1).is_some_and(|t| t.id != old.id)
+        })
+        .await;
+    let new = running(&status, "web", 1).unwrap().clone();
+    let before = running_ids(&daemon, "shop").await;
+    let (dir, sim) = daemon.stop().await;
+
+    remove_store(dir.path());
+    copy_store(&backup, &data);
+    let daemon = Daemon::start_on(dir, sim).await;
+    let status = daemon
+        .wait_status("shop", "slot 1 to run the adopted task", |s| {
+            running(s, "web", 1).is_some_and(|t| t.id == new.id)
+        })
+        .await;
+    assert_eq!(
+        running(&status, "web", 1).unwrap().container_id,
+        new.container_id
+    );
+    let status = daemon.wait_running("shop").await;
+    assert_eq!(current(&status, "web").len(), 2);
+    assert_eq!(
+        running_ids(&daemon, "shop").await,
+        before,
+        "a container was replaced"
+    );
+    daemon.stop().await;
+}

@@ -217,6 +217,46 @@ fn a_killed_daemon_adopts_running_containers() {
     assert_eq!(p.containers().len(), before.len(), "no extra containers");
 }
 
+/// Issue 14, item 3: with `state.db` gone, every running container was removed before any
+/// replacement was created. Now `up` again (the documented recovery) adopts them.
+#[test]
+fn a_lost_store_is_recovered_by_up_again_without_a_restart() {
+    ensure_image();
+    // The store on disk is what is lost here.
+    let mut daemon = Daemon::start_with(None, &[]);
+    let p = Project::new("lost", &daemon, WEB_AND_KV);
+    p.ok(&["up", "--wait-timeout", "90"]);
+    let mut before: Vec<String> = p.tasks(false).iter().map(container_of).collect();
+    before.sort();
+    let started: Vec<String> = before
+        .iter()
+        .map(|id| inspect(id, "{{.State.StartedAt}}"))
+        .collect();
+
+    daemon.kill();
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(daemon.dir.path().join("data").join(name));
+    }
+    daemon.restart();
+    p.ok(&["up", "--wait-timeout", "90"]);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < deadline {
+        let mut now: Vec<String> = p.tasks(false).iter().map(container_of).collect();
+        now.sort();
+        assert_eq!(now, before, "daemon log:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let restarted: Vec<String> = before
+        .iter()
+        .map(|id| inspect(id, "{{.State.StartedAt}}"))
+        .collect();
+    assert_eq!(started, restarted, "containers were restarted");
+    assert_eq!(p.containers().len(), before.len(), "no extra containers");
+    let events = p.ok(&["events", "--no-follow", "--format", "json"]);
+    assert!(events.contains("\"adopted\""), "{events}");
+}
+
 #[test]
 fn scale_up_and_down() {
     ensure_image();

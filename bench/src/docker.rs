@@ -93,6 +93,28 @@ pub fn run_web(name: &str, label: &str, policy: &str, port: u16) -> anyhow::Resu
     ])
 }
 
+/// `replicas` containers of demo-app's web server with `--restart always`, named
+/// `<run>-docker-<n>` and labelled `label`, each on a free port of its own; returns the ports
+/// once each answers (within `timeout`). What people put behind nginx without an
+/// orchestrator.
+pub fn run_web_replicas(
+    run: &str,
+    label: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<u16>> {
+    let mut ports = Vec::new();
+    for i in 0..replicas {
+        let port = crate::env::free_port()?;
+        run_web(&format!("{run}-docker-{}", i + 1), label, "always", port)?;
+        ports.push(port);
+    }
+    for port in &ports {
+        crate::http::wait_serving(crate::http::local(*port), "/", |_| true, timeout)?;
+    }
+    Ok(ports)
+}
+
 /// Removes, when dropped, everything with a label: the containers a benchmark ran itself.
 #[derive(Debug)]
 pub struct LabelGuard(pub String);

@@ -138,20 +138,7 @@ fn main() -> anyhow::Result<()> {
     }
     let label = format!("composure.bench={run}");
     let _guard = LabelGuard(label.clone());
-    let mut backends = Vec::new();
-    for i in 0..REPLICAS {
-        let backend = free_port()?;
-        docker::run_web(
-            &format!("{run}-docker-{}", i + 1),
-            &label,
-            "always",
-            backend,
-        )?;
-        backends.push(backend);
-    }
-    for backend in &backends {
-        http::wait_serving(http::local(*backend), "/", |_| true, READY_TIMEOUT)?;
-    }
+    let backends = docker::run_web_replicas(&run, &label, REPLICAS, READY_TIMEOUT)?;
     let nginx_port = free_port()?;
     let anchor = Nginx::start(1, &nginx_conf(nginx_port, &backends))?;
     contenders.push(Contender {

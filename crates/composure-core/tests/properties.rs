@@ -816,6 +816,29 @@ proptest! {
         }
     }
 
+    /// No delay ever exceeds max(policy delay, backoff max) nor goes under the policy delay;
+    /// a first start waits for nothing.
+    #[test]
+    fn restart_delays_are_bounded(
+        restart in policy(),
+        backoff in backoff(),
+        attempt in 0u32..64,
+        random in 0.0f64..1.0,
+    ) {
+        let delay = composure_core::restart_delay(&restart, &backoff, attempt, random);
+        prop_assert!(delay <= restart.delay_ms.max(backoff.max_ms));
+        if attempt == 0 {
+            prop_assert_eq!(delay, 0);
+        } else {
+            prop_assert!(delay >= restart.delay_ms);
+        }
+    }
+}
+
+proptest! {
+    // Each case simulates minutes of a storm in 100 ms steps: fewer cases than above.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
     /// A kill storm: a running replica of 3 (ready or not) is killed every `period`, from
     /// every second to every 3 s, as in the attack run. Replicas that served come
     /// back without backoff, and whenever none is ready one slot is on its way, so the
@@ -866,23 +889,5 @@ proptest! {
         // `period`, so a hole can only last for as long as a start plus that.
         let bound = Backoff::default().ready_ms + 3 * tick;
         prop_assert!(longest <= bound, "no replica ready for {longest} ms (period {period} ms)");
-    }
-
-    /// No delay ever exceeds max(policy delay, backoff max) nor goes under the policy delay;
-    /// a first start waits for nothing.
-    #[test]
-    fn restart_delays_are_bounded(
-        restart in policy(),
-        backoff in backoff(),
-        attempt in 0u32..64,
-        random in 0.0f64..1.0,
-    ) {
-        let delay = composure_core::restart_delay(&restart, &backoff, attempt, random);
-        prop_assert!(delay <= restart.delay_ms.max(backoff.max_ms));
-        if attempt == 0 {
-            prop_assert_eq!(delay, 0);
-        } else {
-            prop_assert!(delay >= restart.delay_ms);
-        }
     }
 }

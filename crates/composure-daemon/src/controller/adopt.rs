@@ -37,12 +37,16 @@ pub(crate) fn adoptable(
     let mut candidates: Vec<(&ContainerInfo, Task)> = containers
         .iter()
         .filter(|c| matches!(c.status, ContainerStatus::Running) && !busy(&c.id))
+        // Nearly always every container's task is known: only the others are looked at.
+        .filter(|c| {
+            c.labels
+                .get(labels::TASK)
+                .is_some_and(|id| !known.contains(id.as_str()))
+        })
         .filter_map(|c| Some((c, task_of(project, c, node, now)?)))
         .filter(|(_, t)| {
             specs.get(&t.service).is_some_and(|spec| {
-                !known.contains(t.id.0.as_str())
-                    && (1..=spec.replicas).contains(&t.slot)
-                    && !occupied(&t.service, t.slot)
+                (1..=spec.replicas).contains(&t.slot) && !occupied(&t.service, t.slot)
             })
         })
         .collect();

@@ -73,7 +73,7 @@ impl State {
         let set = endpoints(service, *target, tasks, containers);
         match self.upstreams.get(&key) {
             Some(entry) => {
-                if entry.upstream.config().response_timeout != config.response_timeout {
+                if **entry.upstream.config() != config {
                     entry.upstream.set_config(config);
                 }
                 entry.tx.send_if_modified(|current| {

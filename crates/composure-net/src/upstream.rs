@@ -13,7 +13,7 @@ use crate::backend::{Backend, BackendMetrics, Ejection, Lease};
 use crate::endpoints::Endpoints;
 
 /// How an [`Upstream`] balances, retries and ejects.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// Backends tried for one connection or request when connecting fails (each a
     /// different one); at least 1.
@@ -63,7 +63,7 @@ impl UpstreamConfig {
 }
 
 /// `x-composure.response_timeout`: a duration, or 0 for no limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseTimeout(pub Duration);
 
 impl ResponseTimeout {

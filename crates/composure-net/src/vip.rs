@@ -246,7 +246,7 @@ impl Vip {
             );
             let upstream = config.upstream_config();
             if let Some(served) = self.ports.get(&port) {
-                if served.upstream.config().response_timeout != upstream.response_timeout {
+                if **served.upstream.config() != upstream {
                     served.upstream.set_config(upstream);
                 }
                 served.tx.send_replace(set);

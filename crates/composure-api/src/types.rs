@@ -52,16 +52,6 @@ pub enum EngineState {
     Unknown,
 }
 
-impl EngineState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineState::Up => "up",
-            EngineState::Down => "down",
-            EngineState::Unknown => "unknown",
-        }
-    }
-}
-
 /// `PUT /v1/projects/{name}`: the desired state of a project.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PutProject {

@@ -178,6 +178,30 @@ fn a_container_removed_by_hand_is_recreated() {
     });
 }
 
+/// The project's containers (`before`, sorted, started at `started`) stay the very same
+/// for `watch`: none replaced, none restarted, none added.
+fn assert_nothing_restarted(
+    p: &Project,
+    daemon: &Daemon,
+    before: &[String],
+    started: &[String],
+    watch: Duration,
+) {
+    let deadline = std::time::Instant::now() + watch;
+    while std::time::Instant::now() < deadline {
+        let mut now: Vec<String> = p.tasks(false).iter().map(container_of).collect();
+        now.sort();
+        assert_eq!(now, before, "daemon log:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let restarted: Vec<String> = before
+        .iter()
+        .map(|id| inspect(id, "{{.State.StartedAt}}"))
+        .collect();
+    assert_eq!(started, restarted, "containers were restarted");
+    assert_eq!(p.containers().len(), before.len(), "no extra containers");
+}
+
 #[test]
 fn a_killed_daemon_adopts_running_containers() {
     ensure_image();
@@ -202,19 +226,7 @@ fn a_killed_daemon_adopts_running_containers() {
 
     // The restarted daemon reports the same containers, and over several resync periods
     // creates nothing new and restarts nothing.
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    while std::time::Instant::now() < deadline {
-        let mut now: Vec<String> = p.tasks(false).iter().map(container_of).collect();
-        now.sort();
-        assert_eq!(now, before, "daemon log:\n{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let restarted: Vec<String> = before
-        .iter()
-        .map(|id| inspect(id, "{{.State.StartedAt}}"))
-        .collect();
-    assert_eq!(started, restarted, "containers were restarted");
-    assert_eq!(p.containers().len(), before.len(), "no extra containers");
+    assert_nothing_restarted(&p, &daemon, &before, &started, Duration::from_secs(8));
 }
 
 /// Issue 14, item 3: with `state.db` gone, every running container was removed before any
@@ -240,19 +252,7 @@ fn a_lost_store_is_recovered_by_up_again_without_a_restart() {
     daemon.restart();
     p.ok(&["up", "--wait-timeout", "90"]);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(6);
-    while std::time::Instant::now() < deadline {
-        let mut now: Vec<String> = p.tasks(false).iter().map(container_of).collect();
-        now.sort();
-        assert_eq!(now, before, "daemon log:\n{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let restarted: Vec<String> = before
-        .iter()
-        .map(|id| inspect(id, "{{.State.StartedAt}}"))
-        .collect();
-    assert_eq!(started, restarted, "containers were restarted");
-    assert_eq!(p.containers().len(), before.len(), "no extra containers");
+    assert_nothing_restarted(&p, &daemon, &before, &started, Duration::from_secs(6));
     let events = p.ok(&["events", "--no-follow", "--format", "json"]);
     assert!(events.contains("\"adopted\""), "{events}");
 }

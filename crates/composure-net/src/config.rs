@@ -4,12 +4,14 @@
 use std::net::SocketAddr;
 
 use composure_compose::model::Port;
+use serde::{Deserialize, Serialize};
 
 use crate::error::NetError;
 use crate::tls::HostCertificate;
 
 /// How a listener handles its connections.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// L4: each connection is relayed byte for byte to one backend.
     #[default]
@@ -23,7 +25,8 @@ pub enum Protocol {
 }
 
 /// What a listener binds: a TCP and a UDP listener may share an address and port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Tcp,
     Udp,
@@ -101,7 +104,7 @@ impl Protocol {
 }
 
 /// One routing rule of a listener, naming its service.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteConfig {
     /// `example.com`, `*.example.com`, or `None` for any host (HTTP only).
     pub host: Option<String>,
@@ -126,7 +129,7 @@ impl RouteConfig {
 
 /// One listening address owned by the proxy: a published port, or the routes declared
 /// for one address under `x-composure`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub protocol: Protocol,

@@ -67,11 +67,12 @@
 //! several certificates, each for a host pattern ([`HostCertificate`],
 //! [`HttpProxy::with_certificates`]): the client's server name (SNI) picks the most
 //! specific match, as the router does for `Host`. Files are read when the listener is
-//! built. TCP listeners pass TLS through untouched.
+//! built (a renewed certificate is a new listener config, served on the same socket by
+//! [`ingress`]). TCP listeners pass TLS through untouched.
 //!
 //! # Not covered yet
 //!
-//! Reloading renewed certificates in place, ACME, HTTP/2 to backends, UDP in the VIP
+//! ACME, HTTP/2 to backends, UDP in the VIP
 //! (calls between services), and the PROXY protocol.
 
 mod backend;
@@ -79,10 +80,12 @@ pub mod config;
 mod endpoints;
 mod error;
 mod http;
+pub mod ingress;
 mod listener;
 mod router;
 pub mod routing;
 mod serve;
+mod socket;
 mod tcp;
 mod tls;
 mod udp;
@@ -98,6 +101,7 @@ pub use error::NetError;
 pub use http::{HttpProxy, RouterHandle};
 pub use listener::Listener;
 pub use router::{HostMatch, Route, Router};
+pub use socket::BoundSocket;
 pub use tcp::TcpProxy;
 pub use tls::{HostCertificate, TlsFiles};
 pub use udp::{UdpConfig, UdpProxy};

@@ -8,6 +8,7 @@ use crate::config::{ListenerConfig, Protocol, RouteConfig, Transport};
 use crate::error::NetError;
 use crate::http::{HttpProxy, RouterHandle};
 use crate::router::Router;
+use crate::socket::BoundSocket;
 use crate::tcp::TcpProxy;
 use crate::tls::TlsFiles;
 use crate::udp::UdpProxy;
@@ -30,30 +31,43 @@ impl Listener {
         config: &ListenerConfig,
         upstreams: impl Fn(&RouteConfig) -> Option<Arc<Upstream>>,
     ) -> Result<Self, NetError> {
-        match config.protocol {
-            Protocol::Tcp => {
+        // Checked before binding, so that a bad configuration leaves the port alone.
+        check(config)?;
+        let socket = BoundSocket::bind(config.protocol.transport(), config.addr)?;
+        Self::from_socket(config, socket, upstreams)
+    }
+
+    /// Like [`bind`](Self::bind), on a socket bound already (by this process or another
+    /// that handed it over); it must be of the listener's transport.
+    pub fn from_socket(
+        config: &ListenerConfig,
+        socket: BoundSocket,
+        upstreams: impl Fn(&RouteConfig) -> Option<Arc<Upstream>>,
+    ) -> Result<Self, NetError> {
+        check(config)?;
+        match (config.protocol, socket) {
+            (Protocol::Tcp, BoundSocket::Tcp(listener)) => {
                 let upstream = single_route(config, upstreams)?;
-                Ok(Listener::Tcp(TcpProxy::bind(config.addr, upstream).await?))
+                Ok(Listener::Tcp(TcpProxy::from_std(listener, upstream)?))
             }
-            Protocol::Udp => {
+            (Protocol::Udp, BoundSocket::Udp(socket)) => {
                 let upstream = single_route(config, upstreams)?;
-                Ok(Listener::Udp(UdpProxy::bind(config.addr, upstream).await?))
+                Ok(Listener::Udp(UdpProxy::from_std(socket, upstream)))
             }
-            Protocol::Http => {
-                if config.routes.is_empty() {
-                    return Err(NetError::Config(format!(
-                        "{}: an HTTP listener needs at least one route",
-                        config.addr
-                    )));
-                }
+            (Protocol::Http, BoundSocket::Tcp(listener)) => {
                 let router = Router::from_config(&config.routes, upstreams)?;
-                let proxy = HttpProxy::bind(config.addr, router).await?;
+                let proxy = HttpProxy::from_std(listener, router)?;
                 if config.tls.is_empty() {
                     Ok(Listener::Http(proxy))
                 } else {
                     Ok(Listener::Http(proxy.with_certificates(&config.tls)?))
                 }
             }
+            (protocol, socket) => Err(NetError::Config(format!(
+                "{}: a {} socket cannot serve {protocol:?}",
+                config.addr,
+                socket.transport()
+            ))),
         }
     }
 
@@ -63,6 +77,17 @@ impl Listener {
         match self {
             Listener::Http(p) => Some(p.router()),
             Listener::Tcp(_) | Listener::Udp(_) => None,
+        }
+    }
+
+    /// Cancelling it retires the listener: no more accepting, and HTTP keep-alive
+    /// connections close after their next answer; the shutdown given to
+    /// [`serve_on`](Self::serve_on) ends the rest. `None` for UDP, which only stops.
+    pub fn retirement(&self) -> Option<tokio_util::sync::CancellationToken> {
+        match self {
+            Listener::Tcp(p) => Some(p.retirement()),
+            Listener::Http(p) => Some(p.retirement()),
+            Listener::Udp(_) => None,
         }
     }
 
@@ -109,6 +134,17 @@ impl Listener {
             Listener::Udp(p) => p.serve_on(workers, shutdown).await,
         }
     }
+}
+
+/// What can be checked of a listener's configuration without its upstreams.
+fn check(config: &ListenerConfig) -> Result<(), NetError> {
+    if config.protocol == Protocol::Http && config.routes.is_empty() {
+        return Err(NetError::Config(format!(
+            "{}: an HTTP listener needs at least one route",
+            config.addr
+        )));
+    }
+    Ok(())
 }
 
 /// The upstream of a TCP or UDP listener: exactly one route, without host or path, and

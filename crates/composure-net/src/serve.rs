@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::NetError;
 
@@ -41,14 +42,18 @@ struct Shared<S> {
     open: AtomicUsize,
     closed: Notify,
     stop: watch::Receiver<bool>,
+    /// Accepting ends when this is cancelled.
+    retired: CancellationToken,
 }
 
-/// Accepts on every runtime of `handles` until `shutdown` completes, then stops
-/// accepting, tells the connections to finish, and (if `S` asks for it) waits for them.
+/// Accepts on every runtime of `handles` until `shutdown` completes (or, for accepting
+/// only, until `retired` is cancelled: the connections open go on), then stops accepting,
+/// tells the connections to finish, and (if `S` asks for it) waits for them.
 pub(crate) async fn run<S: Serve>(
     listener: TcpListener,
     handles: Vec<Handle>,
     serve: Arc<S>,
+    retired: CancellationToken,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NetError> {
     let listener = listener.into_std().map_err(NetError::Io)?;
@@ -60,6 +65,7 @@ pub(crate) async fn run<S: Serve>(
         open: AtomicUsize::new(0),
         closed: Notify::new(),
         stop,
+        retired,
     });
     let mut loops = Vec::new();
     for (me, handle) in shared.handles.iter().enumerate() {
@@ -101,6 +107,7 @@ async fn accept_loop<S: Serve>(listener: TcpListener, me: usize, shared: Arc<Sha
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return,
+            () = shared.retired.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => dispatch(stream, peer, me, &shared),
                 Err(e) => accept_failed(e).await,

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
+use crate::config::Transport;
 use crate::error::NetError;
 use crate::serve::{self, Serve};
+use crate::socket::BoundSocket;
 use crate::upstream::Upstream;
 use crate::workers::Workers;
 
@@ -25,14 +28,28 @@ use crate::workers::Workers;
 pub struct TcpProxy {
     listener: TcpListener,
     upstream: Arc<Upstream>,
+    retired: CancellationToken,
 }
 
 impl TcpProxy {
     pub async fn bind(addr: SocketAddr, upstream: Arc<Upstream>) -> Result<Self, NetError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| NetError::Bind { addr, source })?;
-        Ok(TcpProxy { listener, upstream })
+        match BoundSocket::bind(Transport::Tcp, addr)? {
+            BoundSocket::Tcp(listener) => Self::from_std(listener, upstream),
+            BoundSocket::Udp(_) => Err(NetError::Config(format!("{addr}: not a TCP socket"))),
+        }
+    }
+
+    /// Serves a socket bound already (possibly by another process).
+    pub fn from_std(
+        listener: std::net::TcpListener,
+        upstream: Arc<Upstream>,
+    ) -> Result<Self, NetError> {
+        let listener = TcpListener::from_std(listener).map_err(NetError::Io)?;
+        Ok(TcpProxy {
+            listener,
+            upstream,
+            retired: CancellationToken::new(),
+        })
     }
 
     /// The address actually bound (port 0 asks for an ephemeral port).
@@ -40,6 +57,11 @@ impl TcpProxy {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Cancelling it stops accepting; relays go on until they end.
+    pub fn retirement(&self) -> CancellationToken {
+        self.retired.clone()
     }
 
     pub fn upstream(&self) -> &Arc<Upstream> {
@@ -51,7 +73,14 @@ impl TcpProxy {
     /// [`Upstream::drain`] waits for them.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NetError> {
         let relay = Arc::new(Relay(self.upstream));
-        serve::run(self.listener, vec![Handle::current()], relay, shutdown).await
+        serve::run(
+            self.listener,
+            vec![Handle::current()],
+            relay,
+            self.retired,
+            shutdown,
+        )
+        .await
     }
 
     /// Like [`serve`](Self::serve), with the threads of `workers` accepting and relaying.
@@ -61,7 +90,14 @@ impl TcpProxy {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NetError> {
         let relay = Arc::new(Relay(self.upstream));
-        serve::run(self.listener, workers.handles(), relay, shutdown).await
+        serve::run(
+            self.listener,
+            workers.handles(),
+            relay,
+            self.retired,
+            shutdown,
+        )
+        .await
     }
 }
 

@@ -11,12 +11,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use serde::{Deserialize, Serialize};
 
 use crate::error::NetError;
 use crate::router::HostMatch;
 
 /// Where a listener's certificate and key are.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TlsFiles {
     /// The certificate chain, leaf first (PEM).
     pub cert: PathBuf,
@@ -25,7 +26,7 @@ pub struct TlsFiles {
 }
 
 /// A certificate and the names it is served for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostCertificate {
     /// `example.com` or `*.example.com` (see [`HostMatch::parse`]); `None` for every name
     /// no other certificate of the listener claims, and for clients that send no name.

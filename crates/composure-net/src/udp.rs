@@ -17,8 +17,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Lease};
+use crate::config::Transport;
 use crate::error::NetError;
 use crate::serve::stopped;
+use crate::socket::BoundSocket;
 use crate::upstream::Upstream;
 use crate::workers::Workers;
 
@@ -84,15 +86,20 @@ pub struct UdpProxy {
 impl UdpProxy {
     /// Binds `addr`, with the default [`UdpConfig`].
     pub async fn bind(addr: SocketAddr, upstream: Arc<Upstream>) -> Result<Self, NetError> {
-        let bind_error = |source| NetError::Bind { addr, source };
-        let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
-        // Registered with the runtime that serves it, so kept as a plain socket until then.
-        let socket = socket.into_std().map_err(bind_error)?;
-        Ok(UdpProxy {
+        match BoundSocket::bind(Transport::Udp, addr)? {
+            BoundSocket::Udp(socket) => Ok(Self::from_std(socket, upstream)),
+            BoundSocket::Tcp(_) => Err(NetError::Config(format!("{addr}: not a UDP socket"))),
+        }
+    }
+
+    /// Relays on a socket bound already (possibly by another process). It is registered
+    /// with the runtime that serves it, so kept as a plain socket until then.
+    pub fn from_std(socket: std::net::UdpSocket, upstream: Arc<Upstream>) -> Self {
+        UdpProxy {
             socket,
             upstream,
             config: UdpConfig::default(),
-        })
+        }
     }
 
     pub fn with_config(mut self, config: UdpConfig) -> Self {

@@ -21,10 +21,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
+use crate::config::Transport;
 use crate::error::NetError;
 use crate::router::Router;
 use crate::serve::{self, Serve};
+use crate::socket::BoundSocket;
 use crate::tls::{self, HostCertificate, TlsFiles};
 use crate::wake::OnWake;
 use crate::workers::Workers;
@@ -67,6 +70,10 @@ struct Shared {
     router: RouterHandle,
     builder: auto::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
+    /// Once cancelled: no more accepting, and HTTP/1 answers say `Connection: close`, so
+    /// that keep-alive clients move to another listener of the same socket (an ingress
+    /// that took it over) between requests rather than finding their connection closed.
+    retired: CancellationToken,
 }
 
 impl std::fmt::Debug for Shared {
@@ -102,9 +109,15 @@ struct Conn {
 
 impl HttpProxy {
     pub async fn bind(addr: SocketAddr, router: Router) -> Result<Self, NetError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| NetError::Bind { addr, source })?;
+        match BoundSocket::bind(Transport::Tcp, addr)? {
+            BoundSocket::Tcp(listener) => Self::from_std(listener, router),
+            BoundSocket::Udp(_) => Err(NetError::Config(format!("{addr}: not a TCP socket"))),
+        }
+    }
+
+    /// Serves a socket bound already (possibly by another process).
+    pub fn from_std(listener: std::net::TcpListener, router: Router) -> Result<Self, NetError> {
+        let listener = TcpListener::from_std(listener).map_err(NetError::Io)?;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -115,6 +128,7 @@ impl HttpProxy {
             router: RouterHandle(Arc::new(ArcSwap::from_pointee(router))),
             builder,
             tls: None,
+            retired: CancellationToken::new(),
         };
         Ok(HttpProxy {
             listener,
@@ -144,6 +158,12 @@ impl HttpProxy {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Cancelling it retires the listener: it stops accepting, and each connection closes
+    /// after its next answer; [`serve`](Self::serve)'s shutdown ends the rest.
+    pub fn retirement(&self) -> CancellationToken {
+        self.shared.retired.clone()
+    }
+
     pub fn router(&self) -> RouterHandle {
         self.shared.router.clone()
     }
@@ -152,10 +172,12 @@ impl HttpProxy {
     /// connections, lets requests in flight finish and returns once every connection has
     /// closed. Upgraded connections (WebSockets) are not waited for.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NetError> {
+        let retired = self.shared.retired.clone();
         serve::run(
             self.listener,
             vec![Handle::current()],
             Arc::<Shared>::from(self.shared),
+            retired,
             shutdown,
         )
         .await
@@ -168,10 +190,12 @@ impl HttpProxy {
         workers: &Workers,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NetError> {
+        let retired = self.shared.retired.clone();
         serve::run(
             self.listener,
             workers.handles(),
             Arc::<Shared>::from(self.shared),
+            retired,
             shutdown,
         )
         .await
@@ -221,9 +245,20 @@ impl Shared {
             },
             router: Arc::clone(&self.router.0),
         });
-        let service = service_fn(move |req| {
+        let retired = self.retired.clone();
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let conn = Arc::clone(&conn);
-            async move { Ok::<_, Infallible>(forward(req, &conn.router, &conn.client).await) }
+            let retired = retired.clone();
+            async move {
+                let http1 = req.version() < hyper::Version::HTTP_2;
+                let mut response = forward(req, &conn.router, &conn.client).await;
+                if http1 && retired.is_cancelled() {
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         let served = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);

@@ -315,8 +315,10 @@ async fn try_launch(shared: &Shared, launch: Launch) -> Result<(), RuntimeError>
 /// within the stop grace before the stop signal; then the container goes.
 async fn run_shutdown(shared: &Shared, task: &Task, container: &ContainerInfo, grace: Duration) {
     let (project, service) = (task.project.as_str(), task.service.as_str());
-    shared.ingress.withdraw(project, service, &task.id);
-    shared.vips.withdraw(project, service, &task.id).await;
+    tokio::join!(
+        shared.ingress.withdraw(project, service, &task.id),
+        shared.vips.withdraw(project, service, &task.id),
+    );
     let deadline = tokio::time::Instant::now() + grace;
     shared
         .ingress

@@ -16,6 +16,8 @@ pub struct DaemonConfig {
     /// that calls between services follow readiness (see `docs/engine.md`), and what image
     /// the VIPs run.
     pub vips: ServiceVips,
+    /// Where each project's ingress (the proxy on its published ports) runs.
+    pub ingress: IngressHost,
     /// Where the state lives.
     pub store: StoreBackend,
     /// This node as the store knows it.
@@ -30,6 +32,7 @@ impl DaemonConfig {
             data_dir,
             socket,
             vips: ServiceVips::Off,
+            ingress: IngressHost::InProcess,
             store: StoreBackend::Sqlite,
             node: NodeConfig::local(),
         }
@@ -46,6 +49,18 @@ pub enum ServiceVips {
     FromExecutable,
     /// An image that exists already, by tag (tests: the simulator has every image).
     Image(String),
+}
+
+/// Where a project's ingress runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IngressHost {
+    /// In the daemon: its ports close while the daemon is down (tests over the simulator,
+    /// hosts without a host network).
+    #[default]
+    InProcess,
+    /// In a container on the host's network, of the VIPs' image: it outlives the daemon
+    /// and is upgraded in place. Falls back to the daemon when there is no VIP image.
+    Container,
 }
 
 /// The store's backend.

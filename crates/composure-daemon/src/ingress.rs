@@ -1,167 +1,81 @@
-//! Ingress: the daemon's proxy owns every single published port (TCP or UDP) and every
-//! address that `x-composure` routes name, so that the replicas of a service share it and
-//! only ready replicas get traffic.
+//! Ingress: each project's published ports (single TCP or UDP ports) and the addresses its
+//! `x-composure` routes name are served by the project's **ingress**, the proxy of
+//! `composure_net::ingress`, so that the replicas of a service share a port and only ready
+//! replicas get traffic.
+//!
+//! The ingress runs apart from the daemon, so that the data plane outlives the control
+//! plane: a daemon that crashes, restarts or is upgraded leaves every port serving.
+//! [`IngressMode::Container`] runs it as a service of the project as the daemon runs it,
+//! `composure.ingress` (added by [`Ingress::front`]): one container on the host's network,
+//! created, healed, adopted and removed like any other, whose change of image (a daemon
+//! upgrade) rolls start-first with the listening sockets handed over, so no port closes.
+//! [`IngressMode::InProcess`] runs the same loop as a task of the daemon (tests over the
+//! simulator, and hosts without a host network).
 //!
 //! After each reconcile pass the controller calls [`Ingress::sync`] with the project and its
-//! tasks: listeners are opened for new published ports and routed addresses (see
-//! [`listeners`](crate::listeners)) and closed for removed ones, an HTTP listener whose
-//! routes changed gets its new routes in place, and each service's set of ready endpoints
-//! (task, container address, target port) is sent to the proxy. Before a task is stopped
-//! the controller calls [`Ingress::withdraw`] then [`Ingress::drain`]: the replica gets no
-//! new connection or request, and what it has in flight may finish (up to its stop grace)
-//! before the stop signal (for UDP, a session counts as in flight until it goes idle).
+//! tasks: the listeners and each upstream's ready endpoints go to the ingress's config file
+//! (certificates copied beside it), and what it could not serve comes back in its status.
+//! Before a task is stopped the agent calls [`Ingress::withdraw`] then [`Ingress::drain`]:
+//! the replica gets no new connection or request, and what it has in flight may finish (up
+//! to its stop grace) before the stop signal.
 //!
 //! Port ranges (and SCTP ports) stay with the engine, which publishes them itself (see
 //! [`runtime_project`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use composure_compose::model::{Port, Project};
+use composure_compose::model::{Port, Project, Service};
+use composure_compose::names::path_within;
 use composure_core::{DesiredState, Health, Task, TaskId, TaskState};
-use composure_net::routing::Routing;
-use composure_net::{
-    Endpoint, Endpoints, Listener, ListenerConfig, NetError, Protocol, RouteConfig, Router,
-    RouterHandle, Transport, Upstream, UpstreamConfig, Workers,
+use composure_net::ingress::{
+    CONFIG_FILE, IngressConfig, IngressEndpoint, IngressOptions, IngressUpstream, read_status,
 };
+use composure_net::routing::Routing;
+use composure_net::vip::write_json;
+use composure_net::{Endpoint, Endpoints, HostCertificate, ListenerConfig, Protocol, TlsFiles};
 use composure_runtime::ContainerInfo;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+use crate::confirm;
 use crate::listeners;
+use crate::vip::VipImage;
 
-/// One service port behind the proxy: (project, service, target port). A TCP and a UDP
-/// port with the same target share it: the same replicas, drained together.
-type UpstreamKey = (String, String, u16);
-/// What a listener binds: a TCP and a UDP listener may share an address.
-type SocketKey = (Transport, SocketAddr);
+/// The service that runs a project's ingress.
+pub(crate) const INGRESS_SERVICE: &str = "composure.ingress";
+/// On the ingress service.
+pub(crate) const INGRESS_LABEL: &str = "io.composure.ingress";
+/// Where the ingress container finds its config and writes its status.
+const MOUNT: &str = "/run/composure-ingress";
+/// Created in the ingress container once it serves; its health check looks for it.
+const READY_FILE: &str = "/ready";
+/// Certificates copied for the ingress, in its directory.
+const CERTS: &str = "certs";
 
-#[derive(Debug, Default)]
+/// Where a project's ingress runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum IngressMode {
+    /// A container on the host's network, of this image: it outlives the daemon.
+    Container(VipImage),
+    /// A task of the daemon: its ports close while the daemon is down.
+    InProcess,
+}
+
+#[derive(Debug)]
 pub(crate) struct Ingress {
-    state: Mutex<State>,
-    /// The proxy's own threads (one single-threaded runtime each), started with the first
-    /// listener: on the daemon's work-stealing runtime each request would hop between
-    /// threads (the proxy benchmark measured 0.46–0.75x the throughput). `None` if they
-    /// could not be started; listeners then run on the daemon's runtime.
-    workers: std::sync::OnceLock<Option<Workers>>,
+    /// `<data dir>/ingress`: one directory per project.
+    root: PathBuf,
+    mode: IngressMode,
+    /// The config last written, by project.
+    written: Mutex<HashMap<String, IngressConfig>>,
+    /// In-process ingresses, by project.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    clock: Clock,
 }
-
-/// Proxy threads: as many as the machine has cores, at most 4 (the daemon has other work).
-fn proxy_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
-}
-
-#[derive(Debug, Default)]
-struct State {
-    upstreams: HashMap<UpstreamKey, UpstreamEntry>,
-    listeners: HashMap<SocketKey, ListenerEntry>,
-}
-
-impl State {
-    /// Sends the upstream of `key` its ready endpoints and settings, creating it if it is
-    /// new.
-    fn send_endpoints(
-        &mut self,
-        key: UpstreamKey,
-        config: UpstreamConfig,
-        tasks: &[Task],
-        containers: &[ContainerInfo],
-    ) {
-        let (project, service, target) = &key;
-        let set = endpoints(service, *target, tasks, containers);
-        match self.upstreams.get(&key) {
-            Some(entry) => {
-                if **entry.upstream.config() != config {
-                    entry.upstream.set_config(config);
-                }
-                entry.tx.send_if_modified(|current| {
-                    let changed = *current != set;
-                    if changed {
-                        *current = set.clone();
-                    }
-                    changed
-                });
-            }
-            None => {
-                let (tx, rx) = set.channel();
-                let upstream = Upstream::new(format!("{project}/{service}:{target}"), rx, config);
-                self.upstreams.insert(key, UpstreamEntry { tx, upstream });
-            }
-        }
-    }
-
-    /// Stops and forgets the listeners for which `close` says so.
-    fn close_listeners(&mut self, close: impl Fn(&SocketKey, &ListenerEntry) -> bool) {
-        self.listeners.retain(|addr, l| {
-            let closing = close(addr, l);
-            if closing {
-                l.stop.cancel();
-            }
-            !closing
-        });
-    }
-}
-
-#[derive(Debug)]
-struct UpstreamEntry {
-    tx: watch::Sender<Endpoints>,
-    upstream: Arc<Upstream>,
-}
-
-#[derive(Debug)]
-struct ListenerEntry {
-    project: String,
-    config: ListenerConfig,
-    /// Replaces the routes of an HTTP listener in place; `None` for TCP and UDP.
-    router: Option<RouterHandle>,
-    stop: CancellationToken,
-}
-
-/// The upstream a route of `project` sends its traffic to.
-fn upstream_key(project: &str, route: &RouteConfig) -> UpstreamKey {
-    (project.to_string(), route.service.clone(), route.port)
-}
-
-/// The upstreams a listener of `project` sends its traffic to.
-fn upstream_keys<'a>(
-    project: &'a str,
-    config: &'a ListenerConfig,
-) -> impl Iterator<Item = UpstreamKey> + 'a {
-    config.routes.iter().map(move |r| upstream_key(project, r))
-}
-
-/// Whether a running listener can take `new` by replacing its routes: same address,
-/// HTTP, same certificates.
-fn only_routes_differ(old: &ListenerConfig, new: &ListenerConfig) -> bool {
-    old.addr == new.addr
-        && old.protocol == Protocol::Http
-        && new.protocol == Protocol::Http
-        && old.tls == new.tls
-}
-
-/// Binds `config`. When it replaces a listener just told to stop, its socket may close a
-/// moment later: an address in use is tried again for up to a second.
-async fn bind(
-    config: &ListenerConfig,
-    upstreams: impl Fn(&RouteConfig) -> Option<Arc<Upstream>>,
-    replaced: bool,
-) -> Result<Listener, NetError> {
-    let mut tries = if replaced { 20 } else { 1 };
-    loop {
-        match Listener::bind(config, &upstreams).await {
-            Err(NetError::Bind { source, .. })
-                if tries > 1 && source.kind() == std::io::ErrorKind::AddrInUse =>
-            {
-                tries -= 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
 /// A single published port the proxy serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ProxiedPort {
@@ -272,16 +186,118 @@ pub(crate) fn ready_addresses<'a>(
         })
 }
 
+/// The ingress service of a project whose ingress files are in `dir`.
+fn ingress_service(image: &VipImage, dir: &Path) -> Result<Service, serde_json::Error> {
+    let mut json = serde_json::json!({
+        "entrypoint": ["/composure", "ingress"],
+        "command": ["--dir", MOUNT, "--ready-file", READY_FILE],
+        "network_mode": "host",
+        "volumes": [{
+            "type": "bind",
+            "source": dir.display().to_string(),
+            "target": MOUNT,
+            "bind": { "create_host_path": true },
+        }],
+        "labels": { INGRESS_LABEL: "true" },
+        // Ready once it serves: a start-first update stops the old ingress only after the
+        // new one has taken its sockets over. Slow to call it unhealthy (the check only
+        // looks for a file; a slow `exec` on a loaded host must not get it replaced).
+        "healthcheck": {
+            "test": ["CMD", "/composure", "ingress", "--is-ready", READY_FILE],
+            "interval": "1s",
+            "timeout": "10s",
+            "retries": 10,
+        },
+        "deploy": { "update_config": { "order": "start-first", "failure_action": "rollback" } },
+    });
+    if let Some(fields) = json.as_object_mut() {
+        fields.extend(image.service_fields());
+    }
+    serde_json::from_value(json)
+}
+
+/// The copy of a certificate file for the ingress: named by its content, so that a renewed
+/// certificate is a new file (and a new listener config, served in place).
+struct CopiedFile {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+fn copy_of(path: &Path, extension: &str) -> std::io::Result<CopiedFile> {
+    let bytes = std::fs::read(path)?;
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Ok(CopiedFile {
+        name: format!("{:016x}.{extension}", hasher.finish()),
+        bytes,
+    })
+}
+
 impl Ingress {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub fn new(root: PathBuf, mode: IngressMode, clock: Clock) -> Self {
+        Ingress {
+            root,
+            mode,
+            written: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            clock,
+        }
     }
 
-    /// Opens, updates and closes the listeners of `name` to match `project` (its published
-    /// ports and its `x-composure` routes; certificate paths are relative to
-    /// `working_dir`), and sends each proxied service its ready endpoints. Returns what
-    /// could not be served, in words.
-    pub async fn sync(
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, IngressConfig>> {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `<root>/<project>`; an error for a name that is not one plain path component.
+    fn dir(&self, project: &str) -> std::io::Result<PathBuf> {
+        path_within(&self.root, &[project])
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    }
+
+    /// `project` as the daemon runs it: with its ingress service when its ingress runs in a
+    /// container and it has something to serve.
+    pub fn front(&self, name: &str, mut project: Project) -> Project {
+        let IngressMode::Container(image) = &self.mode else {
+            return project;
+        };
+        let (wanted, _) = listeners::wanted(&project, Path::new("."));
+        if wanted.is_empty() {
+            return project;
+        }
+        let built = self
+            .dir(name)
+            .map_err(|e| e.to_string())
+            .and_then(|dir| ingress_service(image, &dir).map_err(|e| e.to_string()));
+        match built {
+            Ok(service) => {
+                if let Some(grace) = project
+                    .services
+                    .values()
+                    .filter_map(|s| s.stop_grace_period)
+                    .max()
+                {
+                    // The ingress drains what it relays within the longest grace.
+                    let mut service = service;
+                    service.stop_grace_period = Some(grace);
+                    project
+                        .services
+                        .insert(INGRESS_SERVICE.to_string(), service);
+                } else {
+                    project
+                        .services
+                        .insert(INGRESS_SERVICE.to_string(), service);
+                }
+            }
+            Err(e) => tracing::warn!(project = name, error = %e, "cannot describe the ingress"),
+        }
+        project
+    }
+
+    /// Writes the project's ingress its listeners (its published ports and its
+    /// `x-composure` routes; certificate paths are relative to `working_dir`) and each
+    /// upstream's ready endpoints, where they changed, and starts an in-process ingress if
+    /// that is the mode. Returns what cannot be served, in words.
+    pub fn sync(
         &self,
         name: &str,
         project: &Project,
@@ -290,196 +306,290 @@ impl Ingress {
         containers: &[ContainerInfo],
     ) -> Vec<String> {
         let (wanted, mut errors) = listeners::wanted(project, working_dir);
-        let mut to_open = Vec::new();
-        let mut to_reroute = Vec::new();
-        {
-            // Endpoint sets first, so a new listener starts with the ready replicas.
-            let mut state = self.lock();
-            for want in &wanted {
-                for key in upstream_keys(name, &want.config) {
-                    let config = Routing::upstream_config(project, &key.1);
-                    state.send_endpoints(key, config, tasks, containers);
-                }
+        let dir = match self.dir(name) {
+            Ok(dir) => dir,
+            Err(e) => return vec![format!("no ingress for this project: {e}")],
+        };
+        let mut written = self.lock();
+        let mut listeners = Vec::new();
+        let mut owners = HashMap::new();
+        let mut copies = Vec::new();
+        for want in wanted {
+            let socket = want.config.socket();
+            let taken = written
+                .iter()
+                .find(|(p, c)| *p != name && c.listeners.iter().any(|l| l.socket() == socket));
+            if let Some((other, _)) = taken {
+                errors.push(format!(
+                    "{}: {} ({}) is already published by project `{other}`",
+                    want.owner,
+                    want.config.addr,
+                    want.config.protocol.transport(),
+                ));
+                continue;
             }
-            for want in wanted.iter() {
-                match state.listeners.get(&want.config.socket()) {
-                    Some(l) if l.project != name => errors.push(format!(
-                        "{}: {} ({}) is already published by project `{}`",
-                        want.owner,
-                        want.config.addr,
-                        want.config.protocol.transport(),
-                        l.project
-                    )),
-                    Some(l) if l.config == want.config => {}
-                    Some(l)
-                        if l.router.is_some() && only_routes_differ(&l.config, &want.config) =>
-                    {
-                        to_reroute.push(want);
-                    }
-                    _ => to_open.push(want),
+            match self.with_copied_certificates(&want.config, &dir, &mut copies) {
+                Ok(config) => {
+                    owners.insert(socket, want.owner);
+                    listeners.push(config);
                 }
-            }
-            // Close what the project no longer asks for.
-            let sockets: Vec<SocketKey> = wanted.iter().map(|w| w.config.socket()).collect();
-            state.close_listeners(|socket, l| l.project == name && !sockets.contains(socket));
-            let mut live: Vec<UpstreamKey> = state
-                .listeners
-                .values()
-                .flat_map(|l| upstream_keys(&l.project, &l.config))
-                .collect();
-            live.extend(
-                to_open
-                    .iter()
-                    .chain(&to_reroute)
-                    .flat_map(|w| upstream_keys(name, &w.config)),
-            );
-            state
-                .upstreams
-                .retain(|k, _| k.0 != name || live.contains(k));
-        }
-        for want in to_reroute {
-            if let Err(e) = self.reroute(name, &want.config) {
-                errors.push(format!("{}: {e}", want.owner));
+                Err(e) => errors.push(format!("{}: {e}", want.owner)),
             }
         }
-        for want in to_open {
-            if let Err(e) = self.open(name, &want.config).await {
-                errors.push(match e {
-                    NetError::Bind { .. } => format!("{}: {e}", want.owner),
-                    e => format!("{}: cannot listen on {}: {e}", want.owner, want.config.addr),
-                });
+        let upstreams = upstreams(project, &listeners, tasks, containers);
+        let old = written.get(name);
+        if old.is_none() && listeners.is_empty() {
+            return errors;
+        }
+        let changed = old.is_none_or(|o| o.listeners != listeners || o.upstreams != upstreams);
+        if changed {
+            let config = IngressConfig {
+                generation: confirm::next_generation(old.map_or(0, |o| o.generation), &self.clock),
+                project: name.to_string(),
+                listeners,
+                upstreams,
+            };
+            match write_files(&dir, &config, &copies) {
+                Ok(()) => {
+                    written.insert(name.to_string(), config);
+                }
+                Err(e) => {
+                    errors.push(format!("cannot write the ingress's config: {e}"));
+                    return errors;
+                }
+            }
+        }
+        drop(written);
+        if self.mode == IngressMode::InProcess {
+            self.run_in_process(name, &dir);
+        }
+        // What the ingress could not open, as of the config it serves.
+        if let Some(status) = read_status(&dir) {
+            for error in status.errors {
+                let owner = owners
+                    .get(&(error.transport, error.addr))
+                    .map_or("ingress", String::as_str);
+                errors.push(format!("{owner}: {}", error.message));
             }
         }
         errors
     }
 
-    /// Gives a running HTTP listener new routes, without closing it.
-    fn reroute(&self, name: &str, config: &ListenerConfig) -> Result<(), NetError> {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(entry) = state.listeners.get_mut(&config.socket()) else {
-            return Ok(());
+    /// The listener with its certificates replaced by copies in the ingress's directory
+    /// (`copies` collects what to write), as the ingress sees them.
+    fn with_copied_certificates(
+        &self,
+        config: &ListenerConfig,
+        dir: &Path,
+        copies: &mut Vec<CopiedFile>,
+    ) -> std::io::Result<ListenerConfig> {
+        let seen_from = match self.mode {
+            IngressMode::Container(_) => Path::new(MOUNT).join(CERTS),
+            IngressMode::InProcess => dir.join(CERTS),
         };
-        let Some(handle) = &entry.router else {
-            return Ok(());
-        };
-        let upstreams = &state.upstreams;
-        let router = Router::from_config(&config.routes, |r| {
-            upstreams
-                .get(&upstream_key(name, r))
-                .map(|e| e.upstream.clone())
-        })?;
-        handle.replace(router);
-        entry.config = config.clone();
-        Ok(())
+        let mut config = config.clone();
+        for cert in &mut config.tls {
+            let chain = copy_of(&cert.files.cert, "crt")?;
+            let key = copy_of(&cert.files.key, "key")?;
+            *cert = HostCertificate {
+                host: cert.host.clone(),
+                files: TlsFiles {
+                    cert: seen_from.join(&chain.name),
+                    key: seen_from.join(&key.name),
+                },
+            };
+            copies.push(chain);
+            copies.push(key);
+        }
+        Ok(config)
     }
 
-    /// Binds a listener (in place of the project's old one on that address) and serves it
-    /// on the proxy's threads.
-    async fn open(&self, name: &str, config: &ListenerConfig) -> Result<(), NetError> {
-        let replaced = match self.lock().listeners.remove(&config.socket()) {
-            Some(old) => {
-                old.stop.cancel();
-                true
-            }
-            None => false,
-        };
-        let upstreams: HashMap<UpstreamKey, Arc<Upstream>> = {
-            let state = self.lock();
-            upstream_keys(name, config)
-                .filter_map(|k| {
-                    let upstream = state.upstreams.get(&k)?.upstream.clone();
-                    Some((k, upstream))
-                })
-                .collect()
-        };
-        let resolve = |r: &RouteConfig| upstreams.get(&upstream_key(name, r)).cloned();
-        let listener = bind(config, resolve, replaced).await?;
-        let router = listener.router();
+    fn run_in_process(&self, name: &str, dir: &Path) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.contains_key(name) {
+            return;
+        }
         let stop = CancellationToken::new();
-        let done = stop.clone();
-        let workers = self
-            .workers
-            .get_or_init(|| match Workers::start(proxy_threads()) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the proxy threads; the proxy runs on the daemon's runtime");
-                    None
-                }
-            })
-            .clone();
-        let addr = config.addr;
+        let options = IngressOptions::new(dir.to_path_buf());
+        let token = stop.clone();
+        let project = name.to_string();
         tokio::spawn(async move {
-            let served = match &workers {
-                Some(w) => listener.serve_on(w, done.cancelled_owned()).await,
-                None => listener.serve(done.cancelled_owned()).await,
-            };
-            if let Err(e) = served {
-                tracing::warn!(%addr, error = %e, "proxy listener stopped");
+            if let Err(e) = composure_net::ingress::run(options, token).await {
+                tracing::error!(project, error = %e, "the ingress stopped");
             }
         });
-        self.lock().listeners.insert(
-            config.socket(),
-            ListenerEntry {
-                project: name.to_string(),
-                config: config.clone(),
-                router,
-                stop,
-            },
-        );
-        Ok(())
+        running.insert(name.to_string(), stop);
     }
 
-    /// Takes a task out of every endpoint set of its service: it gets no new traffic.
-    pub fn withdraw(&self, name: &str, service: &str, task: &TaskId) {
-        let state = self.lock();
-        for ((project, svc, _), entry) in &state.upstreams {
-            if project == name && svc == service {
-                entry.tx.send_if_modified(|set| {
-                    let before = set.len();
-                    set.0.retain(|e| &e.task != task);
-                    set.len() != before
-                });
+    /// Takes a task out of every upstream of its service and waits (briefly) until a live
+    /// ingress sends it no new traffic.
+    pub async fn withdraw(&self, name: &str, service: &str, task: &TaskId) {
+        let generation = {
+            let mut written = self.lock();
+            let Some(old) = written.get(name) else {
+                return;
+            };
+            let serves_task = |u: &IngressUpstream| {
+                u.service == service && u.endpoints.iter().any(|e| e.task == task.0)
+            };
+            if old.upstreams.iter().any(serves_task) {
+                let mut config = old.clone();
+                for upstream in config.upstreams.iter_mut().filter(|u| u.service == service) {
+                    upstream.endpoints.retain(|e| e.task != task.0);
+                }
+                config.generation = confirm::next_generation(old.generation, &self.clock);
+                let written_now = self
+                    .dir(name)
+                    .and_then(|dir| write_json(&dir, CONFIG_FILE, &config));
+                if let Err(e) = written_now {
+                    tracing::warn!(service, error = %e, "cannot withdraw a replica from the ingress");
+                    return;
+                }
+                let generation = config.generation;
+                written.insert(name.to_string(), config);
+                generation
+            } else {
+                // Already out of the config (a sync wrote it without the task a moment
+                // ago): the ingress may not serve that config yet, so wait all the same.
+                old.generation
             }
+        };
+        let Ok(dir) = self.dir(name) else {
+            return;
+        };
+        if !confirm::served(generation, || read_status(&dir).map(|s| s.generation)).await {
+            tracing::warn!(service, task = %task.0, "the ingress did not confirm the withdrawal in time");
         }
     }
 
-    /// Waits until the task's in-flight connections and requests have finished, or the
-    /// deadline passes; returns how many were still open.
+    /// Waits until the ingress has nothing in flight on `task`, or `deadline`; returns how
+    /// many connections or requests were still open.
     pub async fn drain(
         &self,
         name: &str,
-        service: &str,
+        _service: &str,
         task: &TaskId,
         deadline: tokio::time::Instant,
     ) -> usize {
-        let upstreams: Vec<Arc<Upstream>> = self
-            .lock()
-            .upstreams
-            .iter()
-            .filter(|((p, s, _), _)| p == name && s == service)
-            .map(|(_, e)| e.upstream.clone())
-            .collect();
-        let mut open = 0;
-        for upstream in upstreams {
-            open += upstream.drain(task, deadline).await;
-        }
-        open
+        let Ok(dir) = self.dir(name) else {
+            return 0;
+        };
+        confirm::drained(deadline, || {
+            read_status(&dir)
+                .and_then(|s| s.active.get(&task.0).copied())
+                .unwrap_or(0)
+        })
+        .await
     }
 
-    /// Closes every listener of a project (it is being removed).
+    /// Stops an in-process ingress of a removed project and deletes its files (a
+    /// container ingress goes with the project's other containers).
     pub fn remove_project(&self, name: &str) {
-        let mut state = self.lock();
-        state.close_listeners(|_, l| l.project == name);
-        state.upstreams.retain(|k, _| k.0 != name);
+        self.lock().remove(name);
+        let stopped = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        if let Some(stop) = stopped {
+            stop.cancel();
+        }
+        let Ok(dir) = self.dir(name) else {
+            return;
+        };
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the ingress files");
+        }
     }
 
-    /// Closes every listener (the daemon stops).
+    /// Stops the in-process ingresses (the daemon stops); container ingresses serve on.
     pub fn shutdown(&self) {
-        let mut state = self.lock();
-        state.close_listeners(|_, _| true);
-        state.upstreams.clear();
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, stop) in running.drain() {
+            stop.cancel();
+        }
     }
+}
+
+/// Every service port the listeners route to, with its ready endpoints and settings.
+fn upstreams(
+    project: &Project,
+    listeners: &[ListenerConfig],
+    tasks: &[Task],
+    containers: &[ContainerInfo],
+) -> Vec<IngressUpstream> {
+    let keys: BTreeSet<(String, u16)> = listeners
+        .iter()
+        .flat_map(|l| l.routes.iter().map(|r| (r.service.clone(), r.port)))
+        .collect();
+    keys.into_iter()
+        .map(|(service, port)| {
+            let response_timeout_ms = Routing::upstream_config(project, &service)
+                .response_timeout
+                .map_or(0, |limit| {
+                    u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
+                });
+            let mut endpoints: Vec<IngressEndpoint> = endpoints(&service, port, tasks, containers)
+                .0
+                .into_iter()
+                .map(|e| IngressEndpoint {
+                    task: e.task.0,
+                    addr: e.addr,
+                })
+                .collect();
+            endpoints.sort();
+            IngressUpstream {
+                service,
+                port,
+                response_timeout_ms: Some(response_timeout_ms),
+                endpoints,
+            }
+        })
+        .collect()
+}
+
+/// Writes the certificate copies the config names (removing the ones it no longer does),
+/// then the config.
+fn write_files(dir: &Path, config: &IngressConfig, copies: &[CopiedFile]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let certs = dir.join(CERTS);
+    if !copies.is_empty() {
+        std::fs::create_dir_all(&certs)?;
+    }
+    for copy in copies {
+        let path = certs.join(&copy.name);
+        if !path.exists() {
+            let temp = certs.join(format!(".{}.tmp", copy.name));
+            write_private(&temp, &copy.bytes)?;
+            std::fs::rename(&temp, &path)?;
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&certs) {
+        let keep: BTreeSet<&str> = copies.iter().map(|c| c.name.as_str()).collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !keep.contains(name.to_string_lossy().as_ref()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    write_json(dir, CONFIG_FILE, config)
+}
+
+/// Keys are secrets: readable by the owner (root, as the ingress runs) only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -528,28 +638,108 @@ mod tests {
         assert_eq!(engine, ["7000-7001/udp", "9/sctp"]);
     }
 
-    #[tokio::test]
+    /// Waits until the ingress in `dir` serves a config whose listeners are `bound`.
+    async fn wait_served(ingress: &Ingress, name: &str) {
+        let dir = ingress.dir(name).unwrap();
+        let generation = ingress.lock()[name].generation;
+        for _ in 0..500 {
+            if read_status(&dir).is_some_and(|s| s.generation >= generation) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the ingress never served generation {generation}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tcp_and_a_udp_port_share_an_address() {
         let port = free_port();
         let both = project(serde_json::json!([
             {"target": 53, "published": port.to_string(), "host_ip": "127.0.0.1", "protocol": "udp"},
             {"target": 53, "published": port.to_string(), "host_ip": "127.0.0.1", "protocol": "tcp"},
         ]));
-        let ingress = Ingress::default();
-        let errors = ingress.sync("p", &both, Path::new("."), &[], &[]).await;
+        let root = tempfile::tempdir().unwrap();
+        let ingress = Ingress::new(
+            root.path().to_path_buf(),
+            IngressMode::InProcess,
+            Clock::system(),
+        );
+        let errors = ingress.sync("p", &both, Path::new("."), &[], &[]);
         assert!(errors.is_empty(), "{errors:?}");
+        wait_served(&ingress, "p").await;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut bound: Vec<SocketKey> = ingress.lock().listeners.keys().copied().collect();
-        bound.sort();
-        assert_eq!(bound, [(Transport::Tcp, addr), (Transport::Udp, addr)]);
+        assert!(std::net::TcpListener::bind(addr).is_err(), "TCP is served");
+        assert!(std::net::UdpSocket::bind(addr).is_err(), "UDP is served");
 
         let tcp_only = project(serde_json::json!([
             {"target": 53, "published": port.to_string(), "host_ip": "127.0.0.1", "protocol": "tcp"},
         ]));
-        let errors = ingress.sync("p", &tcp_only, Path::new("."), &[], &[]).await;
+        let errors = ingress.sync("p", &tcp_only, Path::new("."), &[], &[]);
         assert!(errors.is_empty(), "{errors:?}");
-        let bound: Vec<SocketKey> = ingress.lock().listeners.keys().copied().collect();
-        assert_eq!(bound, [(Transport::Tcp, addr)]);
+        wait_served(&ingress, "p").await;
+        assert!(
+            std::net::TcpListener::bind(addr).is_err(),
+            "TCP is still served"
+        );
+        assert!(std::net::UdpSocket::bind(addr).is_ok(), "UDP is closed");
         ingress.shutdown();
+    }
+
+    #[test]
+    fn a_port_another_project_publishes_is_refused() {
+        let port = free_port();
+        let ports = serde_json::json!([{"target": 80, "published": port.to_string(), "host_ip": "127.0.0.1"}]);
+        let root = tempfile::tempdir().unwrap();
+        let image = VipImage::existing("composure-vip:test");
+        let ingress = Ingress::new(
+            root.path().to_path_buf(),
+            IngressMode::Container(image),
+            Clock::system(),
+        );
+        assert!(
+            ingress
+                .sync("a", &project(ports.clone()), Path::new("."), &[], &[])
+                .is_empty()
+        );
+        let errors = ingress.sync("b", &project(ports), Path::new("."), &[], &[]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("already published by project `a`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_project_with_published_ports_gets_an_ingress_on_the_host_network() {
+        let root = tempfile::tempdir().unwrap();
+        let image = VipImage::existing("composure-vip:test");
+        let ingress = Ingress::new(
+            root.path().to_path_buf(),
+            IngressMode::Container(image),
+            Clock::system(),
+        );
+        let fronted = ingress.front(
+            "p",
+            project(serde_json::json!([{"target": 80, "published": "8080"}])),
+        );
+        let service = &fronted.services[INGRESS_SERVICE];
+        assert_eq!(service.network_mode.as_deref(), Some("host"));
+        assert_eq!(service.image.as_deref(), Some("composure-vip:test"));
+        assert!(service.healthcheck.is_some());
+        let bare = ingress.front("p", project(serde_json::json!([])));
+        assert!(
+            !bare.services.contains_key(INGRESS_SERVICE),
+            "nothing to serve, no ingress"
+        );
+        let in_process = Ingress::new(
+            root.path().to_path_buf(),
+            IngressMode::InProcess,
+            Clock::system(),
+        );
+        let fronted = in_process.front(
+            "p",
+            project(serde_json::json!([{"target": 80, "published": "8080"}])),
+        );
+        assert!(!fronted.services.contains_key(INGRESS_SERVICE));
     }
 }

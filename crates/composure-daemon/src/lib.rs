@@ -14,13 +14,16 @@
 //! - `watch`: runtime events wake the controller of their project;
 //! - `api`: the axum server (wire types in `composure_api`);
 //! - `events`: the event log, in the store and broadcast to watchers;
-//! - `ingress`: the proxy on published ports; `vip`: each service's VIP container, which
-//!   holds the service's name for the other containers and follows readiness.
+//! - `ingress`: each project's proxy on its published ports, a container of its own (it
+//!   outlives the daemon); `vip`: each service's VIP container, which holds the service's
+//!   name for the other containers and follows readiness; `confirm`: waiting on either
+//!   through the status file it writes.
 
 mod agent;
 mod api;
 mod clock;
 mod config;
+mod confirm;
 mod controller;
 pub mod decode;
 mod engine;
@@ -45,12 +48,27 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use clock::{Clock, Inputs};
-pub use config::{DaemonConfig, NodeConfig, ServiceVips, StoreBackend};
+pub use config::{DaemonConfig, IngressHost, NodeConfig, ServiceVips, StoreBackend};
 pub use error::DaemonError;
 
 use controller::Controllers;
 use events::EventLog;
 use shared::Shared;
+
+/// Where the projects' ingresses run: in containers of the image the VIPs run (the
+/// daemon's own executable) when asked and possible, else in the daemon.
+fn ingress_mode(config: &DaemonConfig, image: Option<&vip::VipImage>) -> ingress::IngressMode {
+    match (&config.ingress, image) {
+        (IngressHost::Container, Some(image)) => ingress::IngressMode::Container(image.clone()),
+        (IngressHost::Container, None) => {
+            tracing::warn!(
+                "no image for the ingress; published ports are served by the daemon and close while it is down"
+            );
+            ingress::IngressMode::InProcess
+        }
+        (IngressHost::InProcess, _) => ingress::IngressMode::InProcess,
+    }
+}
 
 /// The store's file in the data directory.
 const STORE_FILE: &str = "state.db";
@@ -108,6 +126,11 @@ pub async fn run_with(
         }
     };
     let Inputs { clock, seed } = inputs;
+    let ingress = ingress::Ingress::new(
+        config.data_dir.join("ingress"),
+        ingress_mode(&config, vip_image.as_ref()),
+        clock.clone(),
+    );
 
     let stop = shutdown.child_token();
     let shared = Arc::new(Shared {
@@ -119,7 +142,7 @@ pub async fn run_with(
         engine: engine::EngineWatch::default(),
         controllers: Controllers::new(stop.child_token()),
         agent: agent::Agent::new(stop.child_token()),
-        ingress: ingress::Ingress::default(),
+        ingress,
         vips: vip::Vips::new(config.data_dir.join("vip"), vip_image, clock.clone()),
         data_dir: config.data_dir.clone(),
         clock: clock.clone(),

@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     pub controllers: Controllers,
     /// Carries out the slow runtime steps the controllers decide for this node's tasks.
     pub agent: Agent,
-    /// The proxy: every published TCP port, shared by the ready replicas of its service.
+    /// The proxy on published ports and routed addresses: each project's ingress.
     pub ingress: Ingress,
     /// Each service's VIP: the container that holds the service's name.
     pub vips: Vips,
@@ -54,5 +54,18 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// `project` as the daemon runs it: with a VIP beside each service that gets one, and
+    /// the project's ingress.
+    pub fn front(
+        &self,
+        name: &str,
+        project: composure_compose::model::Project,
+    ) -> composure_compose::model::Project {
+        let project = self.vips.front(name, project);
+        self.ingress.front(name, project)
     }
 }

@@ -66,6 +66,22 @@ pub enum Command {
     /// Run a service's VIP (inside the VIP container the daemon creates)
     #[command(hide = true)]
     Vip(VipArgs),
+    /// Run a project's ingress (inside the ingress container the daemon creates)
+    #[command(hide = true)]
+    Ingress(IngressArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngressArgs {
+    /// The directory holding the ingress's config, written by the daemon
+    #[arg(long, value_name = "DIR", required_unless_present = "is_ready")]
+    pub dir: Option<PathBuf>,
+    /// Create this file once serving (the container's health check looks for it)
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// Only say (by the exit status) whether the ingress that creates FILE serves
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dir", "ready_file"])]
+    pub is_ready: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -222,8 +238,20 @@ pub struct DaemonArgs {
     /// The address the other nodes reach this one at
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub advertise_addr: String,
+    /// Where each project's proxy on its published ports runs: `container` (on the host's
+    /// network: ports keep serving while the daemon is down or upgraded) or `daemon`
+    #[arg(long, value_enum, default_value = "container", value_name = "WHERE")]
+    pub ingress: IngressWhere,
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+/// Where the ingress runs (`composure daemon --ingress`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum IngressWhere {
+    #[default]
+    Container,
+    Daemon,
 }
 
 /// Where the daemon keeps its state: SQLite in `--data-dir` unless etcd endpoints are given.

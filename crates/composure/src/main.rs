@@ -27,6 +27,7 @@ async fn main() -> ExitCode {
         Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Daemon(args) => commands::daemon::run(&cli.global.then(&args.global), args).await,
         Command::Vip(args) => commands::vip::run(args).await,
+        Command::Ingress(args) => commands::ingress::run(args).await,
     };
     match result {
         Ok(code) => code,

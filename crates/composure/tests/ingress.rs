@@ -76,6 +76,117 @@ fn replicas_share_a_published_port() {
     );
 }
 
+/// The ingress containers of a project (the proxy on its published ports).
+fn ingress_containers(p: &Project) -> Vec<String> {
+    p.containers_of("composure.ingress")
+}
+
+/// Every failure the load saw, in words; none expected.
+fn failures(seen: &[(common::load::Client, common::load::Seen)]) -> (usize, Vec<String>) {
+    let answers = seen.iter().map(|(_, s)| s.answers).sum();
+    let failures = seen
+        .iter()
+        .flat_map(|(kind, s)| s.failures.iter().map(move |f| format!("{kind:?}: {f}")))
+        .collect();
+    (answers, failures)
+}
+
+/// The data plane outlives the control plane: the published port is served by the
+/// project's ingress container, which goes on while the daemon is SIGKILLed, absent and
+/// restarted; the restarted daemon adopts it.
+#[test]
+fn a_published_port_serves_through_a_daemon_sigkill_and_restart() {
+    ensure_image();
+    let mut daemon = Daemon::start();
+    let port = free_port();
+    let p = Project::new("outlive", &daemon, &web(port, 2, "http"));
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_for("the proxy to answer", Duration::from_secs(30), || {
+        matches!(http_get(port, "/healthz"), Ok((200, _))).then_some(())
+    });
+    let ingress = ingress_containers(&p);
+    assert_eq!(ingress.len(), 1, "one ingress container: {ingress:?}");
+
+    let load = Load::start(port, "/healthz", 2);
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let unserved = http_get(port, "/healthz");
+    assert!(
+        matches!(unserved, Ok((200, _))),
+        "served with no daemon: {unserved:?}"
+    );
+    daemon.restart();
+    p.ok(&["up", "--wait-timeout", "90"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (answers, failed) = failures(&load.stop());
+    assert!(answers > 100, "only {answers} answers");
+    assert!(
+        failed.is_empty(),
+        "{} failed requests, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        ingress_containers(&p),
+        ingress,
+        "the ingress was adopted, not replaced"
+    );
+}
+
+/// `composure daemon` upgrades in place: a daemon from another executable replaces the
+/// ingress (its image is that executable) start-first, and the new ingress takes the
+/// listening sockets over from the old one, so no request fails.
+#[test]
+fn a_daemon_upgrade_replaces_the_ingress_without_failing_a_request() {
+    ensure_image();
+    let mut daemon = Daemon::start();
+    let port = free_port();
+    let p = Project::new("upgrade", &daemon, &web(port, 2, "http"));
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_for("the proxy to answer", Duration::from_secs(30), || {
+        matches!(http_get(port, "/healthz"), Ok((200, _))).then_some(())
+    });
+    let before = ingress_containers(&p);
+    // Another build of the daemon: the same program with a byte more at its end (which
+    // the loader ignores), so its image differs.
+    let upgraded = daemon.dir.path().join("composure-next");
+    std::fs::copy(env!("CARGO_BIN_EXE_composure"), &upgraded).unwrap();
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&upgraded)
+            .unwrap();
+        file.write_all(b"\0").unwrap();
+    }
+
+    let load = Load::start(port, "/healthz", 2);
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.upgrade_to(upgraded);
+    let after = wait_for("the new ingress alone", Duration::from_secs(120), || {
+        let now = ingress_containers(&p);
+        (now.len() == 1 && now != before).then_some(now)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (answers, failed) = failures(&load.stop());
+    assert!(answers > 100, "only {answers} answers");
+    if !failed.is_empty() {
+        for id in before.iter().chain(&after) {
+            let logs = common::docker(&["logs", id]);
+            eprintln!("--- {id}\n{}", String::from_utf8_lossy(&logs.stderr));
+        }
+        eprintln!("--- daemon\n{}", daemon.log());
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed requests, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_ne!(after, before);
+}
+
 #[test]
 fn scaling_down_under_load_fails_no_request() {
     ensure_image();

@@ -120,6 +120,19 @@ pub(crate) fn service_views(
                     None => "its VIP is starting".to_string(),
                 });
             }
+            // Clients reach published ports through the project's ingress: a service is not
+            // running for them until the ingress is (a rollout also waits for that, so a
+            // daemon upgrade right after `up` replaces a serving ingress start-first).
+            if status == api::ServiceState::Running
+                && let Some(ingress) = report.get(crate::ingress::INGRESS_SERVICE)
+                && ingress.state != api::ServiceState::Running
+            {
+                status = ingress.state;
+                message = Some(match &ingress.message {
+                    Some(why) => format!("its ingress: {why}"),
+                    None => "its ingress is starting".to_string(),
+                });
+            }
             api::ServiceStatusView {
                 name: spec.name.clone(),
                 desired: spec.replicas,

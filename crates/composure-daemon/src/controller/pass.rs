@@ -112,7 +112,7 @@ impl Controller {
         };
         self.guard = Guard::project(&self.name, stored.revision).and(leader);
         let project = project_from_json(stored.spec.clone())?;
-        let project = Arc::new(self.shared.vips.front(&self.name, project));
+        let project = Arc::new(self.shared.front(&self.name, project));
         if let Some(removing) = &stored.removing {
             return self.remove(&project, removing.volumes).await;
         }
@@ -171,17 +171,13 @@ impl Controller {
     /// Sends the proxy the project's published ports and ready replicas; reports (once) what
     /// it cannot serve.
     async fn sync_ingress(&mut self, work: &Work) {
-        let mut errors = self
-            .shared
-            .ingress
-            .sync(
-                &self.name,
-                &work.project,
-                std::path::Path::new(&work.working_dir),
-                &work.tasks,
-                &work.containers,
-            )
-            .await;
+        let mut errors = self.shared.ingress.sync(
+            &self.name,
+            &work.project,
+            std::path::Path::new(&work.working_dir),
+            &work.tasks,
+            &work.containers,
+        );
         errors.extend(self.shared.vips.sync(
             &self.name,
             &work.project,

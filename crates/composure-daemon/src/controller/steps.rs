@@ -160,7 +160,6 @@ impl Controller {
         self.guard = Guard::project(&self.name, stored.revision).and(leader);
         let project = self
             .shared
-            .vips
             .front(&self.name, project_from_json(stored.spec.clone())?);
         let specs = service_specs(&project)?;
         let mut tasks = self.shared.store.tasks(&self.name).await?;

@@ -18,7 +18,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use composure_compose::model::{Exposed, Project, Service, parse_expose, project_from_json};
 use composure_compose::names::path_within;
@@ -31,6 +30,7 @@ use composure_net::vip::{
 use composure_runtime::ContainerInfo;
 
 use crate::clock::Clock;
+use crate::confirm;
 use crate::ingress::ready_addresses;
 
 mod image;
@@ -46,9 +46,6 @@ pub(crate) const VIP_FOR: &str = "io.composure.vip-for";
 const MOUNT: &str = "/run/composure-vip";
 /// A service that exposes more ports than this keeps Docker's DNS (a VIP listens on each).
 const MAX_PORTS: usize = 64;
-/// How long a withdrawal waits for a live VIP to stop sending the replica new traffic.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
-const STATUS_POLL: Duration = Duration::from_millis(20);
 
 /// The name of the VIP service of `service`.
 pub(crate) fn vip_name(service: &str) -> String {
@@ -322,23 +319,10 @@ impl Vips {
         let Ok(dir) = self.dir(name, service) else {
             return;
         };
-        // A VIP that has never reported is not running yet: nothing to wait for. One that
-        // has may be a generation or two behind (the config that added the replacement
-        // was written a moment ago): wait until it serves this one, within the timeout in
-        // case it died since.
-        if read_json::<VipStatus>(&dir, STATUS_FILE).is_none() {
-            return;
+        let serves = || read_json::<VipStatus>(&dir, STATUS_FILE).map(|s| s.generation);
+        if !confirm::served(config.generation, serves).await {
+            tracing::warn!(service, task = %task.0, "the VIP did not confirm the withdrawal in time");
         }
-        let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
-        while tokio::time::Instant::now() < deadline {
-            if read_json::<VipStatus>(&dir, STATUS_FILE)
-                .is_some_and(|s| s.generation >= config.generation)
-            {
-                return;
-            }
-            tokio::time::sleep(STATUS_POLL).await;
-        }
-        tracing::warn!(service, task = %task.0, "the VIP did not confirm the withdrawal in time");
     }
 
     /// Waits until the VIP has nothing in flight on `task`, or `deadline`; returns how
@@ -353,15 +337,12 @@ impl Vips {
         let Ok(dir) = self.dir(name, service) else {
             return 0;
         };
-        loop {
-            let open = read_json::<VipStatus>(&dir, STATUS_FILE)
+        confirm::drained(deadline, || {
+            read_json::<VipStatus>(&dir, STATUS_FILE)
                 .and_then(|s| s.active.get(&task.0).copied())
-                .unwrap_or(0);
-            if open == 0 || tokio::time::Instant::now() >= deadline {
-                return open;
-            }
-            tokio::time::sleep(STATUS_POLL).await;
-        }
+                .unwrap_or(0)
+        })
+        .await
     }
 
     /// Forgets a removed project and deletes its VIPs' files.
@@ -378,10 +359,8 @@ impl Vips {
     }
 }
 
-/// Wall-clock milliseconds, but always past the last generation.
 fn next_generation(old: Option<&VipConfig>, clock: &Clock) -> u64 {
-    let last = old.map_or(0, |o| o.generation);
-    clock.now_ms().max(last + 1)
+    confirm::next_generation(old.map_or(0, |o| o.generation), clock)
 }
 
 /// The ready replicas of `service`, each at its address on one of the service's networks

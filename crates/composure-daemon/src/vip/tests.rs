@@ -2,6 +2,7 @@ use composure_compose::model::project_from_json;
 use composure_core::{DesiredState, Health, TaskState};
 use composure_net::Protocol;
 use indexmap::IndexMap;
+use std::time::Duration;
 
 use super::image::{interpreter, shared_libraries};
 use super::*;

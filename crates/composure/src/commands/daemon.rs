@@ -10,7 +10,7 @@ use composure_docker::DockerRuntime;
 use composure_store::kv::EtcdConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DaemonArgs, GlobalArgs, StoreArgs};
+use crate::cli::{DaemonArgs, GlobalArgs, IngressWhere, StoreArgs};
 use crate::commands::client;
 
 pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
@@ -29,6 +29,10 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
         config.node.name = name.clone();
     }
     config.node.address = args.advertise_addr.clone();
+    config.ingress = match args.ingress {
+        IngressWhere::Container => composure_daemon::IngressHost::Container,
+        IngressWhere::Daemon => composure_daemon::IngressHost::InProcess,
+    };
     serve(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -65,6 +65,8 @@ pub struct Daemon {
     etcd: Option<(String, String)>,
     /// More arguments for `composure daemon` (`--node-name`, …).
     extra_args: Vec<String>,
+    /// The executable that runs as the daemon (another build stands for an upgrade).
+    binary: PathBuf,
 }
 
 impl Daemon {
@@ -89,6 +91,7 @@ impl Daemon {
             child: None,
             etcd,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_composure")),
         };
         daemon.restart();
         daemon
@@ -114,7 +117,7 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_composure"));
+        let mut command = Command::new(&self.binary);
         command
             .args(["daemon", "--data-dir"])
             .arg(self.dir.path().join("data"))
@@ -138,6 +141,14 @@ impl Daemon {
             let stderr = String::from_utf8_lossy(&out.stderr);
             (!stderr.contains("cannot reach the Composure daemon")).then_some(())
         });
+    }
+
+    /// Replaces the daemon with `binary` on the same data directory: SIGKILL (the old one
+    /// gets no chance to hand anything over itself), then the new one starts.
+    pub fn upgrade_to(&mut self, binary: PathBuf) {
+        self.kill();
+        self.binary = binary;
+        self.restart();
     }
 
     /// SIGKILL: the daemon gets no chance to clean up.

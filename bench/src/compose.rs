@@ -75,6 +75,21 @@ impl ComposureProject {
         checked(&format!("composure {}", args.join(" ")), self.run(args)?)
     }
 
+    /// Starts a verb in the background (output discarded), e.g. an `up` that a killed daemon
+    /// will leave without an answer.
+    pub fn spawn(&self, args: &[&str]) -> anyhow::Result<std::process::Child> {
+        Command::new(&self.bin)
+            .current_dir(self.dir.path())
+            .env("COMPOSURE_HOST", &self.host)
+            .env("NO_COLOR", "1")
+            .args(["-p", self.name.as_str()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot run composure")
+    }
+
     /// `ps --format json`: the live tasks.
     pub fn tasks(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let out = self.ok(&["ps", "--format", "json"])?;

@@ -13,6 +13,7 @@ use crate::env::composure_bin;
 pub struct Daemon {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    args: Vec<String>,
     child: Child,
     log_path: PathBuf,
 }
@@ -44,26 +45,28 @@ impl Daemon {
             "composure-bench-{}-{tag}-daemon.log",
             std::process::id()
         ));
-        let log = std::fs::File::create(&log_path)?;
+        std::fs::File::create(&log_path)?;
         eprintln!("daemon log: {}", log_path.display());
-        let child = Command::new(&bin)
-            .args(["daemon", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .arg("--socket")
-            .arg(dir.path().join("composure.sock"))
-            .args(args)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start composure daemon")?;
+        let args = args.to_vec();
+        let child = spawn(&bin, dir.path(), &args, &log_path)?;
         let daemon = Daemon {
             dir,
             bin,
+            args,
             child,
             log_path,
         };
         daemon.wait_until_up(Duration::from_secs(30))?;
         Ok(daemon)
+    }
+
+    /// SIGKILLs the daemon (it gets no chance to clean up), then starts it again on the same
+    /// data directory at once, as a supervisor would; returns once its API answers.
+    pub fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.bin, self.dir.path(), &self.args, &self.log_path)?;
+        self.wait_until_up(Duration::from_secs(30))
     }
 
     fn wait_until_up(&self, timeout: Duration) -> anyhow::Result<()> {
@@ -109,6 +112,25 @@ impl Daemon {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+}
+
+fn spawn(
+    bin: &PathBuf,
+    dir: &std::path::Path,
+    args: &[String],
+    log_path: &PathBuf,
+) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new().append(true).open(log_path)?;
+    Command::new(bin)
+        .args(["daemon", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(dir.join("composure.sock"))
+        .args(args)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start composure daemon")
 }
 
 impl Drop for Daemon {

@@ -69,6 +69,8 @@ pub(super) struct Serving {
     inherited: Inherited,
     /// Tasks that left their upstream and may still have something in flight.
     draining: BTreeSet<String>,
+    /// Every listener's serving task, so that the ingress ends only once its sockets closed.
+    serving: tokio::task::JoinSet<()>,
 }
 
 fn upstream_config(upstream: &IngressUpstream) -> UpstreamConfig {
@@ -102,6 +104,7 @@ impl Serving {
             shared: handover::Shared::default(),
             inherited: HashMap::new(),
             draining: BTreeSet::new(),
+            serving: tokio::task::JoinSet::new(),
         }
     }
 
@@ -242,7 +245,7 @@ impl Serving {
         let done = stop.clone();
         let workers = self.workers.clone();
         let addr = config.addr;
-        tokio::spawn(async move {
+        self.serving.spawn(async move {
             if let Err(e) = listener.serve_on(&workers, done.cancelled_owned()).await {
                 tracing::warn!(%addr, error = %e, "listener stopped");
             }
@@ -346,12 +349,20 @@ impl Serving {
         }
     }
 
-    /// Waits until nothing is in flight, or `deadline`.
-    pub async fn drain(&self, deadline: tokio::time::Instant) {
+    /// Waits until nothing is in flight and every listener has stopped (its socket
+    /// closed, unless a successor holds it), or `deadline`.
+    pub async fn drain(&mut self, deadline: tokio::time::Instant) {
         for entry in self.upstreams.values() {
             for task in entry.upstream.metrics().iter().map(|m| m.task.clone()) {
                 entry.upstream.drain(&task, deadline).await;
             }
+        }
+        let all_stopped = async { while self.serving.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, all_stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!("listeners still open at the drain deadline");
         }
     }
 }

@@ -84,11 +84,17 @@ async fn serves_generation(dir: &Path, generation: u64) -> IngressStatus {
     panic!("the ingress never served generation {generation}");
 }
 
+/// One connection's answer; an error if there is none within 5 s.
 async fn ask(port: u16) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    Ok(answer)
+    let asked = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    };
+    tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 5 s"))?
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,9 @@ pub enum StoreError {
     Compacted(u64),
     #[error("state store error: {0}")]
     Backend(String),
+    /// No room for the write (see [`KvError::Full`](crate::kv::KvError::Full)).
+    #[error("the store cannot be written: {0}")]
+    Full(String),
     #[error("project `{0}` not found")]
     ProjectNotFound(String),
     #[error("the data directory {dir} is in use by another Composure daemon ({})", holder(*.pid))]
@@ -74,6 +77,7 @@ impl From<crate::kv::KvError> for StoreError {
             KvError::Unavailable(message) => StoreError::Unavailable(message),
             KvError::Compacted { compact_revision } => StoreError::Compacted(compact_revision),
             KvError::Backend(message) => StoreError::Backend(message),
+            KvError::Full(message) => StoreError::Full(message),
         }
     }
 }

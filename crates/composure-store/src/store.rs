@@ -81,6 +81,8 @@ pub struct Store {
     pub(crate) limits: Limits,
     /// Events appended by this process, to trim the log every so often.
     pub(crate) appended: AtomicU64,
+    /// Why the last write failed for want of room, until a write succeeds again.
+    write_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl Store {
@@ -99,6 +101,7 @@ impl Store {
             kv,
             limits,
             appended: AtomicU64::new(0),
+            write_problem: std::sync::Mutex::new(None),
         }
     }
 
@@ -138,10 +141,44 @@ impl Store {
 
     /// Commits `txn`; a failed compare is a [`StoreError::Conflict`] about `what`.
     pub(crate) async fn commit(&self, txn: Txn, what: &str) -> Result<u64, StoreError> {
-        match self.kv.txn(txn).await? {
+        let outcome = self.kv.txn(txn).await;
+        self.note_write(&outcome);
+        match outcome? {
             TxnOutcome::Committed(revision) => Ok(revision),
             TxnOutcome::Conflict => Err(StoreError::Conflict(what.to_string())),
         }
+    }
+
+    /// Keeps why writes fail for want of room, so that the daemon can say so (its `ps` and
+    /// `up` would otherwise show state that no longer moves); any answer of the backend to
+    /// a write clears it.
+    fn note_write(&self, outcome: &Result<TxnOutcome, crate::kv::KvError>) {
+        let mut problem = self
+            .write_problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match outcome {
+            Err(crate::kv::KvError::Full(why)) => {
+                if problem.is_none() {
+                    tracing::error!(reason = %why, "the store cannot be written");
+                }
+                *problem = Some(format!("the store cannot be written: {why}"));
+            }
+            Ok(_) => {
+                if problem.take().is_some() {
+                    tracing::info!("the store can be written again");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Why the store cannot be written now, if the last write found no room.
+    pub fn write_problem(&self) -> Option<String> {
+        self.write_problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn count_append(&self) -> u64 {

@@ -318,6 +318,11 @@ impl EtcdKv {
             };
             let (why, resent) = match failure {
                 Failure::Refused { message, .. } => {
+                    if message.contains("database space exceeded") {
+                        return Err(KvError::Full(format!(
+                            "etcd is over its space quota ({message}): compact and defragment it, or raise --quota-backend-bytes"
+                        )));
+                    }
                     return Err(KvError::Backend(format!("etcd refused {what}: {message}")));
                 }
                 Failure::Unavailable(why) => (why, resend == Resend::Always),

@@ -179,6 +179,10 @@ pub enum KvError {
     /// The backend's own failure (a corrupt file, a refused request).
     #[error("{0}")]
     Backend(String),
+    /// The backend has no room left for the write (the disk holding the SQLite file is
+    /// full, etcd is over its space quota); nothing was written. Reads still work.
+    #[error("the store cannot be written: {0}")]
+    Full(String),
 }
 
 /// The interface every backend keeps (see the module documentation for its semantics).

@@ -708,6 +708,13 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
 }
 
 fn backend(err: rusqlite::Error) -> KvError {
+    // SQLite reports a write that found no room (ENOSPC, or the file's size limit) as
+    // SQLITE_FULL; the transaction is rolled back.
+    if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return KvError::Full(format!(
+            "{err}: free space on the disk that holds the data directory"
+        ));
+    }
     KvError::Backend(format!("state database error: {err}"))
 }
 

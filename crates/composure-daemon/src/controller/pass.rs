@@ -142,7 +142,15 @@ impl Controller {
             wake_at: None,
             steps,
         };
-        self.observe(&mut work).await?;
+        if let Err(err) = self.observe(&mut work).await {
+            // The proxy and the VIPs follow what was observed even when it cannot be
+            // recorded (a store with no room): a replica that died leaves them now, not
+            // once the store can be written again.
+            if !matches!(err, PassError::Store(StoreError::Conflict(_))) {
+                self.sync_ingress(&work).await;
+            }
+            return Err(err);
+        }
         self.probe_accepting(&mut work).await;
         // The proxy and the VIPs learn what turned ready or left before anything that
         // depends on it starts in this pass.

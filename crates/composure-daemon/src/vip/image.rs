@@ -73,40 +73,62 @@ impl VipImage {
         if context.join("Dockerfile").is_file() {
             return Ok(image);
         }
-        // Built aside and renamed into place, so a half-built context is never used.
+        // Built aside and renamed into place, so a half-built context is never used; what
+        // a failed build (a full disk) left is removed, now and by the next start.
+        remove_unfinished(&root);
         let building = root.join(format!(".{id}.{}", std::process::id()));
-        if building.exists() {
-            std::fs::remove_dir_all(&building)?;
+        let built = build_context(&exe, &building, &context);
+        if built.is_err() {
+            let _ = std::fs::remove_dir_all(&building);
         }
-        let rootfs = building.join("rootfs");
-        std::fs::create_dir_all(&rootfs)?;
-        std::fs::copy(&exe, rootfs.join("composure"))?;
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        let exe_bytes = std::fs::read(&exe)?;
-        let files = shared_libraries(&maps)
-            .into_iter()
-            .chain(interpreter(&exe_bytes).map(PathBuf::from));
-        for file in files {
-            let Ok(relative) = file.strip_prefix("/") else {
-                continue;
-            };
-            let dest = rootfs.join(relative);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            // `copy` follows links: the image gets the file under the name the loader asks for.
-            std::fs::copy(&file, &dest)?;
-        }
-        std::fs::write(building.join("Dockerfile"), DOCKERFILE)?;
-        // Another daemon on the same data directory cannot run (the lock), but an earlier
-        // one may have left the final directory behind.
-        if context.exists() {
-            std::fs::remove_dir_all(&building)?;
-        } else {
-            std::fs::rename(&building, &context)?;
-        }
-        Ok(image)
+        built.map(|()| image)
     }
+}
+
+/// Removes the half-built contexts of earlier failed starts (`.<id>.<pid>`).
+pub(super) fn remove_unfinished(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with('.')
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a half-built VIP image");
+        }
+    }
+}
+
+/// Copies the executable and its libraries into `building`, then renames it to `context`.
+fn build_context(exe: &Path, building: &Path, context: &Path) -> std::io::Result<()> {
+    let rootfs = building.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    std::fs::copy(exe, rootfs.join("composure"))?;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let exe_bytes = std::fs::read(exe)?;
+    let files = shared_libraries(&maps)
+        .into_iter()
+        .chain(interpreter(&exe_bytes).map(PathBuf::from));
+    for file in files {
+        let Ok(relative) = file.strip_prefix("/") else {
+            continue;
+        };
+        let dest = rootfs.join(relative);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // `copy` follows links: the image gets the file under the name the loader asks for.
+        std::fs::copy(&file, &dest)?;
+    }
+    std::fs::write(building.join("Dockerfile"), DOCKERFILE)?;
+    // Another daemon on the same data directory cannot run (the lock), but an earlier
+    // one may have left the final directory behind.
+    if context.exists() {
+        std::fs::remove_dir_all(building)?;
+    } else {
+        std::fs::rename(building, context)?;
+    }
+    Ok(())
 }
 
 /// The shared objects a `/proc/<pid>/maps` text names (each once, in order).

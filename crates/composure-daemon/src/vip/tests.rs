@@ -4,7 +4,7 @@ use composure_net::Protocol;
 use indexmap::IndexMap;
 use std::time::Duration;
 
-use super::image::{interpreter, shared_libraries};
+use super::image::{interpreter, remove_unfinished, shared_libraries};
 use super::*;
 
 fn project(services: serde_json::Value) -> Project {
@@ -421,4 +421,17 @@ fn two_replicas(
         container("c2", &[("shop_back", "172.20.0.3")]),
     ];
     (vips, p, tasks, containers)
+}
+
+#[test]
+fn half_built_image_contexts_of_failed_starts_are_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let finished = root.path().join("0123456789abcdef");
+    let unfinished = root.path().join(".0123456789abcdef.4242");
+    std::fs::create_dir_all(finished.join("rootfs")).unwrap();
+    std::fs::create_dir_all(unfinished.join("rootfs")).unwrap();
+    std::fs::write(unfinished.join("rootfs/composure"), b"half a copy").unwrap();
+    remove_unfinished(root.path());
+    assert!(finished.is_dir(), "a finished context is kept");
+    assert!(!unfinished.exists(), "a half-built one is removed");
 }

@@ -20,6 +20,9 @@ pub struct Info {
     /// Whether this daemon's controllers decide (the cluster's leader; always on one host).
     #[serde(default)]
     pub leader: bool,
+    /// Why the store cannot be written now, if it cannot (a full disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_problem: Option<String>,
 }
 
 /// The container engine the daemon drives, as its last check saw it (the daemon checks
@@ -114,6 +117,10 @@ pub struct ProjectStatus {
     pub status: ProjectState,
     pub services: Vec<ServiceStatusView>,
     pub tasks: Vec<TaskView>,
+    /// Why the daemon cannot write its store now (a full disk): what it shows is as of its
+    /// last write, and nothing that needs a new record (a replacement, a deploy) happens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_problem: Option<String>,
 }
 
 /// Where a service stands.

@@ -133,7 +133,24 @@ async fn write_events(
                 // No receivers is fine: nobody is watching.
                 let _ = live.send(event);
             }
-            Err(err) => tracing::warn!(error = %err, "cannot record an event"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot record an event");
+                // Live watchers still see it (revision 0: not in the log, never replayed),
+                // and with it why it is not kept.
+                if matches!(err, composure_store::StoreError::Full(_)) {
+                    event.revision = 0;
+                    let note = StoredEvent {
+                        kind: "store".to_string(),
+                        message: format!("{err}; this event is not kept in the log"),
+                        service: None,
+                        slot: None,
+                        task: None,
+                        ..event.clone()
+                    };
+                    let _ = live.send(event);
+                    let _ = live.send(note);
+                }
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! lost etcd quorum (the API answers 503, the containers keep serving, and everything
 //! carries on once etcd is back), the etcd leader killed during a rolling update, the daemon
 //! SIGKILLed at random points of rolling updates (on SQLite and on etcd), and a second
-//! daemon taking over from a leader that died.
+//! daemon taking over from a leader that died; and a data directory whose disk is full.
 //!
 //! Every test that needs etcd starts a 3-member cluster of its own with
 //! `scripts/etcd-cluster` on ports nobody uses, and stops it when it ends, panicking or not.
@@ -988,4 +988,108 @@ fn a_second_daemon_takes_over_when_the_leader_dies() {
         );
     }
     assert_eq!(running_ids(&p).len(), 3, "three containers");
+}
+
+// ---------------------------------------------------------------------------------------
+// A full disk
+
+/// A small file system of its own at `path`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("mount runs");
+        assert!(out.status.success(), "mount: {}", stderr(&out));
+        Tmpfs(path.to_path_buf())
+    }
+
+    /// Writes a file until the file system is full.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 1 << 20];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+/// With the data directory's disk full, the daemon says so instead of showing a world that
+/// no longer moves: `ps` warns that the store cannot be written, `up` of a change fails
+/// with the reason and changes nothing, and once there is room again the replica killed
+/// meanwhile is replaced without anything done by hand.
+#[test]
+fn a_full_disk_is_said_by_ps_and_up_and_healing_resumes_once_there_is_room() {
+    ensure_image();
+    let mut mounted = None;
+    let daemon = Daemon::start_on(None, &[], |data| {
+        mounted = Some(Tmpfs::mount(data, "1g"));
+    });
+    let disk = mounted.expect("mounted");
+    let port = free_port();
+    let p = Project::new("diskfull", &daemon, &web("v1", 2, "2s", Some(port)));
+    p.ok(&["up", "--wait-timeout", "120"]);
+    assert_eq!(healthy(&p).len(), 2);
+
+    let filler = disk.fill();
+    let victim = healthy(&p)[&1].clone();
+    let pid = common::inspect(&victim, "{{.State.Pid}}");
+    let killed = Command::new("kill").args(["-KILL", &pid]).output().unwrap();
+    assert!(killed.status.success());
+
+    // The daemon sees the replica die but cannot record it: `ps` says so.
+    let warned = common::wait_for("ps to warn", LONG, || {
+        let out = p.run(&["ps"]);
+        let err = stderr(&out);
+        err.contains("the store cannot be written").then_some(err)
+    });
+    assert!(warned.contains("full"), "{warned}");
+    let (code, body) = api(&daemon, "/v1/info");
+    assert_eq!(code, 200);
+    assert!(
+        body["store_problem"]
+            .as_str()
+            .is_some_and(|s| s.contains("cannot be written")),
+        "{body}"
+    );
+
+    // A deploy is refused with the reason, and nothing of it is stored.
+    let revision = project_status(&daemon, &p).unwrap()["revision"].clone();
+    write(&p, &web("v2", 2, "2s", Some(port)));
+    let out = p.run(&["up", "--wait-timeout", "30"]);
+    assert!(!out.status.success(), "up succeeded on a full disk");
+    assert!(
+        stderr(&out).contains("cannot be written"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(project_status(&daemon, &p).unwrap()["revision"], revision);
+
+    // Room again: the killed replica is replaced, and the warning goes.
+    std::fs::remove_file(filler).unwrap();
+    common::wait_for("the killed replica replaced", LONG, || {
+        let now = healthy(&p);
+        (now.len() == 2 && !now.values().any(|id| *id == victim)).then_some(())
+    });
+    let out = p.run(&["ps"]);
+    assert!(
+        !stderr(&out).contains("cannot be written"),
+        "{}",
+        stderr(&out)
+    );
+    drop(p);
+    drop(daemon);
+    drop(disk);
 }

@@ -27,6 +27,9 @@ pub(crate) enum ApiError {
     TooSlow(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The store has no room for the write (a full disk).
+    #[error("{0}")]
+    NoRoom(String),
 }
 
 impl ApiError {
@@ -43,6 +46,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoRoom(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -64,6 +68,10 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => ApiError::Unavailable(chain(&err)),
+            StoreError::Full(_) => ApiError::NoRoom(format!(
+                "{}; nothing was changed, and the running containers keep running",
+                chain(&err)
+            )),
             StoreError::Conflict(_) => {
                 ApiError::Conflict(format!("{}; send the request again", chain(&err)))
             }

@@ -62,6 +62,7 @@ async fn info(State(shared): State<Arc<Shared>>) -> Result<Json<Info>, ApiError>
         store: shared.store.describe(),
         node: shared.node.0.clone(),
         leader: shared.leadership.is_leader(),
+        store_problem: shared.store.write_problem(),
     }))
 }
 

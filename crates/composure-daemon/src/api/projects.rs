@@ -46,13 +46,9 @@ pub(super) async fn status(
     let tasks = shared.store.tasks(&name).await?;
     let report = shared.controllers.report(&name);
     let rollouts = shared.store.rollouts(&name).await?.into_iter().collect();
-    Ok(Json(views::status(
-        &project,
-        &tasks,
-        &report,
-        &rollouts,
-        shared.clock.now_ms(),
-    )))
+    let mut status = views::status(&project, &tasks, &report, &rollouts, shared.clock.now_ms());
+    status.store_problem = shared.store.write_problem();
+    Ok(Json(status))
 }
 
 /// Sets a project's desired state. The body's project must read as the canonical model;

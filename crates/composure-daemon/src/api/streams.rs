@@ -163,10 +163,13 @@ impl Feed {
             let live = self.live.as_mut()?;
             match live.recv().await {
                 Ok(event) => {
-                    if event.revision <= self.last {
-                        continue;
+                    // Revision 0: an event the store could not keep, live only.
+                    if event.revision != 0 {
+                        if event.revision <= self.last {
+                            continue;
+                        }
+                        self.last = event.revision;
                     }
-                    self.last = event.revision;
                     if self.project.as_ref().is_none_or(|p| p == &event.project) {
                         return Some(vec![event]);
                     }

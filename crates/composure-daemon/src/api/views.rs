@@ -322,6 +322,7 @@ pub(crate) fn status(
         status: project_state(project.removing.is_some(), &services),
         services,
         tasks: tasks.into_iter().map(task_view).collect(),
+        store_problem: None,
     }
 }
 

@@ -12,6 +12,14 @@ use crate::output;
 pub async fn run(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<ExitCode> {
     let name = project::project_name(global)?;
     let status = client::client(global)?.project(&name).await?;
+    if let Some(problem) = &status.store_problem {
+        eprintln!(
+            "{}",
+            output::failure(&format!(
+                "warning: {problem}. What follows is as of the daemon's last write: containers that stopped since may still show as running."
+            ))
+        );
+    }
     let mut tasks: Vec<&TaskView> = status
         .tasks
         .iter()

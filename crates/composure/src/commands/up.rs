@@ -86,6 +86,15 @@ pub async fn wait_converged(
     let mut shown: HashMap<String, String> = HashMap::new();
     loop {
         let status = client.project(name).await?;
+        if let Some(problem) = &status.store_problem {
+            eprintln!(
+                "{}",
+                output::failure(&format!(
+                    "{problem}. The daemon cannot record the tasks of this revision; it carries on once the store can be written."
+                ))
+            );
+            return Ok(ExitCode::from(output::EXIT_FAILURE));
+        }
         // Statuses from before the daemon worked on this revision say nothing about it.
         let seen = status.observed_revision >= revision;
         if seen {

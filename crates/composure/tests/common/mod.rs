@@ -82,6 +82,16 @@ impl Daemon {
     /// `(endpoints, prefix)` (two daemons given the same prefix share one cluster's state),
     /// with more arguments for `composure daemon`.
     pub fn start_with(etcd: Option<(String, String)>, extra_args: &[&str]) -> Daemon {
+        Daemon::start_on(etcd, extra_args, |_| {})
+    }
+
+    /// Like [`start_with`](Self::start_with), after `prepare` has been given the data
+    /// directory's path (to mount a small file system there, say).
+    pub fn start_on(
+        etcd: Option<(String, String)>,
+        extra_args: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("composure-e2e-")
             .tempdir()
@@ -93,6 +103,7 @@ impl Daemon {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             binary: PathBuf::from(env!("CARGO_BIN_EXE_composure")),
         };
+        prepare(&daemon.dir.path().join("data"));
         daemon.restart();
         daemon
     }

@@ -59,15 +59,20 @@ impl ComposureProject {
             .context("cannot write compose.yaml")
     }
 
-    pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new(&self.bin)
+    /// `composure -p <name> <args>` in the project's directory, against its daemon.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
             .current_dir(self.dir.path())
             .env("COMPOSURE_HOST", &self.host)
             .env("NO_COLOR", "1")
             .args(["-p", self.name.as_str()])
-            .args(args)
-            .output()
-            .context("cannot run composure")
+            .args(args);
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.command(args).output().context("cannot run composure")
     }
 
     /// Runs a verb that must succeed; its stdout.
@@ -78,12 +83,7 @@ impl ComposureProject {
     /// Starts a verb in the background (output discarded), e.g. an `up` that a killed daemon
     /// will leave without an answer.
     pub fn spawn(&self, args: &[&str]) -> anyhow::Result<std::process::Child> {
-        Command::new(&self.bin)
-            .current_dir(self.dir.path())
-            .env("COMPOSURE_HOST", &self.host)
-            .env("NO_COLOR", "1")
-            .args(["-p", self.name.as_str()])
-            .args(args)
+        self.command(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -269,24 +269,16 @@ impl Ingress {
             .map_err(|e| e.to_string())
             .and_then(|dir| ingress_service(image, &dir).map_err(|e| e.to_string()));
         match built {
-            Ok(service) => {
-                if let Some(grace) = project
+            Ok(mut service) => {
+                // The ingress drains what it relays within the longest grace of the project.
+                service.stop_grace_period = project
                     .services
                     .values()
                     .filter_map(|s| s.stop_grace_period)
-                    .max()
-                {
-                    // The ingress drains what it relays within the longest grace.
-                    let mut service = service;
-                    service.stop_grace_period = Some(grace);
-                    project
-                        .services
-                        .insert(INGRESS_SERVICE.to_string(), service);
-                } else {
-                    project
-                        .services
-                        .insert(INGRESS_SERVICE.to_string(), service);
-                }
+                    .max();
+                project
+                    .services
+                    .insert(INGRESS_SERVICE.to_string(), service);
             }
             Err(e) => tracing::warn!(project = name, error = %e, "cannot describe the ingress"),
         }
@@ -681,7 +673,16 @@ mod tests {
             std::net::TcpListener::bind(addr).is_err(),
             "TCP is still served"
         );
-        assert!(std::net::UdpSocket::bind(addr).is_ok(), "UDP is closed");
+        // The UDP socket closes when its relay task ends, just after the config is served.
+        let mut closed = false;
+        for _ in 0..200 {
+            if std::net::UdpSocket::bind(addr).is_ok() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(closed, "UDP is closed");
         ingress.shutdown();
     }
 

@@ -121,6 +121,10 @@ pub struct ProjectStatus {
     /// last write, and nothing that needs a new record (a replacement, a deploy) happens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_problem: Option<String>,
+    /// What the daemon cannot serve of this project now (a published port another program
+    /// holds); it keeps trying.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Where a service stands.

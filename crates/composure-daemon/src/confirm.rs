@@ -18,10 +18,15 @@ pub(crate) fn next_generation(last: u64, clock: &Clock) -> u64 {
 
 /// Waits until `serves` (the generation the proxy's status says it serves, `None` if it
 /// has never written one) reaches `generation`. A proxy that has never reported is not
-/// running yet: nothing to wait for. One that has may be a generation or two behind: it is
-/// waited for within a timeout, in case it died since. Returns whether it confirmed.
-pub(crate) async fn served(generation: u64, serves: impl Fn() -> Option<u64>) -> bool {
-    if serves().is_none() {
+/// running yet: nothing to wait for, unless `starting` says it is being started now. One
+/// that has may be a generation or two behind: it is waited for within a timeout, in case
+/// it died since. Returns whether it confirmed.
+pub(crate) async fn served(
+    generation: u64,
+    starting: bool,
+    serves: impl Fn() -> Option<u64>,
+) -> bool {
+    if !starting && serves().is_none() {
         return true;
     }
     let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;

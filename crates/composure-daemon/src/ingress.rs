@@ -186,6 +186,16 @@ pub(crate) fn ready_addresses<'a>(
         })
 }
 
+/// What [`Ingress::write`] did.
+struct Written {
+    errors: Vec<String>,
+    /// Who asks for each listener, for messages.
+    owners: HashMap<(composure_net::Transport, SocketAddr), String>,
+    /// The generation of the config written (or kept).
+    generation: u64,
+    listeners_changed: bool,
+}
+
 /// The ingress service of a project whose ingress files are in `dir`.
 fn ingress_service(image: &VipImage, dir: &Path) -> Result<Service, serde_json::Error> {
     let mut json = serde_json::json!({
@@ -288,8 +298,10 @@ impl Ingress {
     /// Writes the project's ingress its listeners (its published ports and its
     /// `x-composure` routes; certificate paths are relative to `working_dir`) and each
     /// upstream's ready endpoints, where they changed, and starts an in-process ingress if
-    /// that is the mode. Returns what cannot be served, in words.
-    pub fn sync(
+    /// that is the mode. When the listeners changed, waits (briefly) until the ingress
+    /// serves them, so that what it cannot open is known in this pass. Returns what cannot
+    /// be served, in words.
+    pub async fn sync(
         &self,
         name: &str,
         project: &Project,
@@ -297,11 +309,49 @@ impl Ingress {
         tasks: &[Task],
         containers: &[ContainerInfo],
     ) -> Vec<String> {
-        let (wanted, mut errors) = listeners::wanted(project, working_dir);
         let dir = match self.dir(name) {
             Ok(dir) => dir,
             Err(e) => return vec![format!("no ingress for this project: {e}")],
         };
+        let Written {
+            mut errors,
+            owners,
+            generation,
+            listeners_changed,
+        } = match self.write(name, project, working_dir, tasks, containers, &dir) {
+            Ok(written) => written,
+            Err(errors) => return errors,
+        };
+        let started = self.mode == IngressMode::InProcess && self.run_in_process(name, &dir);
+        if listeners_changed {
+            // A port another program holds is known in a moment, and `up` should hear it.
+            let serves = || read_status(&dir).map(|s| s.generation);
+            confirm::served(generation, started, serves).await;
+        }
+        // What the ingress could not open, as of the config it serves.
+        if let Some(status) = read_status(&dir) {
+            for error in status.errors {
+                let owner = owners
+                    .get(&(error.transport, error.addr))
+                    .map_or("ingress", String::as_str);
+                errors.push(format!("{owner}: {}", error.message));
+            }
+        }
+        errors
+    }
+
+    /// The config part of [`sync`](Self::sync): computes and writes it; `Err` with the
+    /// reasons when there is nothing to serve or it cannot be written.
+    fn write(
+        &self,
+        name: &str,
+        project: &Project,
+        working_dir: &Path,
+        tasks: &[Task],
+        containers: &[ContainerInfo],
+        dir: &Path,
+    ) -> Result<Written, Vec<String>> {
+        let (wanted, mut errors) = listeners::wanted(project, working_dir);
         let mut written = self.lock();
         let mut listeners = Vec::new();
         let mut owners = HashMap::new();
@@ -320,7 +370,7 @@ impl Ingress {
                 ));
                 continue;
             }
-            match self.with_copied_certificates(&want.config, &dir, &mut copies) {
+            match self.with_copied_certificates(&want.config, dir, &mut copies) {
                 Ok(config) => {
                     owners.insert(socket, want.owner);
                     listeners.push(config);
@@ -331,40 +381,31 @@ impl Ingress {
         let upstreams = upstreams(project, &listeners, tasks, containers);
         let old = written.get(name);
         if old.is_none() && listeners.is_empty() {
-            return errors;
+            return Err(errors);
         }
-        let changed = old.is_none_or(|o| o.listeners != listeners || o.upstreams != upstreams);
+        let listeners_changed = old.is_none_or(|o| o.listeners != listeners);
+        let changed = listeners_changed || old.is_some_and(|o| o.upstreams != upstreams);
+        let mut generation = old.map_or(0, |o| o.generation);
         if changed {
             let config = IngressConfig {
-                generation: confirm::next_generation(old.map_or(0, |o| o.generation), &self.clock),
+                generation: confirm::next_generation(generation, &self.clock),
                 project: name.to_string(),
                 listeners,
                 upstreams,
             };
-            match write_files(&dir, &config, &copies) {
-                Ok(()) => {
-                    written.insert(name.to_string(), config);
-                }
-                Err(e) => {
-                    errors.push(format!("cannot write the ingress's config: {e}"));
-                    return errors;
-                }
+            if let Err(e) = write_files(dir, &config, &copies) {
+                errors.push(format!("cannot write the ingress's config: {e}"));
+                return Err(errors);
             }
+            generation = config.generation;
+            written.insert(name.to_string(), config);
         }
-        drop(written);
-        if self.mode == IngressMode::InProcess {
-            self.run_in_process(name, &dir);
-        }
-        // What the ingress could not open, as of the config it serves.
-        if let Some(status) = read_status(&dir) {
-            for error in status.errors {
-                let owner = owners
-                    .get(&(error.transport, error.addr))
-                    .map_or("ingress", String::as_str);
-                errors.push(format!("{owner}: {}", error.message));
-            }
-        }
-        errors
+        Ok(Written {
+            errors,
+            owners,
+            generation,
+            listeners_changed,
+        })
     }
 
     /// The listener with its certificates replaced by copies in the ingress's directory
@@ -396,10 +437,11 @@ impl Ingress {
         Ok(config)
     }
 
-    fn run_in_process(&self, name: &str, dir: &Path) {
+    /// Starts the in-process ingress of `name` unless it runs; whether it was started.
+    fn run_in_process(&self, name: &str, dir: &Path) -> bool {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.contains_key(name) {
-            return;
+            return false;
         }
         let stop = CancellationToken::new();
         let options = IngressOptions::new(dir.to_path_buf());
@@ -411,6 +453,7 @@ impl Ingress {
             }
         });
         running.insert(name.to_string(), stop);
+        true
     }
 
     /// Takes a task out of every upstream of its service and waits (briefly) until a live
@@ -449,7 +492,11 @@ impl Ingress {
         let Ok(dir) = self.dir(name) else {
             return;
         };
-        if !confirm::served(generation, || read_status(&dir).map(|s| s.generation)).await {
+        if !confirm::served(generation, false, || {
+            read_status(&dir).map(|s| s.generation)
+        })
+        .await
+        {
             tracing::warn!(service, task = %task.0, "the ingress did not confirm the withdrawal in time");
         }
     }
@@ -656,7 +703,7 @@ mod tests {
             IngressMode::InProcess,
             Clock::system(),
         );
-        let errors = ingress.sync("p", &both, Path::new("."), &[], &[]);
+        let errors = ingress.sync("p", &both, Path::new("."), &[], &[]).await;
         assert!(errors.is_empty(), "{errors:?}");
         wait_served(&ingress, "p").await;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -666,7 +713,7 @@ mod tests {
         let tcp_only = project(serde_json::json!([
             {"target": 53, "published": port.to_string(), "host_ip": "127.0.0.1", "protocol": "tcp"},
         ]));
-        let errors = ingress.sync("p", &tcp_only, Path::new("."), &[], &[]);
+        let errors = ingress.sync("p", &tcp_only, Path::new("."), &[], &[]).await;
         assert!(errors.is_empty(), "{errors:?}");
         wait_served(&ingress, "p").await;
         assert!(
@@ -686,8 +733,8 @@ mod tests {
         ingress.shutdown();
     }
 
-    #[test]
-    fn a_port_another_project_publishes_is_refused() {
+    #[tokio::test]
+    async fn a_port_another_project_publishes_is_refused() {
         let port = free_port();
         let ports = serde_json::json!([{"target": 80, "published": port.to_string(), "host_ip": "127.0.0.1"}]);
         let root = tempfile::tempdir().unwrap();
@@ -700,9 +747,12 @@ mod tests {
         assert!(
             ingress
                 .sync("a", &project(ports.clone()), Path::new("."), &[], &[])
+                .await
                 .is_empty()
         );
-        let errors = ingress.sync("b", &project(ports), Path::new("."), &[], &[]);
+        let errors = ingress
+            .sync("b", &project(ports), Path::new("."), &[], &[])
+            .await;
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].contains("already published by project `a`"),

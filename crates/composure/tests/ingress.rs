@@ -187,6 +187,34 @@ fn a_daemon_upgrade_replaces_the_ingress_without_failing_a_request() {
     assert_ne!(after, before);
 }
 
+/// A published port another program holds: `up` fails and says so (the daemon keeps
+/// trying), and the port is served as soon as it is free, with nothing done by hand.
+#[test]
+fn up_fails_on_a_port_another_program_holds_and_serves_it_once_free() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let p = Project::new("taken", &daemon, &web(port, 1, "http"));
+    let out = p.run(&["up", "--wait-timeout", "90"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "up succeeded on a taken port: {stderr}"
+    );
+    assert!(stderr.contains("in use"), "{stderr}");
+    let ps = p.run(&["ps"]);
+    assert!(String::from_utf8_lossy(&ps.stderr).contains("in use"));
+
+    drop(blocker);
+    wait_for(
+        "the freed port to be served",
+        Duration::from_secs(60),
+        || matches!(http_get(port, "/healthz"), Ok((200, _))).then_some(()),
+    );
+    p.ok(&["up", "--wait-timeout", "90"]);
+}
+
 #[test]
 fn scaling_down_under_load_fails_no_request() {
     ensure_image();

@@ -323,6 +323,7 @@ pub(crate) fn status(
         services,
         tasks: tasks.into_iter().map(task_view).collect(),
         store_problem: None,
+        problems: report.proxy_problems.clone(),
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Report {
     /// The project revision the pass worked from (0: no pass yet).
     pub revision: u64,
     pub services: IndexMap<String, ServiceReport>,
+    /// What the proxy cannot serve (a published port another program holds), in words.
+    pub proxy_problems: Vec<String>,
 }
 
 impl Report {

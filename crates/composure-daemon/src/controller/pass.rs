@@ -164,6 +164,7 @@ impl Controller {
         self.sync_ingress(&work).await;
         let report = Report {
             revision: work.revision,
+            proxy_problems: self.ingress_errors.clone(),
             services: work
                 .specs
                 .keys()
@@ -179,13 +180,17 @@ impl Controller {
     /// Sends the proxy the project's published ports and ready replicas; reports (once) what
     /// it cannot serve.
     async fn sync_ingress(&mut self, work: &Work) {
-        let mut errors = self.shared.ingress.sync(
-            &self.name,
-            &work.project,
-            std::path::Path::new(&work.working_dir),
-            &work.tasks,
-            &work.containers,
-        );
+        let mut errors = self
+            .shared
+            .ingress
+            .sync(
+                &self.name,
+                &work.project,
+                std::path::Path::new(&work.working_dir),
+                &work.tasks,
+                &work.containers,
+            )
+            .await;
         errors.extend(self.shared.vips.sync(
             &self.name,
             &work.project,

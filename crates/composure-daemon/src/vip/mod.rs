@@ -320,7 +320,7 @@ impl Vips {
             return;
         };
         let serves = || read_json::<VipStatus>(&dir, STATUS_FILE).map(|s| s.generation);
-        if !confirm::served(config.generation, serves).await {
+        if !confirm::served(config.generation, false, serves).await {
             tracing::warn!(service, task = %task.0, "the VIP did not confirm the withdrawal in time");
         }
     }

@@ -155,12 +155,8 @@ pub async fn run(options: IngressOptions, shutdown: CancellationToken) -> Result
             None
         }
     };
-    if let Some(ready) = &options.ready_file
-        && let Err(e) = std::fs::write(ready, b"")
-    {
-        tracing::warn!(file = %ready.display(), error = %e, "cannot mark the ingress ready");
-    }
     let mut status: Option<IngressStatus> = None;
+    let mut marked_ready = false;
     let mut retried = tokio::time::Instant::now();
     loop {
         if let Some(config) = read_json::<IngressConfig>(&dir, CONFIG_FILE)
@@ -178,6 +174,16 @@ pub async fn run(options: IngressOptions, shutdown: CancellationToken) -> Result
             match write_json(&dir, STATUS_FILE, &now) {
                 Ok(()) => status = Some(now),
                 Err(e) => tracing::warn!(error = %e, "cannot write the status"),
+            }
+        }
+        // Ready once it serves and has said what it could not open: the daemon reads that
+        // before it calls the project running.
+        if !marked_ready && status.is_some() {
+            marked_ready = true;
+            if let Some(ready) = &options.ready_file
+                && let Err(e) = std::fs::write(ready, b"")
+            {
+                tracing::warn!(file = %ready.display(), error = %e, "cannot mark the ingress ready");
             }
         }
         tokio::select! {

@@ -12,6 +12,9 @@ use crate::output;
 pub async fn run(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<ExitCode> {
     let name = project::project_name(global)?;
     let status = client::client(global)?.project(&name).await?;
+    for problem in &status.problems {
+        eprintln!("{}", output::failure(&format!("warning: {problem}")));
+    }
     if let Some(problem) = &status.store_problem {
         eprintln!(
             "{}",

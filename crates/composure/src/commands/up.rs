@@ -97,6 +97,18 @@ pub async fn wait_converged(
         }
         // Statuses from before the daemon worked on this revision say nothing about it.
         let seen = status.observed_revision >= revision;
+        if seen && !status.problems.is_empty() {
+            for problem in &status.problems {
+                eprintln!("{}", output::failure(problem));
+            }
+            eprintln!(
+                "{}",
+                output::failure(&format!(
+                    "Project {name} cannot be served as asked; the daemon keeps trying (see `composure events`)."
+                ))
+            );
+            return Ok(ExitCode::from(output::EXIT_FAILURE));
+        }
         if seen {
             for service in &status.services {
                 let line = output::service_progress(service);

@@ -74,7 +74,20 @@ pub(crate) struct Ingress {
     written: Mutex<HashMap<String, IngressConfig>>,
     /// In-process ingresses, by project.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// Per project: who asks for each listener (for messages), and the listeners the
+    /// ingress could not open as the last pass read them.
+    opened: Mutex<HashMap<String, Opened>>,
     clock: Clock,
+}
+
+/// Who asks for each listener, for messages: "service `web`", "routes of services …".
+type Owners = HashMap<(composure_net::Transport, SocketAddr), String>;
+
+/// See [`Ingress::opened`].
+#[derive(Debug, Default)]
+struct Opened {
+    owners: Owners,
+    failed: Vec<String>,
 }
 /// A single published port the proxy serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,7 +203,7 @@ pub(crate) fn ready_addresses<'a>(
 struct Written {
     errors: Vec<String>,
     /// Who asks for each listener, for messages.
-    owners: HashMap<(composure_net::Transport, SocketAddr), String>,
+    owners: Owners,
     /// The generation of the config written (or kept).
     generation: u64,
     listeners_changed: bool,
@@ -250,6 +263,7 @@ impl Ingress {
             mode,
             written: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
             clock,
         }
     }
@@ -328,16 +342,33 @@ impl Ingress {
             let serves = || read_status(&dir).map(|s| s.generation);
             confirm::served(generation, started, serves).await;
         }
-        // What the ingress could not open, as of the config it serves.
-        if let Some(status) = read_status(&dir) {
-            for error in status.errors {
-                let owner = owners
-                    .get(&(error.transport, error.addr))
-                    .map_or("ingress", String::as_str);
-                errors.push(format!("{owner}: {}", error.message));
-            }
-        }
+        let failed = failed_listeners(&dir, &owners);
+        errors.extend(failed.iter().cloned());
+        self.opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), Opened { owners, failed });
         errors
+    }
+
+    /// `reported` (what the last pass could not serve) as of now: the ingress retries the
+    /// listeners it could not open every second, so those are read from its status again
+    /// rather than taken from the pass (a port freed since is served already).
+    pub fn problems_now(&self, name: &str, reported: &[String]) -> Vec<String> {
+        let opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(opened) = opened.get(name) else {
+            return reported.to_vec();
+        };
+        let Ok(dir) = self.dir(name) else {
+            return reported.to_vec();
+        };
+        let mut problems: Vec<String> = reported
+            .iter()
+            .filter(|p| !opened.failed.contains(p))
+            .cloned()
+            .collect();
+        problems.extend(failed_listeners(&dir, &opened.owners));
+        problems
     }
 
     /// The config part of [`sync`](Self::sync): computes and writes it; `Err` with the
@@ -525,6 +556,10 @@ impl Ingress {
     /// container ingress goes with the project's other containers).
     pub fn remove_project(&self, name: &str) {
         self.lock().remove(name);
+        self.opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         let stopped = self
             .running
             .lock()
@@ -550,6 +585,23 @@ impl Ingress {
             stop.cancel();
         }
     }
+}
+
+/// What the ingress in `dir` says it could not open, in words, each with who asked for it.
+fn failed_listeners(dir: &Path, owners: &Owners) -> Vec<String> {
+    let Some(status) = read_status(dir) else {
+        return Vec::new();
+    };
+    status
+        .errors
+        .into_iter()
+        .map(|error| {
+            let owner = owners
+                .get(&(error.transport, error.addr))
+                .map_or("ingress", String::as_str);
+            format!("{owner}: {}", error.message)
+        })
+        .collect()
 }
 
 /// Every service port the listeners route to, with its ready endpoints and settings.

@@ -48,6 +48,7 @@ pub(super) async fn status(
     let rollouts = shared.store.rollouts(&name).await?.into_iter().collect();
     let mut status = views::status(&project, &tasks, &report, &rollouts, shared.clock.now_ms());
     status.store_problem = shared.store.write_problem();
+    status.problems = shared.ingress.problems_now(&name, &status.problems);
     Ok(Json(status))
 }
 

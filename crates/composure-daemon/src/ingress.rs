@@ -36,7 +36,7 @@ use composure_net::ingress::{
 };
 use composure_net::routing::Routing;
 use composure_net::vip::write_json;
-use composure_net::{Endpoint, Endpoints, HostCertificate, ListenerConfig, Protocol, TlsFiles};
+use composure_net::{HostCertificate, ListenerConfig, Protocol, TlsFiles};
 use composure_runtime::ContainerInfo;
 use tokio_util::sync::CancellationToken;
 
@@ -163,17 +163,14 @@ pub(crate) fn is_ready(task: &Task) -> bool {
         && matches!(task.health, Health::Healthy | Health::None)
 }
 
-/// The ready endpoints of `service` on `target`: each ready task's container address.
-pub(crate) fn endpoints(
-    service: &str,
-    target: u16,
-    tasks: &[Task],
-    containers: &[ContainerInfo],
-) -> Endpoints {
-    Endpoints::new(
-        ready_addresses(service, tasks, containers, &[])
-            .map(|(t, ip)| Endpoint::new(t.id.0.clone(), SocketAddr::new(ip, target))),
-    )
+/// `x-composure.response_timeout` of `service` in ms, as the proxies' config files carry it
+/// (0: no limit).
+pub(crate) fn response_timeout_ms(project: &Project, service: &str) -> u64 {
+    Routing::upstream_config(project, service)
+        .response_timeout
+        .map_or(0, |limit| {
+            u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The ready tasks of `service`, each with its container's address: the one on the first of
@@ -617,24 +614,18 @@ fn upstreams(
         .collect();
     keys.into_iter()
         .map(|(service, port)| {
-            let response_timeout_ms = Routing::upstream_config(project, &service)
-                .response_timeout
-                .map_or(0, |limit| {
-                    u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
-                });
-            let mut endpoints: Vec<IngressEndpoint> = endpoints(&service, port, tasks, containers)
-                .0
-                .into_iter()
-                .map(|e| IngressEndpoint {
-                    task: e.task.0,
-                    addr: e.addr,
-                })
-                .collect();
+            let mut endpoints: Vec<IngressEndpoint> =
+                ready_addresses(&service, tasks, containers, &[])
+                    .map(|(t, ip)| IngressEndpoint {
+                        task: t.id.0.clone(),
+                        addr: SocketAddr::new(ip, port),
+                    })
+                    .collect();
             endpoints.sort();
             IngressUpstream {
+                response_timeout_ms: Some(response_timeout_ms(project, &service)),
                 service,
                 port,
-                response_timeout_ms: Some(response_timeout_ms),
                 endpoints,
             }
         })

@@ -60,6 +60,14 @@ impl UpstreamConfig {
         }
         config
     }
+
+    /// As a proxy's config file gives it: `x-composure.response_timeout` in ms (0: no
+    /// limit), `None` for the default.
+    pub fn with_response_timeout_ms(ms: Option<u64>) -> UpstreamConfig {
+        UpstreamConfig::with_response_timeout(
+            ms.map(|ms| ResponseTimeout(std::time::Duration::from_millis(ms))),
+        )
+    }
 }
 
 /// `x-composure.response_timeout`: a duration, or 0 for no limit.

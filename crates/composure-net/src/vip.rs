@@ -32,7 +32,7 @@ use crate::config::{ListenerConfig, Protocol, RouteConfig};
 use crate::endpoints::{Endpoint, Endpoints};
 use crate::error::NetError;
 use crate::listener::Listener;
-use crate::upstream::{ResponseTimeout, Upstream, UpstreamConfig};
+use crate::upstream::{Upstream, UpstreamConfig};
 use crate::workers::Workers;
 
 /// The daemon's half: what to serve.
@@ -62,10 +62,7 @@ pub struct VipConfig {
 impl VipConfig {
     /// The proxy's settings for the service's replicas.
     fn upstream_config(&self) -> UpstreamConfig {
-        UpstreamConfig::with_response_timeout(
-            self.response_timeout_ms
-                .map(|ms| ResponseTimeout(Duration::from_millis(ms))),
-        )
+        UpstreamConfig::with_response_timeout_ms(self.response_timeout_ms)
     }
 }
 

@@ -23,7 +23,6 @@ use composure_compose::model::{Exposed, Project, Service, parse_expose, project_
 use composure_compose::names::path_within;
 use composure_core::{Task, TaskId};
 use composure_net::Protocol;
-use composure_net::routing::Routing;
 use composure_net::vip::{
     CONFIG_FILE, STATUS_FILE, VipConfig, VipEndpoint, VipPort, VipStatus, read_json, write_json,
 };
@@ -31,7 +30,7 @@ use composure_runtime::ContainerInfo;
 
 use crate::clock::Clock;
 use crate::confirm;
-use crate::ingress::ready_addresses;
+use crate::ingress::{ready_addresses, response_timeout_ms};
 
 mod image;
 
@@ -253,11 +252,7 @@ impl Vips {
             let ports = fronted_ports(spec).unwrap_or_default();
             let endpoints = ready_endpoints(fronted, spec, project, tasks, containers);
             let key = (name.to_string(), fronted.clone());
-            let response_timeout_ms = Routing::upstream_config(project, fronted)
-                .response_timeout
-                .map_or(0, |limit| {
-                    u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
-                });
+            let response_timeout_ms = response_timeout_ms(project, fronted);
             let old = written.get(&key);
             if old.is_some_and(|o| {
                 o.ports == ports

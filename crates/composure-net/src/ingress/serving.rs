@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::handover::{self, SocketKey};
-use super::{IngressConfig, IngressStatus, IngressUpstream, Inherited, ListenerError, UpstreamKey};
+use super::{IngressConfig, IngressStatus, Inherited, ListenerError, UpstreamKey};
 use crate::config::{ListenerConfig, Protocol, RouteConfig};
 use crate::endpoints::{Endpoint, Endpoints};
 use crate::error::NetError;
@@ -18,7 +18,7 @@ use crate::http::RouterHandle;
 use crate::listener::Listener;
 use crate::router::Router;
 use crate::socket::BoundSocket;
-use crate::upstream::{ResponseTimeout, Upstream, UpstreamConfig};
+use crate::upstream::{Upstream, UpstreamConfig};
 use crate::workers::Workers;
 
 #[derive(Debug)]
@@ -71,14 +71,6 @@ pub(super) struct Serving {
     draining: BTreeSet<String>,
     /// Every listener's serving task, so that the ingress ends only once its sockets closed.
     serving: tokio::task::JoinSet<()>,
-}
-
-fn upstream_config(upstream: &IngressUpstream) -> UpstreamConfig {
-    UpstreamConfig::with_response_timeout(
-        upstream
-            .response_timeout_ms
-            .map(|ms| ResponseTimeout(Duration::from_millis(ms))),
-    )
 }
 
 fn key_of(route: &RouteConfig) -> UpstreamKey {
@@ -168,7 +160,7 @@ impl Serving {
                     .iter()
                     .map(|e| Endpoint::new(e.task.clone(), e.addr)),
             );
-            let settings = upstream_config(upstream);
+            let settings = UpstreamConfig::with_response_timeout_ms(upstream.response_timeout_ms);
             match self.upstreams.get(&key) {
                 Some(entry) => {
                     for gone in entry.tx.borrow().iter() {

@@ -24,6 +24,8 @@ pub enum SpecError {
         value: String,
         expected: &'static str,
     },
+    #[error("service `{service}`: `deploy.placement`: {reason}")]
+    InvalidPlacement { service: String, reason: String },
     #[error("service `{service}`: `{field}` is not supported yet")]
     Unsupported { service: String, field: String },
 }

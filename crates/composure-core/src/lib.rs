@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod labels;
+pub mod placement;
 pub mod reconcile;
 pub mod restart;
 pub mod rollout;
@@ -13,6 +14,7 @@ pub mod task;
 
 pub use composure_compose::model::Condition;
 pub use error::SpecError;
+pub use placement::{Cluster, NodeInfo, PlacementSpec, Resources, Unplaced};
 pub use reconcile::{
     DependencyState, NewTask, Plan, ServiceStatus, dependency_state, reconcile_service,
 };

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::SpecError;
+use crate::placement::{PlacementSpec, placement_spec};
 use crate::restart::{RestartPolicy, millis};
 use crate::rollout::UpdateConfig;
 
@@ -17,8 +18,8 @@ pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub name: String,
-    /// `deploy.replicas`, else `scale`, else 1; 0 allowed. `deploy.mode: global` is 1 (one
-    /// node).
+    /// `deploy.replicas`, else `scale`, else 1; 0 allowed. For `deploy.mode: global` 1 here;
+    /// the daemon sets it to the number of eligible nodes ([`crate::Cluster::global_nodes`]).
     pub replicas: u32,
     /// From `deploy.restart_policy`, else `restart:`, else [`RestartPolicy::default`].
     pub restart: RestartPolicy,
@@ -41,6 +42,9 @@ pub struct ServiceSpec {
     /// How a failed update (or an undo) goes back: `deploy.rollback_config`.
     #[serde(default = "UpdateConfig::rollback_default")]
     pub rollback: UpdateConfig,
+    /// Where its tasks may run: `deploy.placement`, `deploy.mode`, reservations.
+    #[serde(default)]
+    pub placement: PlacementSpec,
 }
 
 /// One `depends_on` entry.
@@ -105,6 +109,7 @@ pub fn service_spec(name: &str, service: &Service) -> Result<ServiceSpec, SpecEr
                 .and_then(|d| d.rollback_config.as_ref()),
             UpdateConfig::rollback_default(),
         )?,
+        placement: placement_spec(name, service)?,
     })
 }
 
@@ -122,7 +127,7 @@ fn replicas(name: &str, service: &Service) -> Result<u32, SpecError> {
     let mode = service.deploy.as_ref().and_then(|d| d.mode.as_deref());
     match mode {
         None | Some("replicated") => {}
-        // One task per node, and this engine is one node.
+        // One task per eligible node: the daemon counts them.
         Some("global") => return Ok(1),
         Some(other) => {
             return Err(SpecError::Unsupported {

@@ -623,6 +623,7 @@ fn spec(
         healthcheck: None,
         update,
         rollback,
+        placement: Default::default(),
     }
 }
 

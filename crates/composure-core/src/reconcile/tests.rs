@@ -23,6 +23,7 @@ fn spec(replicas: u32, restart: RestartPolicy) -> ServiceSpec {
         healthcheck: None,
         update: UpdateConfig::update_default(),
         rollback: UpdateConfig::rollback_default(),
+        placement: Default::default(),
     }
 }
 

@@ -226,6 +226,7 @@ mod tests {
                 healthcheck: None,
                 update: super::super::UpdateConfig::update_default(),
                 rollback: super::super::UpdateConfig::rollback_default(),
+                placement: Default::default(),
             };
             let mut rollout = Rollout::begin(&spec, None, started_at);
             rollout.revision = revision;

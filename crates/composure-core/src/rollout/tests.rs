@@ -32,6 +32,7 @@ fn spec(replicas: u32, config: UpdateConfig, has_healthcheck: bool) -> ServiceSp
         healthcheck: has_healthcheck.then(|| "probe".to_string()),
         update: config,
         rollback: UpdateConfig::rollback_default(),
+        placement: Default::default(),
     }
 }
 

@@ -152,6 +152,7 @@ fn a_project_starts_in_dependency_order_and_settles() {
                     finished_at: None,
                     healthy_at: None,
                     node: Default::default(),
+                    reserved: Default::default(),
                 });
             }
             statuses.insert(name, plan.status);

@@ -339,6 +339,7 @@ impl World {
                 finished_at: None,
                 healthy_at: None,
                 node: Default::default(),
+                reserved: Default::default(),
             });
         }
     }

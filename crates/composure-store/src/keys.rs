@@ -11,6 +11,7 @@
 //! | `rolloutlog/<project>/<service>/<started_at>-<hash>` | `Rollout` as it last stood | as above |
 //! | `events/<project>/<ms>-<nonce>` | `StoredEvent` | mod revision: the event's revision |
 //! | `nodes/<name>` | `Node`, under the node's lease | |
+//! | `nodespecs/<name>` | `NodeSpec`: the operator's labels and availability | mod revision: for guarded updates |
 //!
 //! Names never contain `/` (`composure_compose::names` refuses them), so a prefix ending in
 //! `/` holds exactly one project's or service's records.
@@ -38,6 +39,8 @@ pub(crate) fn history_of(name: &str) -> String {
 pub(crate) fn history(name: &str, created_at: u64, nonce: &str) -> String {
     format!("history/{name}/{created_at:013}-{nonce}")
 }
+
+pub(crate) const TASKS: &str = "tasks/";
 
 pub(crate) fn tasks_of(project: &str) -> String {
     format!("tasks/{project}/")
@@ -77,6 +80,12 @@ pub(crate) const NODES: &str = "nodes/";
 
 pub(crate) fn node(name: &str) -> String {
     format!("nodes/{name}")
+}
+
+pub(crate) const NODE_SPECS: &str = "nodespecs/";
+
+pub(crate) fn node_spec(name: &str) -> String {
+    format!("nodespecs/{name}")
 }
 
 /// A random suffix that keeps keys written in the same millisecond apart.

@@ -29,7 +29,7 @@ mod types;
 
 pub use error::StoreError;
 pub use lock::DataDirLock;
-pub use nodes::{LOCAL_NODE_TTL, Node, NodeResources, NodeState};
+pub use nodes::{ClusterNode, LOCAL_NODE_TTL, Node, NodeResources, NodeSpec, NodeState};
 pub use store::{Guard, MAX_EVENTS, Store, TERMINAL_TASKS_KEPT_PER_SLOT};
 pub use types::{ProjectMeta, ProjectRevision, RemoveRequest, StoredEvent, StoredProject};
 

@@ -92,6 +92,20 @@ impl Store {
         Ok(tasks.into_iter().map(|(_, task)| task).collect())
     }
 
+    /// Every task of every project that is not over (desired running, or still stopping):
+    /// what holds the nodes' resources, for placement.
+    pub async fn live_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let range = self.kv().range(keys::TASKS, 0).await?;
+        let mut live = Vec::new();
+        for kv in &range.kvs {
+            let task = read_task(kv)?;
+            if !task.state.is_terminal() {
+                live.push(task);
+            }
+        }
+        Ok(live)
+    }
+
     pub async fn task(&self, project: &str, id: &TaskId) -> Result<Option<Task>, StoreError> {
         let (_, found) = self.kv().get(&keys::task(project, &id.0)).await?;
         found.as_ref().map(read_task).transpose()

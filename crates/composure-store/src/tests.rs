@@ -103,6 +103,7 @@ fn rollout(target: &str) -> Rollout {
         healthcheck: None,
         update: composure_core::UpdateConfig::update_default(),
         rollback: composure_core::UpdateConfig::rollback_default(),
+        placement: Default::default(),
     };
     let mut rollout = Rollout::begin(&spec, Some("old".into()), 1_000);
     rollout.revision = 1;
@@ -112,6 +113,7 @@ fn rollout(target: &str) -> Rollout {
 fn node(name: &str) -> Node {
     Node {
         name: name.into(),
+        hostname: format!("{name}.local"),
         address: format!("{name}.local:7070"),
         labels: [("zone".to_string(), "a".to_string())].into(),
         resources: NodeResources {
@@ -1652,4 +1654,51 @@ async fn a_damaged_database_is_refused_with_what_to_do() {
     assert!(message.contains("is damaged"), "{message}");
     assert!(message.contains("restore a backup"), "{message}");
     assert!(message.contains("Backup and restore"), "{message}");
+}
+
+#[tokio::test]
+async fn a_node_spec_outlives_the_record_and_survives_a_new_registration() {
+    use composure_core::placement::{Availability, Role};
+    let (_dir, store) = open();
+    let lease = store.kv().grant_lease(LOCAL_NODE_TTL).await.unwrap();
+    store
+        .register_node(&node("a"), Role::Agent, lease)
+        .await
+        .unwrap();
+    let nodes = store.cluster_nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].spec.role, Role::Agent);
+    assert_eq!(nodes[0].record.as_ref().unwrap().name, "a");
+    assert_eq!(nodes[0].labels()["zone"], "a");
+
+    // The operator drains it and labels it; a guarded update on a stale revision fails.
+    let mut spec = nodes[0].spec.clone();
+    spec.availability = Availability::Drain;
+    spec.labels.insert("zone".into(), "b".into());
+    assert!(matches!(
+        store
+            .put_node_spec("a", &spec, nodes[0].spec_revision + 100)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .put_node_spec("a", &spec, nodes[0].spec_revision)
+        .await
+        .unwrap();
+    // The node registers again (a restart): the operator's decisions stay.
+    store
+        .register_node(&node("a"), Role::Server, lease)
+        .await
+        .unwrap();
+    let nodes = store.cluster_nodes().await.unwrap();
+    assert_eq!(nodes[0].spec, spec);
+    assert_eq!(nodes[0].labels()["zone"], "b", "the operator's label wins");
+
+    // Its lease ends: it is still known, without a record (down).
+    store.kv().revoke_lease(lease).await.unwrap();
+    let nodes = store.cluster_nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert!(nodes[0].record.is_none());
+    store.remove_node("a").await.unwrap();
+    assert!(store.cluster_nodes().await.unwrap().is_empty());
 }

@@ -45,6 +45,7 @@ fn task(n: u64) -> Task {
         finished_at: None,
         healthy_at: None,
         node: Default::default(),
+        reserved: Default::default(),
     }
 }
 

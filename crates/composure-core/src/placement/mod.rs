@@ -41,6 +41,10 @@ impl Resources {
         Resources { millicpus, memory }
     }
 
+    pub fn is_zero(&self) -> bool {
+        self.millicpus == 0 && self.memory == 0
+    }
+
     fn plus(self, other: Resources) -> Resources {
         Resources::new(
             self.millicpus.saturating_add(other.millicpus),

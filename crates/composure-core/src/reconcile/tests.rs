@@ -66,6 +66,7 @@ fn task(id: &str, slot: u32, state: TaskState) -> Task {
         finished_at: None,
         healthy_at: None,
         node: Default::default(),
+        reserved: Default::default(),
     }
 }
 

@@ -117,6 +117,7 @@ impl World {
                 finished_at: None,
                 healthy_at: None,
                 node: Default::default(),
+                reserved: Default::default(),
             });
         }
         if let Some(rollout) = &plan.rollout {

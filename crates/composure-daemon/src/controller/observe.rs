@@ -184,6 +184,7 @@ mod tests {
             finished_at: None,
             healthy_at: None,
             node: Default::default(),
+            reserved: Default::default(),
         }
     }
 

@@ -181,6 +181,7 @@ fn task(id: &str, service: &str, health: Health, container: &str) -> Task {
         finished_at: None,
         healthy_at: None,
         node: Default::default(),
+        reserved: Default::default(),
     }
 }
 

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::ndjson::{self, DecodeError};
 use crate::types::{
-    DeleteQuery, ErrorBody, Event, EventsQuery, Info, LogEntry, LogsQuery, ProjectStatus,
-    ProjectSummary, PutProject, PutProjectResponse, RestartRequest, RevisionResponse,
-    RolloutHistory, RolloutView, ScaleRequest, UndoRequest,
+    DeleteQuery, ErrorBody, Event, EventsQuery, Info, LogEntry, LogsQuery, NodeUpdate, NodeView,
+    PlacementPreview, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse,
+    RestartRequest, RevisionResponse, RolloutHistory, RolloutView, ScaleRequest, UndoRequest,
 };
 
 /// Why a call to the daemon failed.
@@ -111,6 +111,16 @@ impl Client {
         body: &PutProject,
     ) -> Result<PutProjectResponse, ClientError> {
         self.call(Method::PUT, project_path(name, ""), Some(body))
+            .await
+    }
+
+    /// `POST /v1/projects/{name}/placement`: where the project would run (nothing is stored).
+    pub async fn placement_preview(
+        &self,
+        name: &str,
+        body: &PutProject,
+    ) -> Result<PlacementPreview, ClientError> {
+        self.call(Method::POST, project_path(name, "/placement"), Some(body))
             .await
     }
 
@@ -211,6 +221,36 @@ impl Client {
     pub async fn events(&self, query: &EventsQuery) -> Result<ApiStream<Event>, ClientError> {
         let path = format!("/v1/events?{}", query_string(query)?);
         self.stream(path).await
+    }
+
+    /// `GET /v1/nodes`: every node the cluster knows.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
+        self.call(Method::GET, "/v1/nodes".to_string(), None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/nodes/{name}`; an unknown node is an error with status 404.
+    pub async fn node(&self, name: &str) -> Result<NodeView, ClientError> {
+        self.call(Method::GET, node_path(name), None::<&()>).await
+    }
+
+    /// `PATCH /v1/nodes/{name}`: labels and availability.
+    pub async fn update_node(
+        &self,
+        name: &str,
+        update: &NodeUpdate,
+    ) -> Result<NodeView, ClientError> {
+        self.call(Method::PATCH, node_path(name), Some(update))
+            .await
+    }
+
+    /// `DELETE /v1/nodes/{name}`: forgets a node that is down and runs nothing.
+    pub async fn remove_node(&self, name: &str) -> Result<(), ClientError> {
+        let response = self
+            .send(Method::DELETE, node_path(name), None::<&()>)
+            .await?;
+        drop(read_body(response).await?);
+        Ok(())
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -317,6 +357,10 @@ fn error_message(status: StatusCode, body: &[u8]) -> String {
 
 fn project_path(name: &str, rest: &str) -> String {
     format!("/v1/projects/{}{rest}", encode_segment(name))
+}
+
+fn node_path(name: &str) -> String {
+    format!("/v1/nodes/{}", encode_segment(name))
 }
 
 fn service_path(name: &str, service: &str, rest: &str) -> String {

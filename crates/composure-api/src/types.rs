@@ -78,6 +78,10 @@ pub struct PutProjectResponse {
     /// update of 1 replica leaves it without a ready replica …`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// When the daemon took the request (its clock, ms since the epoch): the statuses of
+    /// passes that began later reflect it.
+    #[serde(default)]
+    pub accepted_at: u64,
 }
 
 /// Where a project stands as a whole.
@@ -114,6 +118,10 @@ pub struct ProjectStatus {
     /// statuses below are as of that revision.
     #[serde(default)]
     pub observed_revision: u64,
+    /// When (the daemon's clock, ms since the epoch) that pass began: a status newer than a
+    /// request says what the daemon made of it.
+    #[serde(default)]
+    pub observed_at: u64,
     pub status: ProjectState,
     pub services: Vec<ServiceStatusView>,
     pub tasks: Vec<TaskView>,
@@ -382,6 +390,9 @@ pub struct TaskView {
     /// Milliseconds since the Unix epoch.
     #[serde(default)]
     pub started_at: Option<u64>,
+    /// The node it is placed on; empty while it is not placed.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// `DELETE /v1/projects/{name}?volumes=…`.
@@ -526,4 +537,89 @@ mod tests {
         let request: RestartRequest = serde_json::from_str("{}").unwrap();
         assert!(request.services.is_empty());
     }
+}
+
+/// A node's state, as `composure node ls` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Its daemon is alive and it takes tasks.
+    Ready,
+    /// Its daemon stopped renewing its lease.
+    Down,
+    /// Alive, but drained: it takes no tasks, and its tasks move elsewhere.
+    Drain,
+}
+
+/// Whether the operator lets a node take tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAvailability {
+    Active,
+    Drain,
+}
+
+/// `GET /v1/nodes` (a list) and `GET /v1/nodes/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    /// The host's name (`node.hostname` in constraints); empty while the node is down.
+    pub hostname: String,
+    /// Where the other nodes reach it; empty while it is down.
+    pub address: String,
+    /// `server` or `agent`.
+    pub role: String,
+    pub state: NodeState,
+    pub availability: NodeAvailability,
+    /// Whether it leads the cluster.
+    pub leader: bool,
+    /// The labels constraints see: the daemon's own, with those set by `node update` over them.
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub cpus: u32,
+    /// Bytes.
+    pub memory: u64,
+    /// CPUs (thousandths) and memory (bytes) the live tasks on it reserve.
+    pub reserved_millicpus: u64,
+    pub reserved_memory: u64,
+    /// Live tasks placed on it.
+    pub tasks: u32,
+    pub engine_version: String,
+}
+
+/// `PATCH /v1/nodes/{name}`: what to change; what is left out stays.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUpdate {
+    /// Labels to set (added or replaced).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Labels to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<NodeAvailability>,
+}
+
+/// `POST /v1/projects/{name}/placement` (`composure up --dry-run`): where the project's
+/// replicas would run if it were put now, and why those that cannot be placed cannot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementPreview {
+    pub services: Vec<ServicePlacement>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePlacement {
+    pub service: String,
+    pub replicas: u32,
+    /// Replicas per node: those that run already and stay, and the new ones.
+    pub nodes: std::collections::BTreeMap<String, u32>,
+    /// Of those, the replicas that run already and stay where they are.
+    pub kept: u32,
+    /// Replicas no node can take now.
+    pub unplaced: u32,
+    /// Why, on each node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why the service stays on one node (a named volume there), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
 }

@@ -78,18 +78,31 @@ pub struct NodeConfig {
     pub name: String,
     /// Where the other nodes reach this one.
     pub address: String,
+    /// Labels the daemon was started with (`composure daemon --label`); those set with
+    /// `composure node update --label` go over them.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The role it registers with the first time the cluster sees it.
+    pub role: composure_core::placement::Role,
 }
 
 impl NodeConfig {
-    /// The node named after the host, at the loopback address.
+    /// The node named after the host, at the loopback address: a server (one host is its
+    /// own cluster).
     pub fn local() -> NodeConfig {
         NodeConfig {
             name: host_name(),
             address: "127.0.0.1".to_string(),
             labels: Default::default(),
+            role: composure_core::placement::Role::Server,
         }
     }
+}
+
+/// The host's name as the kernel has it (`node.hostname` in constraints).
+pub fn raw_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The host's name (`/proc/sys/kernel/hostname`), made a valid node name; `local` if it

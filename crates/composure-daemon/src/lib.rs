@@ -22,6 +22,7 @@
 mod agent;
 mod api;
 mod clock;
+mod cluster;
 mod config;
 mod confirm;
 mod controller;
@@ -137,6 +138,7 @@ pub async fn run_with(
         events: EventLog::new(store.clone(), clock.clone()),
         store,
         node: NodeName(config.node.name.clone()),
+        node_record: node::record(&config.node, String::new(), clock.now_ms()),
         leadership: leader::Leadership::default(),
         runtime,
         engine: engine::EngineWatch::default(),

@@ -66,18 +66,24 @@ async fn register(
         Ok(engine) => engine.version,
         Err(_) => String::new(),
     };
-    let node = Node {
+    let node = record(config, engine_version, clock.now_ms());
+    store.register_node(&node, config.role, lease).await?;
+    tracing::info!(node = %node.name, cpus = node.resources.cpus, memory = node.resources.memory, "node registered");
+    Ok(lease)
+}
+
+/// This node's record as it describes itself.
+pub(crate) fn record(config: &NodeConfig, engine_version: String, now: u64) -> Node {
+    Node {
         name: config.name.clone(),
+        hostname: crate::config::raw_host_name(),
         address: config.address.clone(),
         labels: config.labels.clone(),
         resources: local_resources(),
         state: NodeState::Ready,
         engine_version,
-        updated_at: clock.now_ms(),
-    };
-    store.put_node(&node, lease).await?;
-    tracing::info!(node = %node.name, cpus = node.resources.cpus, memory = node.resources.memory, "node registered");
-    Ok(lease)
+        updated_at: now,
+    }
 }
 
 /// This host's CPUs and memory.

@@ -20,8 +20,10 @@ use crate::vip::Vips;
 
 pub(crate) struct Shared {
     pub store: Arc<Store>,
-    /// The node this daemon's agent runs: every task it places goes here (one host).
+    /// The node this daemon's agent runs: every task it places goes here (see `cluster`).
     pub node: NodeName,
+    /// This node's own record, as it registers it (for placement before the store has it).
+    pub node_record: composure_store::Node,
     /// Whether this daemon's controllers decide (see `leader`).
     pub leadership: Leadership,
     pub runtime: Arc<dyn Runtime>,

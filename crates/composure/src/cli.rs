@@ -59,6 +59,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Rolling updates of a service: progress, history of versions, undo
     Rollout(RolloutArgs),
+    /// The cluster's nodes: list, inspect, label, drain, activate, remove
+    Node(NodeArgs),
     /// Parse, resolve and render the compose file in canonical form
     Config(ConfigArgs),
     /// Run the daemon: the control plane and the local agent
@@ -101,6 +103,10 @@ pub struct UpArgs {
     /// Give up waiting after this many seconds (the daemon keeps trying)
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub wait_timeout: u64,
+    /// Show where each replica would run, and why what cannot be placed cannot; change
+    /// nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Services to run (with their dependencies); default: all
     pub services: Vec<String>,
 }
@@ -204,6 +210,71 @@ pub struct RolloutStatusArgs {
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
     pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List the nodes: state (ready, down, drain), role, resources, tasks
+    #[command(alias = "list")]
+    Ls(NodeLsArgs),
+    /// Show nodes in detail (JSON)
+    Inspect(NodeNamesArgs),
+    /// Set or remove a node's labels, or its availability
+    Update(NodeUpdateArgs),
+    /// Move a node's tasks to other nodes, as a rolling update does, and place nothing new on it
+    Drain(NodeNamesArgs),
+    /// Let a drained node take tasks again
+    Activate(NodeNamesArgs),
+    /// Forget nodes that are down and run nothing
+    #[command(alias = "remove")]
+    Rm(NodeNamesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeLsArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeNamesArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[arg(required = true, value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeUpdateArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Set a label (repeatable): constraints see it as `node.labels.KEY`
+    #[arg(long = "label", alias = "label-add", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Remove a label (repeatable)
+    #[arg(long = "label-rm", value_name = "KEY")]
+    pub remove_labels: Vec<String>,
+    /// `active` or `drain`
+    #[arg(long, value_enum, value_name = "AVAILABILITY")]
+    pub availability: Option<Availability>,
+    #[arg(value_name = "NODE")]
+    pub node: String,
+}
+
+/// `composure node update --availability`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Availability {
+    Active,
+    Drain,
 }
 
 #[derive(Debug, Args)]

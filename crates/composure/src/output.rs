@@ -275,6 +275,7 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
         "STATE",
         "HEALTH",
         "RESTARTS",
+        "NODE",
         "CONTAINER",
         "LAST ERROR",
     ]);
@@ -286,6 +287,7 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
             word(&t.state),
             word(&t.health),
             t.restarts.to_string(),
+            dash(&t.node),
             t.container_id
                 .as_deref()
                 .map_or("-".into(), |id| id.chars().take(12).collect()),
@@ -293,6 +295,84 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
         ]);
     }
     table.to_string()
+}
+
+/// `composure up --dry-run`: one line per service, the replicas per node.
+pub fn placement_table(preview: &composure_api::PlacementPreview) -> String {
+    use comfy_table::{Table, presets::NOTHING};
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header([
+        "SERVICE",
+        "REPLICAS",
+        "PLACED ON",
+        "RUNNING ALREADY",
+        "UNPLACED",
+    ]);
+    for s in &preview.services {
+        let nodes: Vec<String> = s.nodes.iter().map(|(n, c)| format!("{n}={c}")).collect();
+        table.add_row([
+            s.service.clone(),
+            s.replicas.to_string(),
+            if nodes.is_empty() {
+                "-".to_string()
+            } else {
+                nodes.join(",")
+            },
+            s.kept.to_string(),
+            s.unplaced.to_string(),
+        ]);
+    }
+    table.to_string()
+}
+
+/// `composure node ls`: one line per node.
+pub fn node_table(nodes: &[composure_api::NodeView]) -> String {
+    use comfy_table::{Table, presets::NOTHING};
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header([
+        "NAME", "HOSTNAME", "STATE", "ROLE", "CPUS", "MEMORY", "RESERVED", "TASKS", "ENGINE",
+        "LABELS",
+    ]);
+    for n in nodes {
+        let role = if n.leader {
+            format!("{} (leader)", n.role)
+        } else {
+            n.role.clone()
+        };
+        let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        table.add_row([
+            n.name.clone(),
+            dash(&n.hostname),
+            word(&n.state),
+            role,
+            n.cpus.to_string(),
+            gib(n.memory),
+            format!(
+                "{} CPUs, {}",
+                n.reserved_millicpus as f64 / 1000.0,
+                gib(n.reserved_memory)
+            ),
+            n.tasks.to_string(),
+            dash(&n.engine_version),
+            labels.join(","),
+        ]);
+    }
+    table.to_string()
+}
+
+fn dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// Bytes in GiB with one decimal.
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
 /// The wire name of an enum value (`running`, `healthy`).

@@ -1,6 +1,7 @@
 //! The HTTP API (see `composure_api` for the endpoints and wire types).
 
 mod error;
+mod nodes;
 mod projects;
 mod rollouts;
 mod server;
@@ -34,6 +35,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(projects::delete),
         )
         .route("/v1/projects/{name}/scale", post(projects::scale))
+        .route("/v1/projects/{name}/placement", post(projects::placement))
         .route("/v1/projects/{name}/restart", post(projects::restart))
         .route("/v1/projects/{name}/logs", get(streams::logs))
         .route(
@@ -49,6 +51,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(rollouts::undo),
         )
         .route("/v1/events", get(streams::events))
+        .route("/v1/nodes", get(nodes::list))
+        .route(
+            "/v1/nodes/{name}",
+            get(nodes::inspect)
+                .patch(nodes::update)
+                .delete(nodes::remove),
+        )
         .fallback(not_found)
         .with_state(shared)
 }

@@ -52,6 +52,32 @@ pub(super) async fn status(
     Ok(Json(status))
 }
 
+/// Where the project's replicas would run if it were put now: the same checks as a put,
+/// then placement over the cluster as it is (the replicas of unchanged services stay where
+/// they run). Nothing is stored.
+pub(super) async fn placement(
+    State(shared): SharedState,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<composure_api::PlacementPreview>, ApiError> {
+    let decoded = crate::decode::put_project(&name, &body).map_err(ApiError::BadRequest)?;
+    check_routes(
+        &decoded.project,
+        std::path::Path::new(&decoded.meta.working_dir),
+    )?;
+    let nodes = shared.store.cluster_nodes().await?;
+    let live = shared.store.live_tasks().await?;
+    Ok(Json(crate::cluster::preview(
+        &name,
+        &decoded.project,
+        &decoded.specs,
+        &nodes,
+        &live,
+        &shared.node_record,
+        &shared.node,
+    )))
+}
+
 /// Sets a project's desired state. The body's project must read as the canonical model;
 /// what does not is a 400 naming the place (`services.web.ports[0]: ...`).
 pub(super) async fn put(
@@ -105,6 +131,7 @@ pub(super) async fn put(
         revision,
         changed_services,
         warnings,
+        accepted_at: shared.clock.now_ms(),
     }))
 }
 

@@ -43,6 +43,7 @@ pub(crate) fn task_view(task: &Task) -> api::TaskView {
         exit_code: task.exit_code,
         error: task.error.clone(),
         started_at: task.started_at,
+        node: task.node.0.clone(),
     }
 }
 
@@ -135,7 +136,10 @@ pub(crate) fn service_views(
             }
             api::ServiceStatusView {
                 name: spec.name.clone(),
-                desired: spec.replicas,
+                desired: match report.get(&spec.name) {
+                    Some(seen) if spec.placement.global => seen.replicas,
+                    _ => spec.replicas,
+                },
                 running: count(running.len()),
                 healthy: count(healthy),
                 status,
@@ -319,11 +323,17 @@ pub(crate) fn status(
         name: project.name.clone(),
         revision: project.revision,
         observed_revision: report.revision,
+        observed_at: report.started_at,
         status: project_state(project.removing.is_some(), &services),
         services,
         tasks: tasks.into_iter().map(task_view).collect(),
         store_problem: None,
-        problems: report.proxy_problems.clone(),
+        problems: report
+            .proxy_problems
+            .iter()
+            .chain(&report.placement_problems)
+            .cloned()
+            .collect(),
     }
 }
 

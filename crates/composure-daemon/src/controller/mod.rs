@@ -38,6 +38,9 @@ const COMMAND_CAPACITY: usize = 16;
 pub(crate) struct ServiceReport {
     pub state: ServiceState,
     pub message: Option<String>,
+    /// The replicas the pass ran it with: for a global service, the number of eligible
+    /// nodes, which the stored spec does not say.
+    pub replicas: u32,
 }
 
 impl From<&ServiceStatus> for ServiceReport {
@@ -52,7 +55,11 @@ impl From<&ServiceStatus> for ServiceReport {
             ServiceStatus::Complete => Some("ran to completion".to_string()),
             other => other.reason().map(str::to_string),
         };
-        ServiceReport { state, message }
+        ServiceReport {
+            state,
+            message,
+            replicas: 0,
+        }
     }
 }
 
@@ -61,9 +68,13 @@ impl From<&ServiceStatus> for ServiceReport {
 pub(crate) struct Report {
     /// The project revision the pass worked from (0: no pass yet).
     pub revision: u64,
+    /// When the pass began (the daemon's clock).
+    pub started_at: u64,
     pub services: IndexMap<String, ServiceReport>,
     /// What the proxy cannot serve (a published port another program holds), in words.
     pub proxy_problems: Vec<String>,
+    /// Why tasks could not be placed, one line per service.
+    pub placement_problems: Vec<String>,
 }
 
 impl Report {

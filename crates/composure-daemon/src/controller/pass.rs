@@ -6,15 +6,16 @@ use std::sync::Arc;
 use composure_compose::model::Condition;
 use composure_compose::model::{ModelError, Project, project_from_json};
 use composure_core::error::SpecError;
+use composure_core::placement::{Availability, Cluster};
 use composure_core::reconcile::{Plan, ServiceStatus, dependency_state, reconcile_service};
 use composure_core::restart::Backoff;
 use composure_core::rollout::Rollout;
 use composure_core::spec::{
     DEFAULT_STOP_GRACE_MS, Dependency, ServiceSpec, service_specs, startup_order,
 };
-use composure_core::{DesiredState, Health, Task, TaskId, TaskState, labels};
+use composure_core::{DesiredState, Health, NodeName, Task, TaskId, TaskState, labels};
 use composure_runtime::{ContainerInfo, RuntimeError};
-use composure_store::{Guard, StoreError};
+use composure_store::{ClusterNode, Guard, StoreError};
 use indexmap::IndexMap;
 
 use super::adopt;
@@ -23,6 +24,7 @@ use super::rollout::PreparedRollout;
 use super::steps::free_name;
 use super::{Controller, Outcome, Report, ServiceReport};
 use crate::agent::Snapshot;
+use crate::cluster;
 use crate::error::chain;
 use crate::events::NewEvent;
 
@@ -65,6 +67,12 @@ pub(super) struct Work {
     /// The agent's steps in flight (taken before the runtime was listed, and those this pass
     /// hands over): their tasks and containers are left alone until they end.
     pub steps: Snapshot,
+    /// The nodes the cluster knows, read at the start of the pass.
+    pub nodes: Vec<ClusterNode>,
+    /// Placement's view of the cluster, built when the pass first has a task to place.
+    pub placement: Option<Cluster>,
+    /// Why tasks of a service could not be placed in this pass, by service.
+    pub unplaced: IndexMap<String, String>,
 }
 
 impl Work {
@@ -116,7 +124,9 @@ impl Controller {
         if let Some(removing) = &stored.removing {
             return self.remove(&project, removing.volumes).await;
         }
-        let specs = service_specs(&project)?;
+        let nodes = self.shared.store.cluster_nodes().await?;
+        let mut specs = service_specs(&project)?;
+        self.count_global_replicas(&mut specs, &nodes);
         // Before the list: a step that ends after this shows in the list or stays busy.
         let steps = self.shared.agent.snapshot(&self.name);
         let containers = self.shared.runtime.list(Some(&self.name)).await?;
@@ -141,6 +151,9 @@ impl Controller {
             resources_ready: false,
             wake_at: None,
             steps,
+            nodes,
+            placement: None,
+            unplaced: IndexMap::new(),
         };
         if let Err(err) = self.observe(&mut work).await {
             // The proxy and the VIPs follow what was observed even when it cannot be
@@ -156,6 +169,7 @@ impl Controller {
         // depends on it starts in this pass.
         self.sync_ingress(&work).await;
         self.clean_up(&mut work).await?;
+        self.move_off_drained(&mut work).await?;
         let mut statuses = IndexMap::new();
         for service in startup_order(&work.specs) {
             let status = self.reconcile(&service, &mut work).await?;
@@ -164,11 +178,17 @@ impl Controller {
         self.sync_ingress(&work).await;
         let report = Report {
             revision: work.revision,
+            started_at: work.now,
             proxy_problems: self.ingress_errors.clone(),
+            placement_problems: work.unplaced.values().cloned().collect(),
             services: work
                 .specs
-                .keys()
-                .filter_map(|name| Some((name.clone(), ServiceReport::from(statuses.get(name)?))))
+                .iter()
+                .filter_map(|(name, spec)| {
+                    let mut report = ServiceReport::from(statuses.get(name)?);
+                    report.replicas = spec.replicas;
+                    Some((name.clone(), report))
+                })
                 .collect(),
         };
         self.publish(report);
@@ -471,7 +491,8 @@ impl Controller {
                 &spec.name,
                 new.slot,
                 &spec.spec_hash,
-                self.shared.node.clone(),
+                // Placed when it is due to launch (see `place_due`).
+                NodeName::default(),
                 work.now,
             );
             task.attempt = new.attempt;
@@ -551,6 +572,10 @@ impl Controller {
         if due.is_empty() {
             return Ok(());
         }
+        let due = self.place_due(service, work, due).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
         if !work.resources_ready {
             if let Err(err) = self.ensure_resources(work).await {
                 return self.fail_launches(work, &due, &err).await;
@@ -571,6 +596,160 @@ impl Controller {
         self.shared.store.put_tasks(&recorded, &self.guard).await?;
         for index in due {
             self.launch(work, index);
+        }
+        Ok(())
+    }
+
+    /// Places the due tasks that have no node yet; returns the due tasks that have one. A
+    /// task no node can take stays pending with the reason (recorded, and reported as the
+    /// service's problem) and is tried again in the next pass.
+    #[tracing::instrument(level = "debug", skip_all, fields(project = %self.name, service))]
+    async fn place_due(
+        &mut self,
+        service: &str,
+        work: &mut Work,
+        due: Vec<usize>,
+    ) -> Result<Vec<usize>, PassError> {
+        let unplaced: Vec<usize> = due
+            .iter()
+            .copied()
+            .filter(|&i| work.tasks[i].node.0.is_empty())
+            .collect();
+        if unplaced.is_empty() {
+            return Ok(due);
+        }
+        let Some(spec) = work.specs.get(service).map(|s| s.placement.clone()) else {
+            return Ok(Vec::new());
+        };
+        if work.placement.is_none() {
+            // Other projects' tasks as stored, this one's as the pass has them.
+            let mut live: Vec<Task> = self
+                .shared
+                .store
+                .live_tasks()
+                .await?
+                .into_iter()
+                .filter(|t| t.project != self.name)
+                .collect();
+            live.extend(work.tasks.iter().cloned());
+            work.placement = Some(cluster::placement(
+                &work.nodes,
+                &live,
+                &self.shared.node_record,
+                &self.shared.node,
+            ));
+        }
+        let pin = (!spec.global)
+            .then(|| cluster::volume_pin(service, &work.project, &work.tasks, &self.shared.node))
+            .flatten();
+        let key = cluster::service_key(&self.name, service);
+        let placed = match work.placement.as_mut() {
+            Some(placement) => placement.place(&key, &spec, pin.as_ref(), unplaced.len()),
+            None => Vec::new(),
+        };
+        let mut changed = Vec::new();
+        let mut events = Vec::new();
+        for (&index, result) in unplaced.iter().zip(placed) {
+            let task = &mut work.tasks[index];
+            match result {
+                Ok(node) => {
+                    tracing::debug!(slot = task.slot, node = %node, "placed");
+                    task.node = node;
+                    task.reserved = spec.reservation;
+                    task.error = None;
+                }
+                Err(why) => {
+                    let why = why.to_string();
+                    work.unplaced
+                        .insert(service.to_string(), format!("service `{service}`: {why}"));
+                    if task.error.as_deref() != Some(why.as_str()) {
+                        tracing::info!(slot = task.slot, reason = %why, "cannot place");
+                        events.push((index, format!("slot {}: {why}", task.slot)));
+                        task.error = Some(why);
+                        changed.push(task.clone());
+                    }
+                }
+            }
+        }
+        self.shared.store.put_tasks(&changed, &self.guard).await?;
+        for (index, message) in events {
+            self.shared
+                .events
+                .record(NewEvent::task(&work.tasks[index], "unplaced", message));
+        }
+        Ok(due
+            .into_iter()
+            .filter(|&i| !work.tasks[i].node.0.is_empty())
+            .collect())
+    }
+
+    /// `deploy.mode: global`: a task on each node that is ready, active and meets the
+    /// service's constraints.
+    fn count_global_replicas(
+        &self,
+        specs: &mut IndexMap<String, ServiceSpec>,
+        nodes: &[ClusterNode],
+    ) {
+        if !specs.values().any(|s| s.placement.global) {
+            return;
+        }
+        let cluster = cluster::placement(nodes, &[], &self.shared.node_record, &self.shared.node);
+        for spec in specs.values_mut().filter(|s| s.placement.global) {
+            let eligible = cluster.global_nodes(&spec.placement, None).len();
+            spec.replicas = u32::try_from(eligible).unwrap_or(u32::MAX);
+        }
+    }
+
+    /// Replaces the tasks on drained nodes the way an update rolls (see
+    /// [`Self::mark_restart`]): their replacements are placed elsewhere, and with the
+    /// default start-first order each old task stops only once its replacement is ready.
+    async fn move_off_drained(&mut self, work: &mut Work) -> Result<(), PassError> {
+        let drained: Vec<String> = work
+            .nodes
+            .iter()
+            .filter(|n| n.spec.availability == Availability::Drain)
+            .map(|n| n.name.clone())
+            .collect();
+        if drained.is_empty() {
+            return Ok(());
+        }
+        let local = self.shared.node.0.clone();
+        let on_drained = |t: &Task| {
+            let node = if t.node.0.is_empty() {
+                &local
+            } else {
+                &t.node.0
+            };
+            !t.state.is_terminal() && drained.contains(node)
+        };
+        let specs: Vec<ServiceSpec> = work.specs.values().cloned().collect();
+        for spec in specs {
+            let movable = work.tasks.iter().any(|t| {
+                t.service == spec.name
+                    && t.desired == DesiredState::Running
+                    && t.spec_hash == spec.spec_hash
+                    && on_drained(t)
+            });
+            if !movable {
+                continue;
+            }
+            let why = format!("node {} is drained", drained.join(", "));
+            let current = work.rollouts.get(&spec.name).cloned();
+            let mut tasks = std::mem::take(&mut work.tasks);
+            let marked = self
+                .mark_restart(
+                    &mut tasks,
+                    &spec,
+                    current.as_ref(),
+                    work.revision,
+                    &why,
+                    on_drained,
+                )
+                .await;
+            work.tasks = tasks;
+            if let Some(rollout) = marked? {
+                self.store_rollout(work, &spec.name, rollout).await?;
+            }
         }
         Ok(())
     }

@@ -191,7 +191,14 @@ impl Controller {
             let current = work.rollouts.get(&spec.name).cloned();
             let mut tasks = std::mem::take(&mut work.tasks);
             let marked = self
-                .mark_restart(&mut tasks, &spec, current.as_ref(), work.revision, &why)
+                .mark_restart(
+                    &mut tasks,
+                    &spec,
+                    current.as_ref(),
+                    work.revision,
+                    &why,
+                    |_| true,
+                )
                 .await;
             work.tasks = tasks;
             if let Some(rollout) = marked? {

@@ -175,6 +175,7 @@ impl Controller {
                     current.as_ref(),
                     stored.revision,
                     "restart requested",
+                    |_| true,
                 )
                 .await?;
             if let Some(rollout) = marked {
@@ -199,6 +200,7 @@ impl Controller {
         current: Option<&Rollout>,
         revision: u64,
         why: &str,
+        only: impl Fn(&Task) -> bool,
     ) -> Result<Option<Rollout>, PassError> {
         let name = &spec.name;
         let updating = current.is_some_and(|r| r.is_active() && r.target_hash == spec.spec_hash)
@@ -214,6 +216,7 @@ impl Controller {
                 t.service == *name
                     && t.desired == DesiredState::Running
                     && t.spec_hash == spec.spec_hash
+                    && only(t)
             })
             .map(|task| {
                 task.spec_hash = restart_mark(&spec.spec_hash);

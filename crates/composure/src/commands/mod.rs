@@ -7,6 +7,7 @@ pub mod down;
 pub mod events;
 pub mod ingress;
 pub mod logs;
+pub mod node;
 pub mod project;
 pub mod ps;
 pub mod rollout;

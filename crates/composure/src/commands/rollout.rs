@@ -69,6 +69,7 @@ async fn undo(global: &GlobalArgs, args: &RolloutUndoArgs) -> anyhow::Result<Exi
         &client,
         &name,
         response.revision,
+        0,
         Duration::from_secs(args.wait_timeout),
     )
     .await

@@ -19,6 +19,9 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let loaded = project::load(&project::load_options(global, &args.services)?)?;
     let name = loaded.project.name.clone().unwrap_or_default();
     let client = client::client(global)?;
+    if args.dry_run {
+        return dry_run(&client, &name, &put_body(&loaded)?).await;
+    }
 
     let mut foreground = None;
     if !client::daemon_answers(&client).await {
@@ -41,15 +44,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
         }
     }
 
-    let body = PutProject {
-        project: serde_json::to_value(&loaded.project).context("cannot encode the project")?,
-        working_dir: loaded.project_directory.display().to_string(),
-        files: loaded
-            .files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect(),
-    };
+    let body = put_body(&loaded)?;
     let response = client.put_project(&name, &body).await?;
     for warning in &response.warnings {
         eprintln!("{}", output::warning(warning));
@@ -62,12 +57,59 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
         &client,
         &name,
         response.revision,
+        response.accepted_at,
         Duration::from_secs(args.wait_timeout),
     )
     .await?;
     if let Some(daemon) = foreground {
         eprintln!("Project {name} is up. The daemon keeps it running until Ctrl-C.");
         daemon.wait_for_ctrl_c().await?;
+    }
+    Ok(code)
+}
+
+/// The body of the `PUT` that submits the loaded project.
+fn put_body(loaded: &composure_compose::loader::Loaded) -> anyhow::Result<PutProject> {
+    Ok(PutProject {
+        project: serde_json::to_value(&loaded.project).context("cannot encode the project")?,
+        working_dir: loaded.project_directory.display().to_string(),
+        files: loaded
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
+    })
+}
+
+/// `up --dry-run`: asks the daemon where the replicas would run and prints it; exit 1 when
+/// some replica cannot be placed. Starts no daemon and stores nothing.
+async fn dry_run(client: &Client, name: &str, body: &PutProject) -> anyhow::Result<ExitCode> {
+    if !client::daemon_answers(client).await {
+        anyhow::bail!(
+            "no daemon answers at {}: placement needs the cluster's nodes (start one with `composure daemon`)",
+            client.socket().display()
+        );
+    }
+    let preview = client.placement_preview(name, body).await?;
+    println!("{}", output::placement_table(&preview));
+    let mut code = ExitCode::SUCCESS;
+    for service in &preview.services {
+        if let Some(pinned) = &service.pinned {
+            eprintln!("{}: stays on one node: {pinned}", service.service);
+        }
+        if service.unplaced > 0 {
+            eprintln!(
+                "{}",
+                output::failure(&format!(
+                    "{}: {} of {} replica(s) cannot be placed: {}",
+                    service.service,
+                    service.unplaced,
+                    service.replicas,
+                    service.reason.as_deref().unwrap_or("no reason given")
+                ))
+            );
+            code = ExitCode::from(output::EXIT_FAILURE);
+        }
     }
     Ok(code)
 }
@@ -80,6 +122,7 @@ pub async fn wait_converged(
     client: &Client,
     name: &str,
     revision: u64,
+    accepted_at: u64,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + timeout;
@@ -96,7 +139,9 @@ pub async fn wait_converged(
             return Ok(ExitCode::from(output::EXIT_FAILURE));
         }
         // Statuses from before the daemon worked on this revision say nothing about it.
-        let seen = status.observed_revision >= revision;
+        // An unchanged project keeps its revision: then only a pass that began after the
+        // request (a label set since, a port freed) says what the daemon made of it.
+        let seen = status.observed_revision >= revision && status.observed_at > accepted_at;
         if seen && !status.problems.is_empty() {
             for problem in &status.problems {
                 eprintln!("{}", output::failure(problem));

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::ndjson::{self, DecodeError};
 use crate::types::{
     DeleteQuery, ErrorBody, Event, EventsQuery, Info, LogEntry, LogsQuery, NodeUpdate, NodeView,
-    PlacementPreview, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse,
+    PlacementPreview, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse, PutQuery,
     RestartRequest, RevisionResponse, RolloutHistory, RolloutView, ScaleRequest, UndoRequest,
 };
 
@@ -112,6 +112,21 @@ impl Client {
     ) -> Result<PutProjectResponse, ClientError> {
         self.call(Method::PUT, project_path(name, ""), Some(body))
             .await
+    }
+
+    /// `PUT /v1/projects/{name}?merge=true`: sets the desired state of the body's services
+    /// only, keeping the project's others (`up SERVICE...`).
+    pub async fn put_services(
+        &self,
+        name: &str,
+        body: &PutProject,
+    ) -> Result<PutProjectResponse, ClientError> {
+        let path = format!(
+            "{}?{}",
+            project_path(name, ""),
+            query_string(&PutQuery { merge: true })?
+        );
+        self.call(Method::PUT, path, Some(body)).await
     }
 
     /// `POST /v1/projects/{name}/placement`: where the project would run (nothing is stored).

@@ -395,6 +395,15 @@ pub struct TaskView {
     pub node: String,
 }
 
+/// `PUT /v1/projects/{name}?merge=…`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutQuery {
+    /// `up SERVICE...`: the body's services replace theirs; the project's other services
+    /// (and resources the body does not name) stay as they are.
+    #[serde(default)]
+    pub merge: bool,
+}
+
 /// `DELETE /v1/projects/{name}?volumes=…`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteQuery {

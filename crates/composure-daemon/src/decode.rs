@@ -27,9 +27,24 @@ pub struct DecodedProject {
 
 /// Decodes the body of a `PUT /v1/projects/{name}`. The error is the message of a 400.
 pub fn put_project(name: &str, body: &[u8]) -> Result<DecodedProject, String> {
+    put_project_over(name, body, None)
+}
+
+/// [`put_project`] for `up SERVICE...` (`?merge=true`): the body's services (the named ones
+/// and their dependencies) replace theirs in `stored`, the project's desired state now, and
+/// its other services stay as stored, as do the networks, volumes, secrets and configs the
+/// body does not name.
+pub fn put_project_over(
+    name: &str,
+    body: &[u8],
+    stored: Option<&serde_json::Value>,
+) -> Result<DecodedProject, String> {
     validate_project_name(name)?;
-    let request: PutProject =
+    let mut request: PutProject =
         serde_json::from_slice(body).map_err(|err| format!("invalid request body: {err}"))?;
+    if let Some(stored) = stored {
+        keep_the_rest(&mut request.project, stored);
+    }
     let mut project =
         project_from_json(request.project).map_err(|err| format!("invalid project: {err}"))?;
     if let Some(named) = project.name.as_deref()
@@ -61,6 +76,27 @@ pub fn put_project(name: &str, body: &[u8]) -> Result<DecodedProject, String> {
             files: request.files,
         },
     })
+}
+
+/// Fills in what `project` leaves out of `stored`'s services and top-level resources.
+fn keep_the_rest(project: &mut serde_json::Value, stored: &serde_json::Value) {
+    use serde_json::Value;
+    for key in ["services", "networks", "volumes", "secrets", "configs"] {
+        let Some(Value::Object(kept)) = stored.get(key) else {
+            continue;
+        };
+        let Value::Object(target) = project else {
+            return;
+        };
+        let entry = target
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Value::Object(entries) = entry {
+            for (name, value) in kept {
+                entries.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1512,3 +1512,50 @@ async fn a_restored_backup_adopts_the_containers_it_does_not_know() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn up_of_named_services_changes_those_and_leaves_the_others_running() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let before = daemon.wait_running("shop").await;
+    let web_ids: Vec<String> = current(&before, "web")
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
+
+    // `up db` with a changed db: the body holds db only (the loader's service selection).
+    let only_db = "
+services:
+  db:
+    image: demo
+    environment:
+      VERSION: \"2\"
+";
+    let response = daemon
+        .client
+        .put_services("shop", &harness::project("shop", only_db))
+        .await
+        .unwrap();
+    assert_eq!(response.changed_services, ["db"]);
+    let after = daemon
+        .wait_status("shop", "db replaced", |s| {
+            s.observed_revision >= response.revision
+                && s.status == ProjectState::Running
+                && current(s, "db").len() == 1
+                && current(s, "db")[0].state == TaskState::Running
+        })
+        .await;
+    let still: Vec<String> = current(&after, "web")
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
+    assert_eq!(still, web_ids, "web was left alone");
+
+    // On a project that does not exist yet, only the named services are stored.
+    let response = daemon
+        .client
+        .put_services("fresh", &harness::project("fresh", only_db))
+        .await
+        .unwrap();
+    assert_eq!(response.changed_services, ["db"]);
+}

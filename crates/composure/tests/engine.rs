@@ -340,3 +340,45 @@ fn container_name_names_the_container() {
     let id = container_of(&p.running("web", 1, false).expect("web-1"));
     assert_eq!(inspect(&id, "{{.Name}}"), format!("/{wanted}"));
 }
+
+#[test]
+fn up_of_a_named_service_leaves_the_others_running() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let two = |version: &str| {
+        format!(
+            r#"
+services:
+  web:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+    deploy:
+      replicas: 2
+  worker:
+    image: IMAGE
+    command: ["web", "--port", "8081"]
+    environment:
+      VERSION: "{version}"
+"#
+        )
+    };
+    let p = Project::new("up-named", &daemon, &two("1"));
+    p.ok(&["up", "--wait-timeout", "60"]);
+    let mut web = p.containers_of("web");
+    web.sort();
+    let worker = p.containers_of("worker");
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        two("2").replace("IMAGE", common::IMAGE),
+    )
+    .unwrap();
+    p.ok(&["up", "worker", "--wait-timeout", "60"]);
+    let mut still = p.containers_of("web");
+    still.sort();
+    assert_eq!(still, web, "`up worker` left web alone");
+    wait_for("worker to be replaced", LONG, || {
+        let now = p.containers_of("worker");
+        (now.len() == 1 && now != worker).then_some(())
+    });
+    p.ok(&["down"]);
+}

@@ -8,7 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use composure_api::{
-    DeleteQuery, ProjectStatus, ProjectSummary, PutProjectResponse, RestartRequest,
+    DeleteQuery, ProjectStatus, ProjectSummary, PutProjectResponse, PutQuery, RestartRequest,
     RevisionResponse, ScaleRequest,
 };
 use composure_compose::model::{Project, project_from_json};
@@ -83,9 +83,18 @@ pub(super) async fn placement(
 pub(super) async fn put(
     State(shared): SharedState,
     Path(name): Path<String>,
+    query: Result<Query<PutQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<Json<PutProjectResponse>, ApiError> {
-    let decoded = crate::decode::put_project(&name, &body).map_err(ApiError::BadRequest)?;
+    let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
+    let _writes = shared.writes.lock().await;
+    let previous = shared.store.project(&name).await?;
+    if previous.as_ref().is_some_and(|p| p.removing.is_some()) {
+        return Err(being_removed(&name));
+    }
+    let over = previous.as_ref().filter(|_| query.merge).map(|p| &p.spec);
+    let decoded =
+        crate::decode::put_project_over(&name, &body, over).map_err(ApiError::BadRequest)?;
     check_routes(
         &decoded.project,
         std::path::Path::new(&decoded.meta.working_dir),
@@ -94,11 +103,6 @@ pub(super) async fn put(
         specs, spec, meta, ..
     } = decoded;
 
-    let _writes = shared.writes.lock().await;
-    let previous = shared.store.project(&name).await?;
-    if previous.as_ref().is_some_and(|p| p.removing.is_some()) {
-        return Err(being_removed(&name));
-    }
     let changed_services = changed_services(previous.as_ref(), &specs);
     let warnings = outage_warnings(previous.as_ref(), &specs);
     let unchanged = previous.as_ref().filter(|p| {

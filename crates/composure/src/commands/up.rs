@@ -45,7 +45,12 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     }
 
     let body = put_body(&loaded)?;
-    let response = client.put_project(&name, &body).await?;
+    // `up SERVICE...` changes those services (and their dependencies) only, as compose does.
+    let response = if args.services.is_empty() {
+        client.put_project(&name, &body).await?
+    } else {
+        client.put_services(&name, &body).await?
+    };
     for warning in &response.warnings {
         eprintln!("{}", output::warning(warning));
     }

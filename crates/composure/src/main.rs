@@ -1,8 +1,9 @@
 //! `composure`: the command-line interface and the daemon, in one binary.
 
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
-mod output;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,46 @@
 //! How results and errors reach the terminal.
 
+/// `println!` for what a verb prints on stdout (see [`write_out`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*), true)
+    };
+}
+
+/// `print!` for what a verb prints on stdout (see [`write_out`]).
+macro_rules! out_raw {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*), false)
+    };
+}
+
+/// Writes to stdout. A reader that went away (`composure ps | head -1`) ends the process at
+/// once and quietly with status 141, as a process killed by SIGPIPE ends (`docker compose`,
+/// coreutils), instead of the panic `println!` gives. SIGPIPE itself stays ignored: the
+/// daemon's sockets need that, and it is the same binary.
+pub fn write_out(text: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(text)
+        .and_then(|()| {
+            if newline {
+                stdout.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(err) => {
+            eprintln!("error: cannot write the output: {err}");
+            std::process::exit(i32::from(EXIT_FAILURE));
+        }
+    }
+}
+
 use std::io::{IsTerminal, Write};
 
 use composure_compose::{LoadError, Severity};

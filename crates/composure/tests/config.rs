@@ -221,3 +221,27 @@ fn names_that_would_leave_a_directory_are_errors_with_their_place() {
         .stderr(predicate::str::contains("compose.yaml:2"))
         .stderr(predicate::str::contains("invalid network name `.x`"));
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly_as_sigpipe_would() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = project(&[("compose.yaml", "services:\n  web:\n    image: nginx\n")]);
+    // A pipe whose reading end is closed before the child writes: every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("composure"))
+        .current_dir(dir.path())
+        .arg("config")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "{:?} {stderr}",
+        out.status.signal()
+    );
+}

@@ -1,6 +1,5 @@
 //! `composure config`: the project as Composure understands it, in canonical long syntax.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -49,10 +48,7 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     } else {
         render(project, args.format)?
     };
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .context("cannot write to stdout")?;
+    out_raw!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 

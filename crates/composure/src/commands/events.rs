@@ -26,12 +26,12 @@ pub async fn run(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<ExitC
         let event = event?;
         match args.format {
             ListFormat::Json => {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string(&event).context("cannot encode event")?
                 )
             }
-            ListFormat::Table => println!("{}", output::event_line(&event)),
+            ListFormat::Table => out!("{}", output::event_line(&event)),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -30,7 +30,7 @@ pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<ExitCod
         if !args.services.is_empty() && !args.services.contains(&entry.service) {
             continue;
         }
-        println!(
+        out!(
             "{} {}",
             prefixes.get(&entry.service, entry.slot),
             entry.line

@@ -30,11 +30,11 @@ pub async fn run(global: &GlobalArgs, args: &NodeArgs) -> anyhow::Result<ExitCod
 async fn ls(global: &GlobalArgs, args: &NodeLsArgs) -> anyhow::Result<ExitCode> {
     let nodes = client::client(global)?.nodes().await?;
     match args.format {
-        ListFormat::Json => println!(
+        ListFormat::Json => out!(
             "{}",
             serde_json::to_string_pretty(&nodes).context("cannot encode the nodes")?
         ),
-        ListFormat::Table => println!("{}", output::node_table(&nodes)),
+        ListFormat::Table => out!("{}", output::node_table(&nodes)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -52,7 +52,7 @@ async fn inspect(global: &GlobalArgs, args: &NodeNamesArgs) -> anyhow::Result<Ex
             }
         }
     }
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(&views).context("cannot encode the nodes")?
     );
@@ -80,7 +80,7 @@ async fn update(global: &GlobalArgs, args: &NodeUpdateArgs) -> anyhow::Result<Ex
     client::client(global)?
         .update_node(&args.node, &update)
         .await?;
-    println!("{}", args.node);
+    out!("{}", args.node);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,7 +119,7 @@ where
     let mut failed = false;
     for name in nodes {
         match call(client.clone(), name.clone()).await {
-            Ok(()) => println!("{name}"),
+            Ok(()) => out!("{name}"),
             Err(err) => {
                 eprintln!("{}", output::failure(&format!("{name}: {err}")));
                 failed = true;

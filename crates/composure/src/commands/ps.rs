@@ -34,12 +34,12 @@ pub async fn run(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<ExitCode>
     });
     match args.format {
         ListFormat::Json => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&tasks).context("cannot encode tasks")?
             );
         }
-        ListFormat::Table => println!("{}", output::task_table(&tasks)),
+        ListFormat::Table => out!("{}", output::task_table(&tasks)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,11 +26,11 @@ async fn status(global: &GlobalArgs, args: &RolloutStatusArgs) -> anyhow::Result
         .rollout(&name, &args.service)
         .await?;
     match args.format {
-        ListFormat::Json => println!(
+        ListFormat::Json => out!(
             "{}",
             serde_json::to_string_pretty(&view).context("cannot encode the rollout")?
         ),
-        ListFormat::Table => print!("{}", output::rollout_status(&view)),
+        ListFormat::Table => out_raw!("{}", output::rollout_status(&view)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -41,11 +41,11 @@ async fn history(global: &GlobalArgs, args: &RolloutStatusArgs) -> anyhow::Resul
         .rollout_history(&name, &args.service)
         .await?;
     match args.format {
-        ListFormat::Json => println!(
+        ListFormat::Json => out!(
             "{}",
             serde_json::to_string_pretty(&history).context("cannot encode the history")?
         ),
-        ListFormat::Table => println!("{}", output::rollout_history(&history)),
+        ListFormat::Table => out!("{}", output::rollout_history(&history)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> anyhow::Result<Exit
     let response = client::client(global)?
         .scale(&name, &ScaleRequest { services })
         .await?;
-    println!("Scaled (revision {}).", response.revision);
+    out!("Scaled (revision {}).", response.revision);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -25,7 +25,7 @@ pub async fn restart(global: &GlobalArgs, args: &RestartArgs) -> anyhow::Result<
         services: args.services.clone(),
     };
     let response = client::client(global)?.restart(&name, &request).await?;
-    println!(
+    out!(
         "Restarting slot by slot, as an update rolls (revision {}); follow it with \
          `composure rollout status SERVICE`.",
         response.revision

@@ -55,7 +55,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
         eprintln!("{}", output::warning(warning));
     }
     if args.detach {
-        println!("Project {name} submitted (revision {}).", response.revision);
+        out!("Project {name} submitted (revision {}).", response.revision);
         return Ok(ExitCode::SUCCESS);
     }
     let code = wait_converged(
@@ -96,7 +96,7 @@ async fn dry_run(client: &Client, name: &str, body: &PutProject) -> anyhow::Resu
         );
     }
     let preview = client.placement_preview(name, body).await?;
-    println!("{}", output::placement_table(&preview));
+    out!("{}", output::placement_table(&preview));
     let mut code = ExitCode::SUCCESS;
     for service in &preview.services {
         if let Some(pinned) = &service.pinned {

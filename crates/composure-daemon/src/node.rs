@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 
-/// How often the lease is renewed: a few times within its time to live.
-const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(3);
+/// How often the lease is renewed: several times within its time to live (see
+/// [`LOCAL_NODE_TTL`]), so that a cut of the store shorter than TTL − this never ends it.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Keeps the node's record alive until `stop`; a lost lease (the store was away longer than
 /// its time to live) is replaced by a new one and the record put again.

@@ -30,6 +30,13 @@ pub enum ClientError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// The socket exists but this user may not use it.
+    #[error("permission denied on the Composure daemon's socket {}: run as root or as a user allowed to use it, or point --host at another daemon", socket.display())]
+    Denied {
+        socket: PathBuf,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
     /// The daemon answered with an error; `message` is its `{error}` text.
     #[error("{message}")]
     Api { status: u16, message: String },
@@ -314,7 +321,12 @@ impl Client {
             .body(Full::new(body))
             .map_err(|err| ClientError::Request(err.to_string()))?;
         self.http.request(request).await.map_err(|source| {
-            if source.is_connect() {
+            if source.is_connect() && denied(&source) {
+                ClientError::Denied {
+                    socket: self.socket.clone(),
+                    source,
+                }
+            } else if source.is_connect() {
                 ClientError::Connect {
                     socket: self.socket.clone(),
                     source,
@@ -372,6 +384,20 @@ fn error_message(status: StatusCode, body: &[u8]) -> String {
 
 fn project_path(name: &str, rest: &str) -> String {
     format!("/v1/projects/{}{rest}", encode_segment(name))
+}
+
+/// Whether a connect error was the socket's permissions.
+fn denied(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn node_path(name: &str) -> String {

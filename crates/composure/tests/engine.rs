@@ -382,3 +382,35 @@ services:
     });
     p.ok(&["down"]);
 }
+
+#[test]
+fn a_socket_the_user_may_not_use_is_said_and_no_second_daemon_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let daemon = Daemon::start();
+    let p = Project::new("denied", &daemon, ONE_WEB);
+    std::fs::set_permissions(p.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The daemon's socket is in a directory only root may enter; run as nobody.
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_composure"))
+            .args(["-p", &p.name])
+            .args(args)
+            .current_dir(p.dir.path())
+            .env("COMPOSURE_HOST", daemon.host())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("setpriv runs")
+    };
+    for args in [&["up", "-d"][..], &["ps"][..]] {
+        let out = as_nobody(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("permission denied"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("No daemon was running"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!p.run(&["ps"]).status.success(), "nothing was submitted");
+}

@@ -26,9 +26,38 @@ pub fn client(global: &GlobalArgs) -> anyhow::Result<Client> {
     Ok(Client::new(socket_path(global)?))
 }
 
-/// Whether a daemon answers on the client's socket.
-pub async fn daemon_answers(client: &Client) -> bool {
-    client.info().await.is_ok()
+/// Whether a daemon answers on the client's socket: `Ok(false)` only when none listens there
+/// (no socket, or a stale one nobody accepts on), which is when `up` may start one. A socket
+/// this user may not use, or something there that does not answer as a daemon, is an error:
+/// starting a second daemon would not help.
+pub async fn daemon_answers(client: &Client) -> anyhow::Result<bool> {
+    let err = match client.info().await {
+        Ok(_) => return Ok(true),
+        Err(err) => err,
+    };
+    let socket = client.socket();
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "cannot use the daemon's socket {}: permission denied (run as root or as a user allowed to use it, or point --host at another daemon)",
+            socket.display()
+        ),
+        Err(e) => bail!(
+            "cannot connect to the daemon's socket {}: {e}",
+            socket.display()
+        ),
+        Ok(_) => bail!(
+            "something listens on {} but does not answer as a Composure daemon: {err}",
+            socket.display()
+        ),
+    }
 }
 
 /// Starts `composure daemon` as a detached background process (its own process group, so

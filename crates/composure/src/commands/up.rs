@@ -24,7 +24,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     }
 
     let mut foreground = None;
-    if !client::daemon_answers(&client).await {
+    if !client::daemon_answers(&client).await? {
         let data_dir = std::path::PathBuf::from(client::DEFAULT_DATA_DIR);
         if args.detach {
             let pid = client::spawn_background_daemon(&client, &data_dir).await?;
@@ -89,7 +89,7 @@ fn put_body(loaded: &composure_compose::loader::Loaded) -> anyhow::Result<PutPro
 /// `up --dry-run`: asks the daemon where the replicas would run and prints it; exit 1 when
 /// some replica cannot be placed. Starts no daemon and stores nothing.
 async fn dry_run(client: &Client, name: &str, body: &PutProject) -> anyhow::Result<ExitCode> {
-    if !client::daemon_answers(client).await {
+    if !client::daemon_answers(client).await? {
         anyhow::bail!(
             "no daemon answers at {}: placement needs the cluster's nodes (start one with `composure daemon`)",
             client.socket().display()

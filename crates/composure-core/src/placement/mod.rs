@@ -408,26 +408,34 @@ impl Cluster {
             .into_iter()
             .map(|i| (of(running, i), self.tasks[i], i))
             .collect();
-        let mut placed = Vec::with_capacity(count);
-        for _ in 0..count {
-            let mut chosen = None;
-            while let Some((mine, _, i)) = queue.pop_first() {
-                // A node only fills up as tasks are placed: one that is full now stays
-                // out for the rest of the decision.
-                if let Some(reason) = self.full(i, mine, spec) {
-                    reasons.push((i, reason));
-                    continue;
-                }
-                self.reserved[i] = self.reserved[i].plus(spec.reservation);
-                self.tasks[i] += 1;
-                *running.entry(i).or_default() += 1;
-                queue.insert((mine + 1, self.tasks[i], i));
-                chosen = Some(i);
-                break;
+        (0..count)
+            .map(|_| self.take_first(&mut queue, spec, running, reasons))
+            .collect()
+    }
+
+    /// Places one task on the first node of `queue` (ordered by the service's tasks, all
+    /// tasks, index) that is not full, and puts it back in its new place. A node only fills
+    /// up as tasks are placed, so one that is full now is left out for the rest of the
+    /// decision, with its reason.
+    fn take_first(
+        &mut self,
+        queue: &mut BTreeSet<(u32, u32, usize)>,
+        spec: &PlacementSpec,
+        running: &mut HashMap<usize, u32>,
+        reasons: &mut Vec<(usize, String)>,
+    ) -> Option<usize> {
+        while let Some((mine, _, i)) = queue.pop_first() {
+            if let Some(reason) = self.full(i, mine, spec) {
+                reasons.push((i, reason));
+                continue;
             }
-            placed.push(chosen);
+            self.reserved[i] = self.reserved[i].plus(spec.reservation);
+            self.tasks[i] += 1;
+            *running.entry(i).or_default() += 1;
+            queue.insert((mine + 1, self.tasks[i], i));
+            return Some(i);
         }
-        placed
+        None
     }
 
     /// With spread preferences: the candidates in a tree of groups, one level per
@@ -472,19 +480,9 @@ impl Cluster {
     ) -> Option<usize> {
         match &mut group.within {
             Within::Nodes(queue) => {
-                while let Some((mine, _, i)) = queue.pop_first() {
-                    if let Some(reason) = self.full(i, mine, spec) {
-                        reasons.push((i, reason));
-                        continue;
-                    }
-                    self.reserved[i] = self.reserved[i].plus(spec.reservation);
-                    self.tasks[i] += 1;
-                    *running.entry(i).or_default() += 1;
-                    queue.insert((mine + 1, self.tasks[i], i));
-                    group.count += 1;
-                    return Some(i);
-                }
-                None
+                let placed = self.take_first(queue, spec, running, reasons);
+                group.count += u32::from(placed.is_some());
+                placed
             }
             Within::Groups { order, groups, .. } => {
                 while let Some((tasks, g)) = order.pop_first() {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use composure_api::{
-    Client, LogsQuery, ProjectState, ProjectStatus, PutProject, RolloutFailureView, RolloutKind,
-    RolloutState, RolloutView, ServiceState, ServiceStatusView,
+    Client, DesiredState, LogsQuery, ProjectState, ProjectStatus, PutProject, RolloutFailureView,
+    RolloutKind, RolloutState, RolloutView, ServiceState, ServiceStatusView,
 };
 use futures_util::StreamExt;
 
@@ -182,6 +182,19 @@ pub async fn wait_converged(
                 }
                 return Ok(ExitCode::from(output::EXIT_FAILURE));
             }
+            // A service that fails the same way again and again (its image is missing, its
+            // command exits at once) will not converge by waiting: say so now, not at the
+            // timeout.
+            if status.services.iter().any(|s| keeps_failing(&status, s)) {
+                report_failure(client, &status).await;
+                eprintln!(
+                    "{}",
+                    output::failure(&format!(
+                        "Project {name} has services that fail {CRASH_LOOP_RESTARTS} times in a row; the daemon keeps trying (see `composure logs`)."
+                    ))
+                );
+                return Ok(ExitCode::from(output::EXIT_FAILURE));
+            }
         }
         match status.status {
             ProjectState::Running if seen => {
@@ -217,6 +230,22 @@ pub async fn wait_converged(
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// Restarts in a row of a slot, with no replica of its service running, after which `up`
+/// stops waiting for the service.
+const CRASH_LOOP_RESTARTS: u32 = 3;
+
+/// Whether `service` runs none of its replicas and a slot of it has failed
+/// [`CRASH_LOOP_RESTARTS`] times in a row.
+fn keeps_failing(status: &ProjectStatus, service: &ServiceStatusView) -> bool {
+    service.desired > 0
+        && service.running == 0
+        && status.tasks.iter().any(|t| {
+            t.service == service.name
+                && t.desired == DesiredState::Running
+                && t.restarts >= CRASH_LOOP_RESTARTS
+        })
 }
 
 /// Whether `rollout` says the update to `revision` (or a later one) failed: it paused, or

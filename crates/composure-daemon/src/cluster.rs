@@ -19,17 +19,15 @@ pub(crate) fn service_key(project: &str, service: &str) -> String {
     format!("{project}/{service}")
 }
 
-/// A node's place for placement: ready while its record lives (the local node always is:
-/// this daemon runs), with its operator's labels over its own.
-pub(crate) fn node_info(node: &ClusterNode, local: Option<&Node>) -> NodeInfo {
-    let record = node.record.as_ref().or(local);
-    let mut labels = record.map(|r| r.labels.clone()).unwrap_or_default();
-    labels.extend(node.spec.labels.clone());
+/// A node's place for placement: ready while its record lives, with its operator's labels
+/// over its own.
+fn node_info(node: &ClusterNode) -> NodeInfo {
+    let record = node.record.as_ref();
     NodeInfo {
         name: NodeName(node.name.clone()),
         hostname: record.map(|r| r.hostname.clone()).unwrap_or_default(),
         role: node.spec.role,
-        labels,
+        labels: node.labels(),
         capacity: record.map_or(Resources::default(), |r| {
             Resources::new(u64::from(r.resources.cpus) * 1000, r.resources.memory)
         }),
@@ -59,14 +57,19 @@ pub(crate) fn placement(
     local: &Node,
     runs_tasks: &NodeName,
 ) -> Cluster {
-    let known = nodes.iter().find(|n| n.name == runs_tasks.0);
-    let unknown = ClusterNode {
-        name: runs_tasks.0.clone(),
-        spec: composure_store::NodeSpec::default(),
-        spec_revision: 0,
-        record: None,
-    };
-    let mut cluster = Cluster::new(vec![node_info(known.unwrap_or(&unknown), Some(local))]);
+    let mut this = nodes
+        .iter()
+        .find(|n| n.name == runs_tasks.0)
+        .cloned()
+        .unwrap_or_else(|| ClusterNode {
+            name: runs_tasks.0.clone(),
+            spec: composure_store::NodeSpec::default(),
+            spec_revision: 0,
+            record: None,
+        });
+    // This daemon runs, so its node is ready whatever the store shows yet.
+    this.record.get_or_insert_with(|| local.clone());
+    let mut cluster = Cluster::new(vec![node_info(&this)]);
     for task in live.iter().filter(|t| !t.state.is_terminal()) {
         if let Some(node) = placed_on(task, runs_tasks) {
             cluster.add_task(

@@ -85,7 +85,7 @@ pub(super) async fn update(
         tracing::info!(node = %name, availability = ?spec.availability, "node availability changed");
     }
     shared.controllers.wake_all();
-    let node = known(&shared, &name).await?;
+    let node = ClusterNode { spec, ..node };
     let tasks = shared.store.live_tasks().await?;
     let leader = leader(&shared).await?;
     Ok(Json(cluster::view(&node, &tasks, leader.as_deref())))

@@ -45,6 +45,7 @@ fn nodes() -> Vec<NodeInfo> {
             capacity: Resources::new(16_000, 64 << 30),
             ready: true,
             availability: Availability::Active,
+            gpus: Default::default(),
         })
         .collect()
 }

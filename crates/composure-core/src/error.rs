@@ -26,6 +26,14 @@ pub enum SpecError {
     },
     #[error("service `{service}`: `deploy.placement`: {reason}")]
     InvalidPlacement { service: String, reason: String },
+    /// `reason` names the service.
+    #[error("{path}: {reason} (hint: {hint})")]
+    InvalidGpu {
+        service: String,
+        path: String,
+        reason: String,
+        hint: String,
+    },
     #[error("service `{service}`: `{field}` is not supported yet")]
     Unsupported { service: String, field: String },
 }

@@ -153,6 +153,7 @@ fn a_project_starts_in_dependency_order_and_settles() {
                     healthy_at: None,
                     node: Default::default(),
                     reserved: Default::default(),
+                    gpus: Default::default(),
                 });
             }
             statuses.insert(name, plan.status);

@@ -340,6 +340,7 @@ impl World {
                 healthy_at: None,
                 node: Default::default(),
                 reserved: Default::default(),
+                gpus: Default::default(),
             });
         }
     }

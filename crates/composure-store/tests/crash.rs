@@ -46,6 +46,7 @@ fn task(n: u64) -> Task {
         healthy_at: None,
         node: Default::default(),
         reserved: Default::default(),
+        gpus: Default::default(),
     }
 }
 

@@ -10,10 +10,14 @@
 //! the service's tasks, then the one with the fewest tasks of all, then the name, so that a
 //! placement is deterministic.
 //!
+//! A service that reserves GPUs also needs a node with devices that can take the replica
+//! (see [`gpu`]); the replica is given its devices with its node.
+//!
 //! Without spread preferences each placement is a pop and a push on an ordered set of the
 //! candidate nodes (`O(log n)`); with them, a scan of the candidates (`O(n)` per task).
 
 pub mod constraint;
+pub mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +27,7 @@ use composure_compose::model::Service;
 use serde::{Deserialize, Serialize};
 
 pub use constraint::{Attribute, Constraint, Spread};
+pub use gpu::{GpuClaim, GpuCount, GpuDevice, GpuRequest, Holder, NodeGpus};
 
 use crate::error::SpecError;
 use crate::task::NodeName;
@@ -120,6 +125,7 @@ pub struct NodeInfo {
     /// Its agent is alive (its record's lease holds).
     pub ready: bool,
     pub availability: Availability,
+    pub gpus: NodeGpus,
 }
 
 /// What a service asks of the nodes that run it, from its `deploy` section.
@@ -139,6 +145,10 @@ pub struct PlacementSpec {
     /// `deploy.resources.reservations` (CPUs and memory).
     #[serde(default)]
     pub reservation: Resources,
+    /// The GPUs each replica needs, from `gpus:`, reservation devices and
+    /// `x-composure.gpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuRequest>,
 }
 
 impl PlacementSpec {
@@ -196,6 +206,7 @@ pub fn placement_spec(name: &str, service: &Service) -> Result<PlacementSpec, Sp
         )));
     }
     let memory = reservations.and_then(|r| r.memory).map_or(0, |m| m.0);
+    let gpu = gpu::gpu_request(name, service)?;
     Ok(PlacementSpec {
         constraints,
         spread,
@@ -206,6 +217,7 @@ pub fn placement_spec(name: &str, service: &Service) -> Result<PlacementSpec, Sp
             (millicpus * 1000.0).round() as u64,
             u64::try_from(memory).unwrap_or(0),
         ),
+        gpu,
     })
 }
 
@@ -215,6 +227,14 @@ pub fn placement_spec(name: &str, service: &Service) -> Result<PlacementSpec, Sp
 pub struct Pin {
     pub node: NodeName,
     pub reason: String,
+}
+
+/// Where a new task goes: its node, and the GPUs it is given there (none for a service
+/// that reserves none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub node: NodeName,
+    pub gpus: GpuClaim,
 }
 
 /// Why a task could not be placed: the reason on each node, by node name.
@@ -257,6 +277,17 @@ pub struct Cluster {
     tasks: Vec<u32>,
     /// Per service key, its live tasks per node index.
     services: HashMap<String, HashMap<usize, u32>>,
+    /// Per node index, per device of the node, who holds it.
+    gpu_holders: Vec<Vec<Vec<Holder>>>,
+}
+
+/// The service being placed in one [`Cluster::place_named`] call, and the names its new
+/// tasks hold GPUs under.
+struct Want<'a> {
+    service: &'a str,
+    spec: &'a PlacementSpec,
+    names: &'a [String],
+    placed: usize,
 }
 
 impl Cluster {
@@ -271,6 +302,10 @@ impl Cluster {
         Cluster {
             reserved: vec![Resources::default(); nodes.len()],
             tasks: vec![0; nodes.len()],
+            gpu_holders: nodes
+                .iter()
+                .map(|n| vec![Vec::new(); n.gpus.devices.len()])
+                .collect(),
             nodes,
             by_name,
             services: HashMap::new(),
@@ -292,6 +327,35 @@ impl Cluster {
         if let Some(&i) = self.by_name.get(node) {
             self.count(i, service, reservation);
         }
+    }
+
+    /// Counts the GPUs a live task (`holder`, for messages) of `service` holds on `node`.
+    /// Devices the node no longer reports are left out.
+    pub fn add_gpus(&mut self, node: &NodeName, holder: &str, service: &str, claim: &GpuClaim) {
+        let Some(&i) = self.by_name.get(node) else {
+            return;
+        };
+        self.hold(i, holder, service, claim);
+    }
+
+    fn hold(&mut self, i: usize, holder: &str, service: &str, claim: &GpuClaim) {
+        for id in &claim.ids {
+            let devices = &self.nodes[i].gpus.devices;
+            if let Some(d) = devices.iter().position(|g| &g.id == id) {
+                self.gpu_holders[i][d].push(Holder {
+                    name: holder.to_string(),
+                    service: service.to_string(),
+                    share: claim.share,
+                    memory: claim.memory,
+                });
+            }
+        }
+    }
+
+    /// Who holds each device of a node, device for device.
+    pub fn gpu_holders(&self, name: &NodeName) -> Option<&[Vec<Holder>]> {
+        let &i = self.by_name.get(name)?;
+        Some(&self.gpu_holders[i])
     }
 
     fn count(&mut self, i: usize, service: &str, reservation: Resources) {
@@ -341,20 +405,34 @@ impl Cluster {
             .map(|c| c.unmet(node))
     }
 
-    /// Why node `i` cannot take one more task of the service now (it runs the most it may,
-    /// or lacks what the task reserves), or `None`.
-    fn full(&self, i: usize, running: u32, spec: &PlacementSpec) -> Option<String> {
+    /// The GPUs node `i` gives one more task of the service, or why it cannot take it now
+    /// (it runs the most it may, or lacks what the task reserves).
+    fn fit(&self, i: usize, running: u32, want: &Want<'_>) -> Result<GpuClaim, String> {
+        let spec = want.spec;
         if let Some(max) = spec.per_node_limit()
             && running >= max
         {
-            return Some(if spec.global {
+            return Err(if spec.global {
                 "runs the service's one task already (mode: global)".to_string()
             } else {
                 format!("runs {running} of its replicas already (max_replicas_per_node: {max})")
             });
         }
-        spec.reservation
+        if let Some(short) = spec
+            .reservation
             .shortfall(self.nodes[i].capacity.minus(self.reserved[i]))
+        {
+            return Err(short);
+        }
+        match &spec.gpu {
+            None => Ok(GpuClaim::default()),
+            Some(request) => gpu::assign(
+                &self.nodes[i].gpus,
+                &self.gpu_holders[i],
+                request,
+                want.service,
+            ),
+        }
     }
 
     /// Places `count` new tasks of `service` (the key given to [`Cluster::add_task`]); each
@@ -366,6 +444,31 @@ impl Cluster {
         pin: Option<&Pin>,
         count: usize,
     ) -> Vec<Result<NodeName, Unplaced>> {
+        let names: Vec<String> = (1..=count)
+            .map(|n| format!("{service} new task {n}"))
+            .collect();
+        self.place_named(service, spec, pin, &names)
+            .into_iter()
+            .map(|placed| placed.map(|p| p.node))
+            .collect()
+    }
+
+    /// Places a new task of `service` for each of `names` (how its GPUs are held, for
+    /// messages); each result is the task's node and GPUs, or why no node can take it.
+    pub fn place_named(
+        &mut self,
+        service: &str,
+        spec: &PlacementSpec,
+        pin: Option<&Pin>,
+        names: &[String],
+    ) -> Vec<Result<Placed, Unplaced>> {
+        let count = names.len();
+        let mut want = Want {
+            service,
+            spec,
+            names,
+            placed: 0,
+        };
         let mut reasons = Vec::new();
         let mut candidates = Vec::new();
         for i in 0..self.nodes.len() {
@@ -376,16 +479,19 @@ impl Cluster {
         }
         let mut running = self.services.remove(service).unwrap_or_default();
         let placed = if spec.spread.is_empty() {
-            self.place_least_loaded(spec, &mut running, candidates, &mut reasons, count)
+            self.place_least_loaded(&mut want, &mut running, candidates, &mut reasons, count)
         } else {
-            self.place_spread(spec, &mut running, candidates, &mut reasons, count)
+            self.place_spread(&mut want, &mut running, candidates, &mut reasons, count)
         };
         self.services.insert(service.to_string(), running);
         let mut unplaced: Option<Unplaced> = None;
         placed
             .into_iter()
             .map(|placed| match placed {
-                Some(i) => Ok(self.nodes[i].name.clone()),
+                Some((i, gpus)) => Ok(Placed {
+                    node: self.nodes[i].name.clone(),
+                    gpus,
+                }),
                 None => Err(unplaced
                     .get_or_insert_with(|| self.unplaced(&reasons))
                     .clone()),
@@ -397,19 +503,19 @@ impl Cluster {
     /// all tasks, index); each placement takes the first that is not full.
     fn place_least_loaded(
         &mut self,
-        spec: &PlacementSpec,
+        want: &mut Want<'_>,
         running: &mut HashMap<usize, u32>,
         candidates: Vec<usize>,
         reasons: &mut Vec<(usize, String)>,
         count: usize,
-    ) -> Vec<Option<usize>> {
+    ) -> Vec<Option<(usize, GpuClaim)>> {
         let of = |running: &HashMap<usize, u32>, i: usize| running.get(&i).copied().unwrap_or(0);
         let mut queue: BTreeSet<(u32, u32, usize)> = candidates
             .into_iter()
             .map(|i| (of(running, i), self.tasks[i], i))
             .collect();
         (0..count)
-            .map(|_| self.take_first(&mut queue, spec, running, reasons))
+            .map(|_| self.take_first(&mut queue, want, running, reasons))
             .collect()
     }
 
@@ -420,20 +526,28 @@ impl Cluster {
     fn take_first(
         &mut self,
         queue: &mut BTreeSet<(u32, u32, usize)>,
-        spec: &PlacementSpec,
+        want: &mut Want<'_>,
         running: &mut HashMap<usize, u32>,
         reasons: &mut Vec<(usize, String)>,
-    ) -> Option<usize> {
+    ) -> Option<(usize, GpuClaim)> {
         while let Some((mine, _, i)) = queue.pop_first() {
-            if let Some(reason) = self.full(i, mine, spec) {
-                reasons.push((i, reason));
-                continue;
-            }
-            self.reserved[i] = self.reserved[i].plus(spec.reservation);
+            let gpus = match self.fit(i, mine, want) {
+                Ok(gpus) => gpus,
+                Err(reason) => {
+                    reasons.push((i, reason));
+                    continue;
+                }
+            };
+            self.reserved[i] = self.reserved[i].plus(want.spec.reservation);
             self.tasks[i] += 1;
             *running.entry(i).or_default() += 1;
+            if !gpus.is_empty() {
+                let name = want.names.get(want.placed).map_or("", String::as_str);
+                self.hold(i, name, want.service, &gpus);
+            }
+            want.placed += 1;
             queue.insert((mine + 1, self.tasks[i], i));
-            return Some(i);
+            return Some((i, gpus));
         }
         None
     }
@@ -446,12 +560,13 @@ impl Cluster {
     /// log n)`.
     fn place_spread(
         &mut self,
-        spec: &PlacementSpec,
+        want: &mut Want<'_>,
         running: &mut HashMap<usize, u32>,
         candidates: Vec<usize>,
         reasons: &mut Vec<(usize, String)>,
         count: usize,
-    ) -> Vec<Option<usize>> {
+    ) -> Vec<Option<(usize, GpuClaim)>> {
+        let spec = want.spec;
         let levels = spec.spread.len();
         let mut root = SpreadGroup::new(levels);
         for i in candidates {
@@ -466,7 +581,7 @@ impl Cluster {
         }
         root.order();
         (0..count)
-            .map(|_| self.place_in(&mut root, spec, running, reasons))
+            .map(|_| self.place_in(&mut root, want, running, reasons))
             .collect()
     }
 
@@ -474,23 +589,23 @@ impl Cluster {
     fn place_in(
         &mut self,
         group: &mut SpreadGroup,
-        spec: &PlacementSpec,
+        want: &mut Want<'_>,
         running: &mut HashMap<usize, u32>,
         reasons: &mut Vec<(usize, String)>,
-    ) -> Option<usize> {
+    ) -> Option<(usize, GpuClaim)> {
         match &mut group.within {
             Within::Nodes(queue) => {
-                let placed = self.take_first(queue, spec, running, reasons);
+                let placed = self.take_first(queue, want, running, reasons);
                 group.count += u32::from(placed.is_some());
                 placed
             }
             Within::Groups { order, groups, .. } => {
                 while let Some((tasks, g)) = order.pop_first() {
                     // A group with no node left that can take the task stays out.
-                    if let Some(i) = self.place_in(&mut groups[g], spec, running, reasons) {
+                    if let Some(placed) = self.place_in(&mut groups[g], want, running, reasons) {
                         order.insert((tasks + 1, g));
                         group.count += 1;
-                        return Some(i);
+                        return Some(placed);
                     }
                 }
                 None
@@ -586,7 +701,7 @@ fn cpus(millicpus: u64) -> String {
 }
 
 /// Bytes in the largest binary unit that keeps a whole or one-decimal number: `512 MiB`.
-fn bytes(bytes: u64) -> String {
+pub(crate) fn bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -19,6 +19,7 @@ fn node(name: &str, labels: &[(&str, &str)]) -> NodeInfo {
         capacity: Resources::new(2000, 4 * GIB),
         ready: true,
         availability: Availability::Active,
+        gpus: Default::default(),
     }
 }
 

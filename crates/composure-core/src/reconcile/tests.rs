@@ -67,6 +67,7 @@ fn task(id: &str, slot: u32, state: TaskState) -> Task {
         healthy_at: None,
         node: Default::default(),
         reserved: Default::default(),
+        gpus: Default::default(),
     }
 }
 

@@ -118,6 +118,7 @@ impl World {
                 healthy_at: None,
                 node: Default::default(),
                 reserved: Default::default(),
+                gpus: Default::default(),
             });
         }
         if let Some(rollout) = &plan.rollout {

@@ -185,6 +185,7 @@ mod tests {
             healthy_at: None,
             node: Default::default(),
             reserved: Default::default(),
+            gpus: Default::default(),
         }
     }
 

@@ -182,6 +182,7 @@ fn task(id: &str, service: &str, health: Health, container: &str) -> Task {
         healthy_at: None,
         node: Default::default(),
         reserved: Default::default(),
+        gpus: Default::default(),
     }
 }
 

@@ -287,11 +287,14 @@ async fn try_launch(shared: &Shared, launch: Launch) -> Result<(), RuntimeError>
                 stop_and_remove(runtime, container, *grace).await?;
             }
             let spec = ContainerSpec {
-                name: name.clone(),
-                project: launch.runtime_project.clone(),
-                service: task.service.clone(),
-                image: image.clone(),
-                labels: container_labels(task, &launch.working_dir),
+                gpus: task.gpus.engine_ids.clone(),
+                ..ContainerSpec::new(
+                    name.clone(),
+                    launch.runtime_project.clone(),
+                    &task.service,
+                    image.clone(),
+                    container_labels(task, &launch.working_dir),
+                )
             };
             let id = runtime.create(&spec).await?;
             shared.events.record(NewEvent::task(

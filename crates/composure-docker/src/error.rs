@@ -38,6 +38,23 @@ pub(crate) fn from_bollard(err: Error, what: &str) -> RuntimeError {
     }
 }
 
+/// What the engine says when a container asks for GPUs (a device request) and no device
+/// driver takes them: no NVIDIA container toolkit on the host.
+const NO_DEVICE_DRIVER: &str = "could not select device driver";
+
+/// A failed start in the runtime's words: a start that needs GPUs the engine cannot give
+/// says what to install (and is permanent: retrying does not help).
+pub(crate) fn start_error(err: Error, what: &str) -> RuntimeError {
+    if let Error::DockerResponseServerError { message, .. } = &err
+        && message.contains(NO_DEVICE_DRIVER)
+    {
+        return RuntimeError::InvalidSpec(format!(
+            "{what}: the engine has no nvidia runtime: install nvidia-container-toolkit ({message})"
+        ));
+    }
+    from_bollard(err, what)
+}
+
 /// Whether the engine said "no such object": for calls where a missing object is fine.
 pub(crate) fn is_not_found(err: &Error) -> bool {
     matches!(
@@ -99,6 +116,24 @@ mod tests {
         assert!(matches!(
             from_bollard(Error::RequestTimeoutError, "x"),
             RuntimeError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn a_start_without_the_nvidia_runtime_says_what_to_install() {
+        let err = start_error(
+            server(
+                500,
+                "could not select device driver \"nvidia\" with capabilities: [[gpu]]",
+            ),
+            "container `x`",
+        );
+        assert!(matches!(&err, RuntimeError::InvalidSpec(m)
+            if m.contains("the engine has no nvidia runtime: install nvidia-container-toolkit")));
+        assert!(!err.is_transient());
+        assert!(matches!(
+            start_error(server(500, "boom"), "x"),
+            RuntimeError::Other(_)
         ));
     }
 

@@ -247,6 +247,7 @@ impl Runtime for DockerRuntime {
             file_labels: &file_labels,
             peers: &peers,
             files_dir: &files_dir,
+            gpus: &spec.gpus,
         })?;
         files::write_files(&spec.service, &plan.files)?;
         let what = format!("container `{}`", plan.name);
@@ -291,7 +292,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .start_container(id, None)
             .await
-            .map_err(|e| from_bollard(e, &format!("container `{id}`")))
+            .map_err(|e| error::start_error(e, &format!("container `{id}`")))
     }
 
     async fn stop(&self, id: &str, grace: Duration) -> Result<()> {

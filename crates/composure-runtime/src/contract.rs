@@ -377,16 +377,16 @@ fn spec_in(project: &Arc<Project>, service: &str, slot: u32) -> ContainerSpec {
         (labels::SLOT, slot.to_string()),
         (labels::TASK, format!("contract-{service}-{slot}")),
     ];
-    ContainerSpec {
-        name: format!("{name}-{service}-{slot}"),
-        project: project.clone(),
-        service: service.to_owned(),
-        image: IMAGE.to_owned(),
-        labels: labels
+    ContainerSpec::new(
+        format!("{name}-{service}-{slot}"),
+        project.clone(),
+        service,
+        IMAGE.to_owned(),
+        labels
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value))
             .collect(),
-    }
+    )
 }
 
 /// The engine-side name of a network the project defines (the loader scopes it).

@@ -35,6 +35,30 @@ pub struct ContainerSpec {
     pub image: String,
     /// Labels to set besides the service's own (`composure_core::labels`).
     pub labels: IndexMap<String, String>,
+    /// The GPUs placement gave this replica, as the engine names them (UUIDs): they take
+    /// the place of the counts the service's GPU requests ask for. Empty: the service's
+    /// device requests as written.
+    pub gpus: Vec<String>,
+}
+
+impl ContainerSpec {
+    /// A container of `service` named `name`, with `labels` and no GPUs assigned.
+    pub fn new(
+        name: String,
+        project: Arc<Project>,
+        service: &str,
+        image: String,
+        labels: IndexMap<String, String>,
+    ) -> ContainerSpec {
+        ContainerSpec {
+            name,
+            project,
+            service: service.to_string(),
+            image,
+            labels,
+            gpus: Vec::new(),
+        }
+    }
 }
 
 /// A container's state as the engine reports it.

@@ -164,6 +164,8 @@ pub struct CreateInput<'a> {
     pub peers: &'a Peers,
     /// Where secret and config files of this container are written.
     pub files_dir: &'a Path,
+    /// The GPUs this replica was given (`ContainerSpec.gpus`).
+    pub gpus: &'a [String],
 }
 
 /// What to do to create the container.
@@ -231,6 +233,7 @@ pub fn plan_create(input: &CreateInput<'_>) -> Result<CreatePlan, RuntimeError> 
     let net = networking::plan(input)?;
     let mounts = mounts::plan(input)?;
     let mut host = resources::host_config(name, svc)?;
+    resources::assign_gpus(&mut host, input.gpus);
 
     host.restart_policy = Some(RestartPolicy {
         name: Some(RestartPolicyNameEnum::NO),
@@ -292,7 +295,7 @@ pub fn plan_create(input: &CreateInput<'_>) -> Result<CreatePlan, RuntimeError> 
         image: Some(input.image.to_string()),
         cmd: command(input)?,
         entrypoint: svc.entrypoint.clone(),
-        env: env(&svc.environment),
+        env: env(&svc.environment, input.gpus),
         user: svc.user.clone(),
         working_dir: svc.working_dir.clone(),
         hostname: svc.hostname.clone(),
@@ -383,11 +386,17 @@ pub(crate) fn identity_labels(project: &str, service: &str) -> [(String, String)
     ]
 }
 
-fn env(environment: &model::EnvMapping) -> Option<Vec<String>> {
-    let vars: Vec<String> = environment
+/// The service's variables; with GPUs assigned, `NVIDIA_VISIBLE_DEVICES` names them (the
+/// NVIDIA runtime reads it, and so do images that set it to `all`).
+fn env(environment: &model::EnvMapping, gpus: &[String]) -> Option<Vec<String>> {
+    let mut vars: Vec<String> = environment
         .iter()
+        .filter(|(k, _)| gpus.is_empty() || k.as_str() != "NVIDIA_VISIBLE_DEVICES")
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect();
+    if !gpus.is_empty() {
+        vars.push(format!("NVIDIA_VISIBLE_DEVICES={}", gpus.join(",")));
+    }
     (!vars.is_empty()).then_some(vars)
 }
 

@@ -154,6 +154,51 @@ fn device_request(r: &model::DeviceRequest, gpu: bool) -> DeviceRequest {
     }
 }
 
+/// Puts the replica's assigned GPUs in the place of the GPU requests: one request of
+/// those devices by id (with every capability, driver and option the requests named), so
+/// that no two replicas get the same GPU. Requests for other devices stay as written.
+pub(super) fn assign_gpus(host: &mut HostConfig, gpus: &[String]) {
+    if gpus.is_empty() {
+        return;
+    }
+    let requests = host.device_requests.take().unwrap_or_default();
+    let is_gpu = |r: &DeviceRequest| {
+        r.driver.as_deref() == Some("nvidia")
+            || r.capabilities
+                .iter()
+                .flatten()
+                .flatten()
+                .any(|c| c == "gpu")
+    };
+    let (gpu, mut rest): (Vec<DeviceRequest>, Vec<DeviceRequest>) =
+        requests.into_iter().partition(is_gpu);
+    let mut capabilities: Vec<String> = vec!["gpu".to_string()];
+    let mut options: HashMap<String, String> = HashMap::new();
+    for request in &gpu {
+        for capability in request.capabilities.iter().flatten().flatten() {
+            if !capabilities.contains(capability) {
+                capabilities.push(capability.clone());
+            }
+        }
+        options.extend(request.options.clone().unwrap_or_default());
+    }
+    let driver = gpu
+        .iter()
+        .find_map(|r| r.driver.clone())
+        .unwrap_or_else(|| "nvidia".to_string());
+    rest.insert(
+        0,
+        DeviceRequest {
+            driver: Some(driver),
+            count: None,
+            device_ids: Some(gpus.to_vec()),
+            capabilities: Some(vec![capabilities]),
+            options: (!options.is_empty()).then_some(options),
+        },
+    );
+    host.device_requests = Some(rest);
+}
+
 fn set_blkio(host: &mut HostConfig, blkio: &model::BlkioConfig) {
     let throttle = |devices: &[model::ThrottleDevice]| {
         let out: Vec<ThrottleDevice> = devices

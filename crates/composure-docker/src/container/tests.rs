@@ -37,6 +37,10 @@ fn project(mut web: Value) -> Project {
 }
 
 fn plan_with(web: Value, peers: &Peers) -> Result<CreatePlan, RuntimeError> {
+    plan_given(web, peers, &[])
+}
+
+fn plan_given(web: Value, peers: &Peers, gpus: &[String]) -> Result<CreatePlan, RuntimeError> {
     let project = project(web);
     let labels: IndexMap<String, String> = [(labels::SLOT.to_string(), "1".to_string())]
         .into_iter()
@@ -58,6 +62,7 @@ fn plan_with(web: Value, peers: &Peers) -> Result<CreatePlan, RuntimeError> {
         file_labels: &file_labels,
         peers,
         files_dir: Path::new(FILES_DIR),
+        gpus,
     })
 }
 
@@ -201,6 +206,35 @@ fn deploy_resources_win_over_legacy_attributes() {
     assert_eq!(h.memory, Some(1 << 30));
     assert_eq!(h.nano_cpus, Some(1_500_000_000));
     assert_eq!(h.cpu_shares, Some(512));
+}
+
+#[test]
+fn assigned_gpus_replace_the_counts_asked_for() {
+    let gpus = ["GPU-0002".to_string(), "GPU-0005".to_string()];
+    let web = json!({
+        "gpus": [{"count": 2, "capabilities": ["compute"]}],
+        "environment": {"NVIDIA_VISIBLE_DEVICES": "all", "A": "1"},
+        "deploy": {"resources": {"reservations": {"devices": [
+            {"capabilities": ["tpu"], "count": 1},
+        ]}}},
+    });
+    let p = plan_given(web, &Peers::new(), &gpus).unwrap();
+    let h = host(&p);
+    let reqs = h.device_requests.as_ref().unwrap();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].driver.as_deref(), Some("nvidia"));
+    assert_eq!(reqs[0].count, None);
+    assert_eq!(reqs[0].device_ids.as_deref(), Some(&gpus[..]));
+    assert_eq!(
+        reqs[0].capabilities,
+        Some(vec![vec!["gpu".to_string(), "compute".to_string()]])
+    );
+    // Not a GPU: as written.
+    assert_eq!(reqs[1].capabilities, Some(vec![vec!["tpu".to_string()]]));
+    let env = p.body.env.unwrap();
+    assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=GPU-0002,GPU-0005".to_string()));
+    assert!(env.contains(&"A=1".to_string()));
+    assert!(!env.contains(&"NVIDIA_VISIBLE_DEVICES=all".to_string()));
 }
 
 #[test]

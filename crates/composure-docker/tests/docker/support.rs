@@ -100,13 +100,13 @@ pub fn spec(project: &Arc<Project>, service: &str, slot: u32, image: &str) -> Co
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    ContainerSpec {
-        name: format!("{name}-{service}-{slot}"),
-        project: project.clone(),
-        service: service.to_string(),
-        image: image.to_string(),
+    ContainerSpec::new(
+        format!("{name}-{service}-{slot}"),
+        project.clone(),
+        service,
+        image.to_string(),
         labels,
-    }
+    )
 }
 
 /// Ensures the networks and volumes of `project` (external ones aside), then creates and starts slot `slot` of `service`.

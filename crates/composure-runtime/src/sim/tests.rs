@@ -45,18 +45,18 @@ volumes:
 }
 
 fn spec(project: &Arc<Project>, service: &str, slot: u32) -> ContainerSpec {
-    ContainerSpec {
-        name: format!("app-{service}-{slot}"),
-        project: project.clone(),
-        service: service.into(),
-        image: "web:1".into(),
-        labels: [
+    ContainerSpec::new(
+        format!("app-{service}-{slot}"),
+        project.clone(),
+        service,
+        "web:1".into(),
+        [
             (labels::MANAGED.to_owned(), "true".to_owned()),
             (labels::PROJECT.to_owned(), "app".to_owned()),
         ]
         .into_iter()
         .collect(),
-    }
+    )
 }
 
 /// A simulator with the project's default network, and the project.

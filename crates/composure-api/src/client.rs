@@ -16,9 +16,10 @@ use serde::de::DeserializeOwned;
 
 use crate::ndjson::{self, DecodeError};
 use crate::types::{
-    DeleteQuery, ErrorBody, Event, EventsQuery, Info, LogEntry, LogsQuery, NodeUpdate, NodeView,
-    PlacementPreview, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse, PutQuery,
-    RestartRequest, RevisionResponse, RolloutHistory, RolloutView, ScaleRequest, UndoRequest,
+    DeleteQuery, ErrorBody, Event, EventsQuery, GpusView, Info, LogEntry, LogsQuery, NodeUpdate,
+    NodeView, PlacementPreview, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse,
+    PutQuery, RestartRequest, RevisionResponse, RolloutHistory, RolloutView, ScaleRequest,
+    UndoRequest,
 };
 
 /// Why a call to the daemon failed.
@@ -248,6 +249,12 @@ impl Client {
     /// `GET /v1/nodes`: every node the cluster knows.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
         self.call(Method::GET, "/v1/nodes".to_string(), None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/gpus`: every node's GPUs and who holds them.
+    pub async fn gpus(&self) -> Result<GpusView, ClientError> {
+        self.call(Method::GET, "/v1/gpus".to_string(), None::<&()>)
             .await
     }
 

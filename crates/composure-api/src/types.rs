@@ -393,6 +393,9 @@ pub struct TaskView {
     /// The node it is placed on; empty while it is not placed.
     #[serde(default)]
     pub node: String,
+    /// The GPUs it was given on its node (device ids: `0`, `0:1` for a MIG instance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
 }
 
 /// `PUT /v1/projects/{name}?merge=…`.
@@ -631,4 +634,68 @@ pub struct ServicePlacement {
     /// Why the service stays on one node (a named volume there), if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<String>,
+    /// For a service that reserves GPUs: each replica's node and devices, kept ones first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<ReplicaGpus>,
+    /// Why its update will roll stop-first although it asks for start-first (no GPU is free
+    /// for a new replica beside the old one), if it will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_first: Option<String>,
+}
+
+/// The GPUs one replica holds or would be given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaGpus {
+    /// The replica's slot (new replicas take the free slots from 1 up).
+    pub slot: u32,
+    pub node: String,
+    /// Device ids on the node (`0`, `0:1` for a MIG instance).
+    pub gpus: Vec<String>,
+}
+
+/// `GET /v1/gpus` (`composure gpus`): every node's GPUs and who holds each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpusView {
+    pub nodes: Vec<NodeGpusView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeGpusView {
+    pub node: String,
+    /// Why the node has no GPUs to give ("no NVIDIA driver: libnvidia-ml.so.1 not found").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub gpus: Vec<GpuView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuView {
+    /// The index (`0`), or `<gpu>:<instance>` for a MIG instance.
+    pub id: String,
+    pub uuid: String,
+    pub name: String,
+    /// Bytes.
+    pub memory: u64,
+    /// Bytes in use now, where NVML answers (not for an inventory read from a file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_used: Option<u64>,
+    /// Percent busy over NVML's last sample period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<u32>,
+    pub holders: Vec<GpuHolder>,
+}
+
+/// A live task that holds a GPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuHolder {
+    pub project: String,
+    pub service: String,
+    pub slot: u32,
+    pub task: String,
+    /// `x-composure.gpu.share` of its service, when it shares the GPU by replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<u32>,
+    /// Bytes of the GPU's memory it takes, when it shares the GPU by memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
 }

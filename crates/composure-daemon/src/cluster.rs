@@ -7,9 +7,13 @@
 //! `composure node ls` but take nothing. When each node's daemon runs its own agent (the
 //! cluster), that filter goes and placement sees every node; nothing else here changes.
 
-use composure_api::{NodeAvailability, NodeState, NodeView, PlacementPreview, ServicePlacement};
+use composure_api::{
+    GpuHolder, GpuView, GpusView, NodeAvailability, NodeGpusView, NodeState, NodeView,
+    PlacementPreview, ReplicaGpus, ServicePlacement,
+};
 use composure_compose::model::{MountType, Project, Service};
-use composure_core::placement::{Availability, Cluster, NodeInfo, Pin, Resources};
+use composure_core::placement::{Availability, Cluster, NodeInfo, Pin, PlacementSpec, Resources};
+use composure_core::rollout::Order;
 use composure_core::{DesiredState, NodeName, ServiceSpec, Task, TaskState};
 use composure_store::{ClusterNode, Node};
 use indexmap::IndexMap;
@@ -33,7 +37,13 @@ fn node_info(node: &ClusterNode) -> NodeInfo {
         }),
         ready: record.is_some(),
         availability: node.spec.availability,
+        gpus: record.map(|r| r.resources.gpu.clone()).unwrap_or_default(),
     }
+}
+
+/// How a task is named where it holds GPUs: as `composure ps` names its replica.
+pub(crate) fn holder_name(project: &str, service: &str, slot: u32) -> String {
+    format!("{project}-{service}-{slot}")
 }
 
 /// The node a task holds resources on: its node; for a task recorded before tasks had
@@ -72,14 +82,35 @@ pub(crate) fn placement(
     let mut cluster = Cluster::new(vec![node_info(&this)]);
     for task in live.iter().filter(|t| !t.state.is_terminal()) {
         if let Some(node) = placed_on(task, runs_tasks) {
-            cluster.add_task(
-                node,
-                &service_key(&task.project, &task.service),
-                task.reserved,
-            );
+            let key = service_key(&task.project, &task.service);
+            cluster.add_task(node, &key, task.reserved);
+            if !task.gpus.is_empty() {
+                let holder = holder_name(&task.project, &task.service, task.slot);
+                cluster.add_gpus(node, &holder, &key, &task.gpus);
+            }
         }
     }
     cluster
+}
+
+/// Why a start-first update of a service that reserves GPUs cannot start a new replica
+/// beside an old one now (no node has the GPUs for one more), or `None` when it can or
+/// the service reserves none. The cluster is left as it was.
+pub(crate) fn start_first_blocked(
+    cluster: &Cluster,
+    key: &str,
+    spec: &PlacementSpec,
+    pin: Option<&Pin>,
+) -> Option<String> {
+    spec.gpu.as_ref()?;
+    let mut probe = cluster.clone();
+    let placed = probe.place_named(key, spec, pin, &["a new replica".to_string()]);
+    match placed.into_iter().next() {
+        Some(Err(why)) => Some(format!(
+            "start-first needs a free GPU for each new replica beside the old one, and {why}; its slots roll stop-first (each replica stops before its replacement starts)"
+        )),
+        _ => None,
+    }
 }
 
 /// The node a service must stay on: where a named volume it mounts already is (named
@@ -148,6 +179,8 @@ pub(crate) fn preview(
         .cloned()
         .collect();
     let mut cluster = placement(nodes, &counted, local, runs_tasks);
+    // Every live task, old ones too: what a start-first update starts beside.
+    let now = placement(nodes, live, local, runs_tasks);
     let mut services = Vec::new();
     for (service, spec) in specs {
         let replicas = if spec.placement.global {
@@ -165,6 +198,13 @@ pub(crate) fn preview(
             if let Some(node) = placed_on(task, runs_tasks) {
                 *view.nodes.entry(node.0.clone()).or_default() += 1;
                 view.kept += 1;
+                if !task.gpus.is_empty() {
+                    view.gpus.push(ReplicaGpus {
+                        slot: task.slot,
+                        node: node.0.clone(),
+                        gpus: task.gpus.ids.clone(),
+                    });
+                }
             }
         }
         let pin = (!spec.placement.global)
@@ -173,9 +213,34 @@ pub(crate) fn preview(
         view.pinned = pin.as_ref().map(|p| p.reason.clone());
         let wanted = replicas.saturating_sub(staying.len());
         let key = service_key(name, service);
-        for placed in cluster.place(&key, &spec.placement, pin.as_ref(), wanted) {
+        let replacing = live
+            .iter()
+            .filter(mine)
+            .any(|t| &t.service == service && t.spec_hash != spec.spec_hash);
+        if replacing && spec.update.order == Order::StartFirst {
+            view.stop_first = start_first_blocked(&now, &key, &spec.placement, pin.as_ref());
+        }
+        let slots: Vec<u32> = (1..)
+            .filter(|slot| !staying.iter().any(|t| t.slot == *slot))
+            .take(wanted)
+            .collect();
+        let names: Vec<String> = slots
+            .iter()
+            .map(|&slot| holder_name(name, service, slot))
+            .collect();
+        let placed = cluster.place_named(&key, &spec.placement, pin.as_ref(), &names);
+        for (slot, placed) in slots.into_iter().zip(placed) {
             match placed {
-                Ok(node) => *view.nodes.entry(node.0).or_default() += 1,
+                Ok(placed) => {
+                    if !placed.gpus.is_empty() {
+                        view.gpus.push(ReplicaGpus {
+                            slot,
+                            node: placed.node.0.clone(),
+                            gpus: placed.gpus.ids,
+                        });
+                    }
+                    *view.nodes.entry(placed.node.0).or_default() += 1;
+                }
                 Err(why) => {
                     view.unplaced += 1;
                     view.reason = Some(why.to_string());
@@ -221,6 +286,68 @@ pub(crate) fn view(node: &ClusterNode, tasks: &[Task], leader: Option<&str>) -> 
         tasks: u32::try_from(mine.len()).unwrap_or(u32::MAX),
         engine_version: record.map(|r| r.engine_version.clone()).unwrap_or_default(),
     }
+}
+
+/// `composure gpus`: the GPUs of every node whose record lives (this one's from `local`
+/// before the store has it), each with the live tasks that hold it; `usage` is this
+/// node's, device for device.
+pub(crate) fn gpus_view(
+    nodes: &[ClusterNode],
+    tasks: &[Task],
+    local: &Node,
+    usage: &[crate::gpu::GpuUsage],
+) -> GpusView {
+    let mut records: Vec<&Node> = nodes.iter().filter_map(|n| n.record.as_ref()).collect();
+    if !records.iter().any(|r| r.name == local.name) {
+        records.push(local);
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let local_name = NodeName(local.name.clone());
+    let nodes = records
+        .into_iter()
+        .map(|record| {
+            let inventory = &record.resources.gpu;
+            let on_node: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| !t.state.is_terminal() && !t.gpus.is_empty())
+                .filter(|t| placed_on(t, &local_name).is_some_and(|n| n.0 == record.name))
+                .collect();
+            let gpus = inventory
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, device)| {
+                    let now = (record.name == local.name).then(|| usage.get(i)).flatten();
+                    GpuView {
+                        id: device.id.clone(),
+                        uuid: device.uuid.clone(),
+                        name: device.name.clone(),
+                        memory: device.memory,
+                        memory_used: now.and_then(|u| u.memory_used),
+                        utilization: now.and_then(|u| u.utilization),
+                        holders: on_node
+                            .iter()
+                            .filter(|t| t.gpus.ids.contains(&device.id))
+                            .map(|t| GpuHolder {
+                                project: t.project.clone(),
+                                service: t.service.clone(),
+                                slot: t.slot,
+                                task: t.id.0.clone(),
+                                share: t.gpus.share,
+                                memory: t.gpus.memory,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            NodeGpusView {
+                node: record.name.clone(),
+                problem: inventory.problem.clone(),
+                gpus,
+            }
+        })
+        .collect();
+    GpusView { nodes }
 }
 
 /// Checks a label key or value set through the API: what constraints can name.

@@ -83,6 +83,8 @@ pub struct NodeConfig {
     pub labels: std::collections::BTreeMap<String, String>,
     /// The role it registers with the first time the cluster sees it.
     pub role: composure_core::placement::Role,
+    /// Where the node's GPU inventory comes from.
+    pub gpus: crate::gpu::GpuSource,
 }
 
 impl NodeConfig {
@@ -94,6 +96,7 @@ impl NodeConfig {
             address: "127.0.0.1".to_string(),
             labels: Default::default(),
             role: composure_core::placement::Role::Server,
+            gpus: crate::gpu::GpuSource::Nvml,
         }
     }
 }

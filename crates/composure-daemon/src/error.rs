@@ -16,6 +16,9 @@ pub enum DaemonError {
     /// file cannot be taken.
     #[error(transparent)]
     Lock(StoreError),
+    /// The GPU inventory file named with `--gpu-inventory` cannot be read.
+    #[error("{0}")]
+    GpuInventory(String),
     #[error("cannot open the store")]
     Store(#[source] StoreError),
     #[error("another daemon is listening on {}", path.display())]

@@ -17,7 +17,8 @@
 //! - `ingress`: each project's proxy on its published ports, a container of its own (it
 //!   outlives the daemon); `vip`: each service's VIP container, which holds the service's
 //!   name for the other containers and follows readiness; `confirm`: waiting on either
-//!   through the status file it writes.
+//!   through the status file it writes;
+//! - `gpu`: this node's GPU inventory (NVML, or `nvidia-smi`'s CSV from a file).
 
 mod agent;
 mod api;
@@ -30,6 +31,7 @@ pub mod decode;
 mod engine;
 mod error;
 mod events;
+pub mod gpu;
 mod ingress;
 mod leader;
 mod listeners;
@@ -100,6 +102,13 @@ pub async fn run_with(
         source,
     })?;
     let _lock = DataDirLock::acquire(&config.data_dir).map_err(DaemonError::Lock)?;
+    let gpus = gpu::inventory(&config.node.gpus).map_err(DaemonError::GpuInventory)?;
+    match &gpus.problem {
+        Some(problem) => tracing::info!(%problem, "no GPUs"),
+        None => {
+            tracing::info!(gpus = gpus.devices.len(), source = %gpu::describe(&config.node.gpus), "GPU inventory read")
+        }
+    }
     let store = Arc::new(open_store(&config).await?);
     tracing::info!(store = %store.describe(), "store open");
     let projects = store.projects().await.map_err(DaemonError::Store)?;
@@ -138,7 +147,8 @@ pub async fn run_with(
         events: EventLog::new(store.clone(), clock.clone()),
         store,
         node: NodeName(config.node.name.clone()),
-        node_record: node::record(&config.node, String::new(), clock.now_ms()),
+        node_record: node::record(&config.node, &gpus, String::new(), clock.now_ms()),
+        gpu_source: config.node.gpus.clone(),
         leadership: leader::Leadership::default(),
         runtime,
         engine: engine::EngineWatch::default(),
@@ -190,6 +200,7 @@ pub async fn run_with(
         shared.store.clone(),
         shared.runtime.clone(),
         config.node.clone(),
+        gpus,
         clock,
         stop.clone(),
     ));

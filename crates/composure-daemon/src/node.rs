@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use composure_core::placement::NodeGpus;
 use composure_runtime::Runtime;
 use composure_store::kv::LeaseId;
 use composure_store::{LOCAL_NODE_TTL, Node, NodeResources, NodeState, Store, StoreError};
@@ -23,6 +24,7 @@ pub(crate) async fn keep_registered(
     store: Arc<Store>,
     runtime: Arc<dyn Runtime>,
     config: NodeConfig,
+    gpus: NodeGpus,
     clock: Clock,
     stop: CancellationToken,
 ) {
@@ -32,7 +34,7 @@ pub(crate) async fn keep_registered(
             match lease {
                 Some(id) => store.kv().keep_alive(id).await.map_err(StoreError::from),
                 None => {
-                    let id = register(&store, &*runtime, &config, &clock).await?;
+                    let id = register(&store, &*runtime, &config, &gpus, &clock).await?;
                     lease = Some(id);
                     Ok(())
                 }
@@ -60,6 +62,7 @@ async fn register(
     store: &Store,
     runtime: &dyn Runtime,
     config: &NodeConfig,
+    gpus: &NodeGpus,
     clock: &Clock,
 ) -> Result<LeaseId, StoreError> {
     let lease = store.kv().grant_lease(LOCAL_NODE_TTL).await?;
@@ -67,20 +70,25 @@ async fn register(
         Ok(engine) => engine.version,
         Err(_) => String::new(),
     };
-    let node = record(config, engine_version, clock.now_ms());
+    let node = record(config, gpus, engine_version, clock.now_ms());
     store.register_node(&node, config.role, lease).await?;
     tracing::info!(node = %node.name, cpus = node.resources.cpus, memory = node.resources.memory, "node registered");
     Ok(lease)
 }
 
 /// This node's record as it describes itself.
-pub(crate) fn record(config: &NodeConfig, engine_version: String, now: u64) -> Node {
+pub(crate) fn record(
+    config: &NodeConfig,
+    gpus: &NodeGpus,
+    engine_version: String,
+    now: u64,
+) -> Node {
     Node {
         name: config.name.clone(),
         hostname: crate::config::raw_host_name(),
         address: config.address.clone(),
         labels: config.labels.clone(),
-        resources: local_resources(),
+        resources: local_resources(gpus.clone()),
         state: NodeState::Ready,
         engine_version,
         updated_at: now,
@@ -88,14 +96,14 @@ pub(crate) fn record(config: &NodeConfig, engine_version: String, now: u64) -> N
 }
 
 /// This host's CPUs and memory.
-fn local_resources() -> NodeResources {
+fn local_resources(gpu: NodeGpus) -> NodeResources {
     let cpus = std::thread::available_parallelism()
         .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         .unwrap_or(1);
     NodeResources {
         cpus,
         memory: total_memory().unwrap_or(0),
-        gpus: Vec::new(),
+        gpu,
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub node: NodeName,
     /// This node's own record, as it registers it (for placement before the store has it).
     pub node_record: composure_store::Node,
+    /// Where this node's GPU inventory came from (for its live use in `composure gpus`).
+    pub gpu_source: crate::gpu::GpuSource,
     /// Whether this daemon's controllers decide (see `leader`).
     pub leadership: Leadership,
     pub runtime: Arc<dyn Runtime>,

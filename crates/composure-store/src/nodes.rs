@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use composure_core::placement::{Availability, Role};
+use composure_core::placement::{Availability, NodeGpus, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{self, decode, encode};
@@ -31,9 +31,10 @@ pub struct NodeResources {
     pub cpus: u32,
     /// Memory in bytes.
     pub memory: u64,
-    /// GPUs by index (room for the GPU inventory; empty until it is taken).
+    /// The GPUs it can hand out (and why it has none, when it could not read them). Not
+    /// `gpus`: records written before the inventory had a list of names there.
     #[serde(default)]
-    pub gpus: Vec<String>,
+    pub gpu: NodeGpus,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,7 +119,7 @@ fn node(name: &str) -> Node {
         resources: NodeResources {
             cpus: 8,
             memory: 16 << 30,
-            gpus: Vec::new(),
+            gpu: Default::default(),
         },
         state: NodeState::Ready,
         engine_version: "27.0".into(),

@@ -61,6 +61,8 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// The cluster's nodes: list, inspect, label, drain, activate, remove
     Node(NodeArgs),
+    /// The nodes' GPUs and which replica holds each
+    Gpus(GpusArgs),
     /// Parse, resolve and render the compose file in canonical form
     Config(ConfigArgs),
     /// Run the daemon: the control plane and the local agent
@@ -246,6 +248,15 @@ pub struct NodeLsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct GpusArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct NodeNamesArgs {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -313,6 +324,11 @@ pub struct DaemonArgs {
     /// network: ports keep serving while the daemon is down or upgraded) or `daemon`
     #[arg(long, value_enum, default_value = "container", value_name = "WHERE")]
     pub ingress: IngressWhere,
+    /// Read this node's GPUs from FILE (what `nvidia-smi
+    /// --query-gpu=index,uuid,name,memory.total --format=csv` prints) instead of NVML: for
+    /// hosts where the daemon cannot use NVML, and for tests on machines without GPUs
+    #[arg(long, value_name = "FILE")]
+    pub gpu_inventory: Option<PathBuf>,
     #[command(flatten)]
     pub global: GlobalArgs,
 }

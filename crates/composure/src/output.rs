@@ -367,6 +367,68 @@ pub fn placement_table(preview: &composure_api::PlacementPreview) -> String {
     table.to_string()
 }
 
+/// `composure gpus`: one line per GPU, with who holds it; a node without GPUs says why.
+pub fn gpu_table(view: &composure_api::GpusView) -> String {
+    use comfy_table::{Table, presets::NOTHING};
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header([
+        "NODE", "GPU", "NAME", "MEMORY", "USED", "UTIL", "UUID", "HELD BY",
+    ]);
+    let mut notes = Vec::new();
+    for node in &view.nodes {
+        if node.gpus.is_empty() {
+            notes.push(match &node.problem {
+                Some(problem) => format!(
+                    "{}: {problem}; services that reserve GPUs cannot be placed there",
+                    node.node
+                ),
+                None => format!("{}: no GPUs", node.node),
+            });
+        }
+        for gpu in &node.gpus {
+            let holders: Vec<String> = gpu
+                .holders
+                .iter()
+                .map(|h| {
+                    let how = match (h.share, h.memory) {
+                        (_, Some(memory)) => format!(" ({})", gib(memory)),
+                        (Some(share), None) => format!(" (share {share})"),
+                        (None, None) => String::new(),
+                    };
+                    format!("{}-{}-{}{how}", h.project, h.service, h.slot)
+                })
+                .collect();
+            table.add_row([
+                node.node.clone(),
+                gpu.id.clone(),
+                dash(&gpu.name),
+                gib(gpu.memory),
+                gpu.memory_used.map_or("-".to_string(), gib),
+                gpu.utilization.map_or("-".to_string(), |u| format!("{u}%")),
+                dash(&gpu.uuid),
+                if holders.is_empty() {
+                    "-".to_string()
+                } else {
+                    holders.join(", ")
+                },
+            ]);
+        }
+    }
+    let mut text = if view.nodes.iter().any(|n| !n.gpus.is_empty()) {
+        table.to_string()
+    } else {
+        String::new()
+    };
+    for note in notes {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&note);
+    }
+    text
+}
+
 /// `composure node ls`: one line per node.
 pub fn node_table(nodes: &[composure_api::NodeView]) -> String {
     use comfy_table::{Table, presets::NOTHING};

@@ -1,6 +1,7 @@
 //! The HTTP API (see `composure_api` for the endpoints and wire types).
 
 mod error;
+mod gpus;
 mod nodes;
 mod projects;
 mod rollouts;
@@ -52,6 +53,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/events", get(streams::events))
         .route("/v1/nodes", get(nodes::list))
+        .route("/v1/gpus", get(gpus::list))
         .route(
             "/v1/nodes/{name}",
             get(nodes::inspect)

@@ -99,12 +99,14 @@ pub(super) async fn put(
         &decoded.project,
         std::path::Path::new(&decoded.meta.working_dir),
     )?;
+    let gpu_warnings = gpu_warnings(&shared, &name, &decoded).await?;
     let crate::decode::DecodedProject {
         specs, spec, meta, ..
     } = decoded;
 
     let changed_services = changed_services(previous.as_ref(), &specs);
-    let warnings = outage_warnings(previous.as_ref(), &specs);
+    let mut warnings = outage_warnings(previous.as_ref(), &specs);
+    warnings.extend(gpu_warnings);
     let unchanged = previous.as_ref().filter(|p| {
         p.spec == spec && p.meta.working_dir == meta.working_dir && p.meta.files == meta.files
     });
@@ -248,6 +250,34 @@ fn check_routes(project: &Project, working_dir: &std::path::Path) -> Result<(), 
         }
     }
     Err(ApiError::BadRequest(message))
+}
+
+/// A warning for each service whose start-first update will roll stop-first, because no
+/// GPU is free for a new replica beside an old one.
+async fn gpu_warnings(
+    shared: &Shared,
+    name: &str,
+    decoded: &crate::decode::DecodedProject,
+) -> Result<Vec<String>, ApiError> {
+    if !decoded.specs.values().any(|s| s.placement.gpu.is_some()) {
+        return Ok(Vec::new());
+    }
+    let nodes = shared.store.cluster_nodes().await?;
+    let live = shared.store.live_tasks().await?;
+    let preview = crate::cluster::preview(
+        name,
+        &decoded.project,
+        &decoded.specs,
+        &nodes,
+        &live,
+        &shared.node_record,
+        &shared.node,
+    );
+    Ok(preview
+        .services
+        .into_iter()
+        .filter_map(|s| Some(format!("service `{}`: {}", s.service, s.stop_first?)))
+        .collect())
 }
 
 pub(super) async fn stored(shared: &Shared, name: &str) -> Result<StoredProject, ApiError> {

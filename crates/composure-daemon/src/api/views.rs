@@ -44,6 +44,7 @@ pub(crate) fn task_view(task: &Task) -> api::TaskView {
         error: task.error.clone(),
         started_at: task.started_at,
         node: task.node.0.clone(),
+        gpus: task.gpus.ids.clone(),
     }
 }
 

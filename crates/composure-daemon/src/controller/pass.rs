@@ -6,10 +6,10 @@ use std::sync::Arc;
 use composure_compose::model::Condition;
 use composure_compose::model::{ModelError, Project, project_from_json};
 use composure_core::error::SpecError;
-use composure_core::placement::{Availability, Cluster};
+use composure_core::placement::{Availability, Cluster, Pin, PlacementSpec};
 use composure_core::reconcile::{Plan, ServiceStatus, dependency_state, reconcile_service};
 use composure_core::restart::Backoff;
-use composure_core::rollout::Rollout;
+use composure_core::rollout::{Order, Rollout};
 use composure_core::spec::{
     DEFAULT_STOP_GRACE_MS, Dependency, ServiceSpec, service_specs, startup_order,
 };
@@ -381,6 +381,7 @@ impl Controller {
         let Some(spec) = work.specs.get(service).cloned() else {
             return Ok(ServiceStatus::Running);
         };
+        let spec = self.gpu_update_order(spec, work).await?;
         let service_tasks: Vec<Task> = work
             .tasks
             .iter()
@@ -621,30 +622,15 @@ impl Controller {
         let Some(spec) = work.specs.get(service).map(|s| s.placement.clone()) else {
             return Ok(Vec::new());
         };
-        if work.placement.is_none() {
-            // Other projects' tasks as stored, this one's as the pass has them.
-            let mut live: Vec<Task> = self
-                .shared
-                .store
-                .live_tasks()
-                .await?
-                .into_iter()
-                .filter(|t| t.project != self.name)
-                .collect();
-            live.extend(work.tasks.iter().cloned());
-            work.placement = Some(cluster::placement(
-                &work.nodes,
-                &live,
-                &self.shared.node_record,
-                &self.shared.node,
-            ));
-        }
-        let pin = (!spec.global)
-            .then(|| cluster::volume_pin(service, &work.project, &work.tasks, &self.shared.node))
-            .flatten();
+        self.ensure_placement(work).await?;
+        let pin = self.pin(service, &spec, work);
         let key = cluster::service_key(&self.name, service);
+        let names: Vec<String> = unplaced
+            .iter()
+            .map(|&i| cluster::holder_name(&self.name, service, work.tasks[i].slot))
+            .collect();
         let placed = match work.placement.as_mut() {
-            Some(placement) => placement.place(&key, &spec, pin.as_ref(), unplaced.len()),
+            Some(placement) => placement.place_named(&key, &spec, pin.as_ref(), &names),
             None => Vec::new(),
         };
         let mut changed = Vec::new();
@@ -652,10 +638,11 @@ impl Controller {
         for (&index, result) in unplaced.iter().zip(placed) {
             let task = &mut work.tasks[index];
             match result {
-                Ok(node) => {
-                    tracing::debug!(slot = task.slot, node = %node, "placed");
-                    task.node = node;
+                Ok(placed) => {
+                    tracing::debug!(slot = task.slot, node = %placed.node, gpus = ?placed.gpus.ids, "placed");
+                    task.node = placed.node;
                     task.reserved = spec.reservation;
+                    task.gpus = placed.gpus;
                     task.error = None;
                 }
                 Err(why) => {
@@ -681,6 +668,70 @@ impl Controller {
             .into_iter()
             .filter(|&i| !work.tasks[i].node.0.is_empty())
             .collect())
+    }
+
+    /// The cluster as placement sees it, built once per pass: other projects' tasks as
+    /// stored, this one's as the pass has them.
+    async fn ensure_placement(&self, work: &mut Work) -> Result<(), PassError> {
+        if work.placement.is_some() {
+            return Ok(());
+        }
+        let mut live: Vec<Task> = self
+            .shared
+            .store
+            .live_tasks()
+            .await?
+            .into_iter()
+            .filter(|t| t.project != self.name)
+            .collect();
+        live.extend(work.tasks.iter().cloned());
+        work.placement = Some(cluster::placement(
+            &work.nodes,
+            &live,
+            &self.shared.node_record,
+            &self.shared.node,
+        ));
+        Ok(())
+    }
+
+    fn pin(&self, service: &str, spec: &PlacementSpec, work: &Work) -> Option<Pin> {
+        (!spec.global)
+            .then(|| cluster::volume_pin(service, &work.project, &work.tasks, &self.shared.node))
+            .flatten()
+    }
+
+    /// A start-first update of a service that reserves GPUs needs a free GPU for a new
+    /// replica beside each old one. While none is free, its slots roll stop-first instead
+    /// (the old replica gives its GPU to the new one), rather than wait forever for a GPU;
+    /// `up` says so before it happens ([`cluster::start_first_blocked`]).
+    async fn gpu_update_order(
+        &mut self,
+        mut spec: ServiceSpec,
+        work: &mut Work,
+    ) -> Result<ServiceSpec, PassError> {
+        if spec.placement.gpu.is_none() || spec.update.order != Order::StartFirst {
+            return Ok(spec);
+        }
+        let replacing = work.tasks.iter().any(|t| {
+            t.service == spec.name
+                && t.desired == DesiredState::Running
+                && !t.state.is_terminal()
+                && t.spec_hash != spec.spec_hash
+        });
+        if !replacing {
+            return Ok(spec);
+        }
+        self.ensure_placement(work).await?;
+        let pin = self.pin(&spec.name, &spec.placement, work);
+        let key = cluster::service_key(&self.name, &spec.name);
+        let blocked = work.placement.as_ref().and_then(|placement| {
+            cluster::start_first_blocked(placement, &key, &spec.placement, pin.as_ref())
+        });
+        if let Some(why) = blocked {
+            tracing::debug!(service = %spec.name, reason = %why, "rolling stop-first: no GPU free for a new replica");
+            spec.update.order = Order::StopFirst;
+        }
+        Ok(spec)
     }
 
     /// `deploy.mode: global`: a task on each node that is ready, active and meets the

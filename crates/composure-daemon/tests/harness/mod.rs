@@ -79,9 +79,19 @@ impl Daemon {
 
     /// A daemon on `dir` (another daemon may have used it) and `sim`.
     pub async fn start_on(dir: Arc<TempDir>, sim: Arc<SimRuntime>) -> Daemon {
+        Daemon::start_configured(dir, sim, |_| {}).await
+    }
+
+    /// [`Daemon::start_on`], with the config changed by `configure` first.
+    pub async fn start_configured(
+        dir: Arc<TempDir>,
+        sim: Arc<SimRuntime>,
+        configure: impl FnOnce(&mut DaemonConfig),
+    ) -> Daemon {
         let socket = dir.path().join("run").join("composure.sock");
         let mut config = DaemonConfig::local(dir.path().join("data"), socket.clone());
         config.vips = ServiceVips::Image(VIP_IMAGE.to_string());
+        configure(&mut config);
         let shutdown = CancellationToken::new();
         let runtime: Arc<dyn Runtime> = sim.clone();
         let inputs = Inputs {

@@ -14,8 +14,9 @@ use crate::upstream::ResponseTimeout;
 /// The keys `x-composure` takes on a service.
 /// (`protocol` is the protocol of the service's VIP: see the daemon's `vip` module;
 /// `response_timeout` is the proxy's limit on a replica's first byte: see
-/// [`UpstreamConfig::response_timeout`](crate::UpstreamConfig::response_timeout).)
-const SERVICE_KEYS: &[&str] = &["protocol", "response_timeout", "routes"];
+/// [`UpstreamConfig::response_timeout`](crate::UpstreamConfig::response_timeout);
+/// `gpu` is how replicas share GPUs, checked by `composure_core::placement::gpu`.)
+const SERVICE_KEYS: &[&str] = &["gpu", "protocol", "response_timeout", "routes"];
 const ROUTE_KEYS: &[&str] = &["listen", "host", "path", "port", "tls"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 

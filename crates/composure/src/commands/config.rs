@@ -17,7 +17,8 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     if options.interpolate {
         // What the daemon would refuse the project for; `${VAR}` left as written cannot
         // be checked.
-        let problems = Routing::check(project, &loaded.project_directory);
+        let mut problems = Routing::check(project, &loaded.project_directory);
+        problems.extend(composure_core::placement::gpu::check_project(project));
         if !problems.is_empty() {
             return Err(LoadError::new(problems).into());
         }

@@ -29,6 +29,9 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
         config.node.name = name.clone();
     }
     config.node.address = args.advertise_addr.clone();
+    if let Some(file) = &args.gpu_inventory {
+        config.node.gpus = composure_daemon::gpu::GpuSource::File(file.clone());
+    }
     config.ingress = match args.ingress {
         IngressWhere::Container => composure_daemon::IngressHost::Container,
         IngressWhere::Daemon => composure_daemon::IngressHost::InProcess,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod down;
 pub mod events;
+pub mod gpus;
 pub mod ingress;
 pub mod logs;
 pub mod node;

@@ -99,6 +99,18 @@ async fn dry_run(client: &Client, name: &str, body: &PutProject) -> anyhow::Resu
     out!("{}", output::placement_table(&preview));
     let mut code = ExitCode::SUCCESS;
     for service in &preview.services {
+        for replica in &service.gpus {
+            out!(
+                "{}-{}: node {}, GPU {}",
+                service.service,
+                replica.slot,
+                replica.node,
+                replica.gpus.join(",")
+            );
+        }
+        if let Some(why) = &service.stop_first {
+            eprintln!("{}: {why}", service.service);
+        }
         if let Some(pinned) = &service.pinned {
             eprintln!("{}: stays on one node: {pinned}", service.service);
         }

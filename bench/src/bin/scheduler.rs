@@ -8,6 +8,8 @@
 //!   and 128 MiB, a fifth of the services have a zone constraint, a tenth
 //!   `max_replicas_per_node: 2`;
 //! - **spread**: the same with every service spreading over the zone label (the scan path);
+//! - **gpu**: 5,000 nodes of 8 GPUs each, 400 services of 100 replicas of one GPU each:
+//!   every one of the 40,000 GPUs given out exactly once (the benchmark checks it);
 //! - **node loss**: the 50,000 tasks placed, one node down: the decision the daemon makes
 //!   then, building the cluster from every live task and placing the lost node's tasks again.
 //!
@@ -18,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use composure_bench::stats::median;
 use composure_core::placement::{
-    Availability, Cluster, Constraint, NodeInfo, PlacementSpec, Resources, Role, Spread,
+    Availability, Cluster, Constraint, GpuCount, GpuDevice, GpuRequest, NodeGpus, NodeInfo,
+    PlacementSpec, Resources, Role, Spread,
 };
 use composure_core::{NodeName, placement::Attribute};
 
@@ -27,6 +30,7 @@ const SERVICES: usize = 500;
 const REPLICAS: usize = 100;
 const ROUNDS: usize = 5;
 const ZONES: usize = 5;
+const GPUS_PER_NODE: usize = 8;
 
 const NOMAD_C1M: f64 = 3_750.0;
 const KUBE_SCHEDULER: f64 = 800.0;
@@ -73,6 +77,57 @@ fn services(spread: bool) -> Vec<(String, PlacementSpec)> {
             (format!("bench/s{s:03}"), spec)
         })
         .collect()
+}
+
+/// Every node with 8 GPUs, and services of one GPU per replica that take them all.
+fn gpu_fill() -> (Duration, usize, usize) {
+    let nodes: Vec<NodeInfo> = nodes()
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut node)| {
+            node.gpus = NodeGpus {
+                devices: (0..GPUS_PER_NODE)
+                    .map(|g| GpuDevice {
+                        id: g.to_string(),
+                        uuid: format!("GPU-{n:04}-{g}"),
+                        name: "NVIDIA H200".into(),
+                        memory: 141 << 30,
+                    })
+                    .collect(),
+                problem: None,
+            };
+            node
+        })
+        .collect();
+    let spec = PlacementSpec {
+        reservation: Resources::new(100, 128 << 20),
+        gpu: Some(GpuRequest {
+            count: GpuCount::Count(1),
+            share: None,
+            memory: None,
+        }),
+        ..PlacementSpec::default()
+    };
+    let services = NODES * GPUS_PER_NODE / REPLICAS;
+    let mut cluster = Cluster::new(nodes);
+    let started = Instant::now();
+    let mut placed = 0;
+    for s in 0..services {
+        placed += cluster
+            .place(&format!("bench/gpu{s:03}"), &spec, None, REPLICAS)
+            .iter()
+            .filter(|p| p.is_ok())
+            .count();
+    }
+    let took = started.elapsed();
+    let held: usize = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| cluster.gpu_holders(&n.name))
+        .flatten()
+        .map(|holders| usize::from(holders.len() == 1))
+        .sum();
+    (took, placed, held)
 }
 
 /// Places every replica of every service from empty; returns the time and how many were
@@ -162,6 +217,19 @@ fn main() -> anyhow::Result<()> {
             median(&times),
         );
     }
+    let mut times = Vec::new();
+    let (mut count, mut held) = (0, 0);
+    for _ in 0..ROUNDS {
+        let (took, placed, once) = gpu_fill();
+        times.push(took);
+        (count, held) = (placed, once);
+    }
+    let gpus = NODES * GPUS_PER_NODE;
+    anyhow::ensure!(
+        count == gpus && held == gpus,
+        "{count} GPU tasks placed, {held} of {gpus} GPUs held exactly once"
+    );
+    report("gpu", count, median(&times));
     // The tasks as placed by a fill, to rebuild the cluster from.
     let specs = services(false);
     let mut cluster = Cluster::new(nodes());

@@ -35,6 +35,7 @@ pub mod gpu;
 mod ingress;
 mod leader;
 mod listeners;
+pub mod local;
 mod node;
 mod shared;
 mod socket;

@@ -109,6 +109,13 @@ pub struct UpArgs {
     /// nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: place on this host alone, as a daemon started here with nothing
+    /// running would, without asking a daemon
+    #[arg(long, requires = "dry_run")]
+    pub local: bool,
+    /// With --local: read this host's GPUs from FILE instead of NVML (see `composure daemon --gpu-inventory`)
+    #[arg(long, value_name = "FILE", requires = "local")]
+    pub gpu_inventory: Option<PathBuf>,
     /// Services to run (with their dependencies); default: all
     pub services: Vec<String>,
 }
@@ -251,6 +258,12 @@ pub struct NodeLsArgs {
 pub struct GpusArgs {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// This host's GPUs as a daemon started here would read them, without asking a daemon
+    #[arg(long)]
+    pub local: bool,
+    /// With --local: read the inventory from FILE (`nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv`) instead of NVML
+    #[arg(long, value_name = "FILE", requires = "local")]
+    pub gpu_inventory: Option<PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,

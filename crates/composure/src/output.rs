@@ -328,7 +328,11 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
             word(&t.state),
             word(&t.health),
             t.restarts.to_string(),
-            dash(&t.node),
+            if t.gpus.is_empty() {
+                dash(&t.node)
+            } else {
+                format!("{} (GPU {})", dash(&t.node), t.gpus.join(","))
+            },
             t.container_id
                 .as_deref()
                 .map_or("-".into(), |id| id.chars().take(12).collect()),

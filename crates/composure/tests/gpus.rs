@@ -215,3 +215,71 @@ fn a_daemon_with_an_unreadable_inventory_does_not_start() {
         stderr(&out)
     );
 }
+
+/// `scripts/gpu-check` (the device check for a machine with GPUs), run here with an
+/// `nvidia-smi` that prints an inventory file and composure reading the same or another.
+#[test]
+fn the_gpu_check_compares_the_inventories_and_assigns_four_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = inventory(dir.path());
+    let smi = dir.path().join("nvidia-smi");
+    std::fs::write(&smi, format!("#!/bin/sh\ncat {csv}\n")).unwrap();
+    std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gpu-check");
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let run = |file: &str| {
+        std::process::Command::new(&script)
+            .args(["--gpu-inventory", file])
+            .env("PATH", &path)
+            .env("COMPOSURE", env!("CARGO_BIN_EXE_composure"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&csv);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("✔ the inventories agree: 8 GPU(s)"),
+        "{}",
+        stdout(&out)
+    );
+    for slot in 1..=4 {
+        assert!(
+            stdout(&out).contains(&format!("infer-{slot}: node ")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let other = dir.path().join("other.csv");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .replace("143771 MiB", "81559 MiB"),
+    )
+    .unwrap();
+    let out = run(other.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("✘ the inventories differ"),
+        "{}",
+        stdout(&out)
+    );
+
+    // This machine has no driver: `composure gpus --local` says so, and succeeds.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_composure"))
+        .args(["gpus", "--local"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1").exists() {
+        assert!(
+            stdout(&out).contains("no NVIDIA driver: libnvidia-ml.so.1 not found; services that reserve GPUs cannot be placed"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}

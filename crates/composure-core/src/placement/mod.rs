@@ -444,10 +444,7 @@ impl Cluster {
         pin: Option<&Pin>,
         count: usize,
     ) -> Vec<Result<NodeName, Unplaced>> {
-        let names: Vec<String> = (1..=count)
-            .map(|n| format!("{service} new task {n}"))
-            .collect();
-        self.place_named(service, spec, pin, &names)
+        self.place_tasks(service, spec, pin, &[], count)
             .into_iter()
             .map(|placed| placed.map(|p| p.node))
             .collect()
@@ -462,7 +459,19 @@ impl Cluster {
         pin: Option<&Pin>,
         names: &[String],
     ) -> Vec<Result<Placed, Unplaced>> {
-        let count = names.len();
+        self.place_tasks(service, spec, pin, names, names.len())
+    }
+
+    /// Places `count` new tasks; those beyond `names` hold GPUs as "`service` new task N"
+    /// (named only when they do: a name per placement would cost more than the placement).
+    fn place_tasks(
+        &mut self,
+        service: &str,
+        spec: &PlacementSpec,
+        pin: Option<&Pin>,
+        names: &[String],
+        count: usize,
+    ) -> Vec<Result<Placed, Unplaced>> {
         let mut want = Want {
             service,
             spec,
@@ -542,8 +551,11 @@ impl Cluster {
             self.tasks[i] += 1;
             *running.entry(i).or_default() += 1;
             if !gpus.is_empty() {
-                let name = want.names.get(want.placed).map_or("", String::as_str);
-                self.hold(i, name, want.service, &gpus);
+                let name = match want.names.get(want.placed) {
+                    Some(name) => name.clone(),
+                    None => format!("{} new task {}", want.service, want.placed + 1),
+                };
+                self.hold(i, &name, want.service, &gpus);
             }
             want.placed += 1;
             queue.insert((mine + 1, self.tasks[i], i));

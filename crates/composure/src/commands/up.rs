@@ -19,6 +19,12 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let loaded = project::load(&project::load_options(global, &args.services)?)?;
     let name = loaded.project.name.clone().unwrap_or_default();
     let client = client::client(global)?;
+    if args.dry_run && args.local {
+        let node = crate::commands::gpus::local_node(args.gpu_inventory.as_ref());
+        let preview = composure_daemon::local::preview(&name, &put_body(&loaded)?, &node)
+            .map_err(anyhow::Error::msg)?;
+        return Ok(show_preview(&preview));
+    }
     if args.dry_run {
         return dry_run(&client, &name, &put_body(&loaded)?).await;
     }
@@ -96,7 +102,13 @@ async fn dry_run(client: &Client, name: &str, body: &PutProject) -> anyhow::Resu
         );
     }
     let preview = client.placement_preview(name, body).await?;
-    out!("{}", output::placement_table(&preview));
+    Ok(show_preview(&preview))
+}
+
+/// The dry run's table and each GPU replica's devices; exit 1 when a replica cannot be
+/// placed.
+fn show_preview(preview: &composure_api::PlacementPreview) -> ExitCode {
+    out!("{}", output::placement_table(preview));
     let mut code = ExitCode::SUCCESS;
     for service in &preview.services {
         for replica in &service.gpus {
@@ -128,7 +140,7 @@ async fn dry_run(client: &Client, name: &str, body: &PutProject) -> anyhow::Resu
             code = ExitCode::from(output::EXIT_FAILURE);
         }
     }
-    Ok(code)
+    code
 }
 
 /// Prints each service's progress as it changes (rolling updates: slots updated, waiting

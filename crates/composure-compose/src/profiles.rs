@@ -179,6 +179,11 @@ impl ActiveProfiles {
             all: active.iter().any(|p| p == ALL_PROFILES),
             names: active.iter().cloned().collect(),
         };
+        // With no profile asked for, `docker compose` has the empty profile active (it
+        // splits an empty `COMPOSE_PROFILES`), so `profiles: ["", debug]` runs by default.
+        if active.is_empty() {
+            profiles.names.insert(String::new());
+        }
         let turned_on: Vec<String> = services
             .iter()
             .filter(|s| selected.contains(&s.name) && !profiles.enables(s))
@@ -356,6 +361,14 @@ services:
             kept(SPEC_EXAMPLE, &["debug", "test"], &[]),
             ["foo", "bar", "baz", "zot"]
         );
+    }
+
+    #[test]
+    fn an_empty_profile_name_is_active_when_no_profile_is_asked_for() {
+        let text = "services:\n  a:\n    image: a\n    profiles: [\"\", extra]\n  b:\n    image: b\n    profiles: [extra]\n";
+        assert_eq!(kept(text, &[], &[]), ["a"]);
+        assert_eq!(kept(text, &["extra"], &[]), ["a", "b"]);
+        assert_eq!(kept(text, &["other"], &[]), Vec::<String>::new());
     }
 
     #[test]

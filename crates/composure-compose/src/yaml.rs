@@ -301,7 +301,120 @@ pub fn parse(text: &str, file: &str, limits: &Limits) -> Result<Vec<YamlNode>, L
         .into());
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut builder = Builder::new(file, limits);
+    match parse_text(text, &file, limits) {
+        Err(err) if is_indentation_error(&err) => {
+            // A flow collection whose lines (its closing `]` most often) sit at the
+            // indentation of its key: YAML 1.2 forbids it, but `docker compose` (go-yaml)
+            // and PyYAML read it, and real files have it. Read it again indented one
+            // column past its key; the first error stands if that fails too.
+            match relax_flow_indentation(text) {
+                Some(relaxed) => parse_text(&relaxed, &file, limits).map_err(|_| err),
+                None => Err(err),
+            }
+        }
+        other => other,
+    }
+}
+
+const INDENTATION_ERROR: &str = "invalid YAML: invalid indentation";
+
+fn is_indentation_error(err: &LoadError) -> bool {
+    err.errors()
+        .any(|d| d.message.starts_with(INDENTATION_ERROR))
+}
+
+/// `text` with every line inside a flow collection (`[` … `]`, `{` … `}` spread over lines)
+/// indented at least one column past the key (or `- ` item) that opened it, or `None` when
+/// no line needs it. Whitespace at the start of a line inside a flow collection is not
+/// content (flow scalars fold it away), so this changes no value.
+///
+/// A pragmatic scan, not a YAML scanner: quotes, comments and block scalars are skipped;
+/// a `[` or `{` opens a flow collection only where a value starts (after `: `, `- `, or at
+/// the start of a line) or inside another one.
+fn relax_flow_indentation(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut depth = 0usize;
+    let mut opener_indent = 0usize;
+    let mut changed = false;
+    let mut quote: Option<char> = None;
+    // A block scalar's indentation: its lines are skipped.
+    let mut block_scalar: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let body = line.trim();
+        if let Some(at) = block_scalar {
+            if body.is_empty() || indent > at {
+                out.push_str(line);
+                continue;
+            }
+            block_scalar = None;
+        }
+        if depth > 0 && quote.is_none() && !body.is_empty() && indent <= opener_indent {
+            out.push_str(&" ".repeat(opener_indent + 1 - indent));
+            changed = true;
+        }
+        let start_depth = depth;
+        let key_indent = indent + item_prefix(&line[indent..]);
+        // Nothing but indentation, `- ` or `key: ` so far: a value may start here.
+        let mut at_value = true;
+        let mut previous = ' ';
+        for c in line.chars() {
+            match quote {
+                Some('\'') if c == '\'' => quote = None,
+                Some('"') if c == '"' && previous != '\\' => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if previous.is_whitespace() => break,
+                    '\'' | '"' => quote = Some(c),
+                    '[' | '{' if depth > 0 || at_value => {
+                        if depth == 0 {
+                            opener_indent = key_indent;
+                        }
+                        depth += 1;
+                    }
+                    ']' | '}' if depth > 0 => depth -= 1,
+                    _ => {}
+                },
+            }
+            at_value = match c {
+                ' ' | '\t' => at_value || matches!(previous, ':' | '-'),
+                _ => false,
+            };
+            previous = c;
+        }
+        if start_depth == 0 && depth == 0 && quote.is_none() && opens_block_scalar(body) {
+            block_scalar = Some(indent);
+        }
+        out.push_str(line);
+    }
+    changed.then_some(out)
+}
+
+/// How many columns of `- ` item markers start `line` (after its indentation).
+fn item_prefix(line: &str) -> usize {
+    let mut n = 0;
+    let mut rest = line;
+    while let Some(after) = rest.strip_prefix("- ") {
+        let spaces = after.len() - after.trim_start_matches(' ').len();
+        n += 2 + spaces;
+        rest = &after[spaces..];
+    }
+    n
+}
+
+/// Whether a block-context line ends with a block scalar indicator (`key: |`, `- >-2`).
+fn opens_block_scalar(body: &str) -> bool {
+    let body = match body.find(" #") {
+        Some(at) => body[..at].trim_end(),
+        None => body,
+    };
+    let last = body.rsplit([' ', '\t']).next().unwrap_or("");
+    let mut chars = last.chars();
+    matches!(chars.next(), Some('|' | '>')) && chars.all(|c| matches!(c, '-' | '+' | '1'..='9'))
+}
+
+fn parse_text(text: &str, file: &Arc<str>, limits: &Limits) -> Result<Vec<YamlNode>, LoadError> {
+    let mut builder = Builder::new(file.clone(), limits);
     for event in Parser::new_from_str(text) {
         match event {
             Ok((event, span)) => builder.on_event(event, span)?,
@@ -743,6 +856,34 @@ mod tests {
         parse(text, "t.yaml", &Limits::default())
             .expect_err("fails")
             .to_string()
+    }
+
+    #[test]
+    fn a_flow_collection_closed_at_its_keys_indentation_reads_as_compose_reads_it() {
+        let text = "services:\n  web:\n    command: [\n      \"a\",\n      \"b # not a comment\"\n    ]\n    environment: {\n      A: '1', B: \"[x\"\n    }\n    labels:\n      - x: [\n          1, 2\n        ]\n  - ignored\n";
+        // (the last line is invalid in any reading: the relaxed text must fail too)
+        assert!(parse(text, "t.yaml", &Limits::default()).is_err());
+        let text = text.replace("  - ignored\n", "");
+        let j = one(&text).to_json();
+        assert_eq!(
+            j["services"]["web"]["command"],
+            serde_json::json!(["a", "b # not a comment"])
+        );
+        assert_eq!(j["services"]["web"]["environment"]["B"], "[x");
+        assert_eq!(
+            j["services"]["web"]["labels"][0]["x"],
+            serde_json::json!([1, 2])
+        );
+        // In a sequence item, the key's column is past the `- `.
+        let j = one("- command: [\n    a\n  ]\n").to_json();
+        assert_eq!(j[0]["command"], serde_json::json!(["a"]));
+        // Text that needs nothing is left alone; a block scalar's brackets are content.
+        assert_eq!(relax_flow_indentation("a: [1,\n  2]\nb: |\n  [\n"), None);
+        let j = one("s: |\n  [ not flow\nt: [\n  1\n]\n").to_json();
+        assert_eq!(j["s"], "[ not flow\n");
+        assert_eq!(j["t"], serde_json::json!([1]));
+        // Other indentation errors stay errors.
+        assert!(err("a:\n  b: 1\n c: 2\n").contains("invalid"));
     }
 
     #[test]

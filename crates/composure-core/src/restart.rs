@@ -104,6 +104,19 @@ impl RestartPolicy {
         }
     }
 
+    /// Whether the service says how to restart it (`deploy.restart_policy` or a non-empty
+    /// `restart:`), rather than taking the default.
+    pub fn is_written(service: &Service) -> bool {
+        service
+            .deploy
+            .as_ref()
+            .is_some_and(|d| d.restart_policy.is_some())
+            || service
+                .restart
+                .as_deref()
+                .is_some_and(|value| !value.trim().is_empty())
+    }
+
     /// How long a task must have run for its end not to count as a restart in a row, ready
     /// or not: the policy's window, and never less than [`Backoff::stable_ms`]. (A task that
     /// became ready counts sooner: see the reconciler's `served`.)

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::SpecError;
 use crate::placement::{PlacementSpec, placement_spec};
-use crate::restart::{RestartPolicy, millis};
-use crate::rollout::UpdateConfig;
+use crate::restart::{RestartCondition, RestartPolicy, millis};
+use crate::rollout::{Order, UpdateConfig};
 
 /// Docker's and Compose's default time between the stop signal and the kill.
 pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
@@ -59,19 +59,50 @@ pub struct Dependency {
 }
 
 /// The specs of every service of `project`, in file order.
+///
+/// A service another one waits for with `condition: service_completed_successfully` is a
+/// job: unless its file says how to restart it, it restarts on failure only, so that its
+/// exit 0 completes it (as compose runs it once) instead of starting it again forever.
 pub fn service_specs(project: &Project) -> Result<IndexMap<String, ServiceSpec>, SpecError> {
-    project
+    let mut specs = project
         .services
         .iter()
         .map(|(name, service)| Ok((name.clone(), service_spec(name, service)?)))
-        .collect()
+        .collect::<Result<IndexMap<_, _>, SpecError>>()?;
+    let jobs: Vec<String> = specs
+        .values()
+        .flat_map(|spec| &spec.depends_on)
+        .filter(|dep| dep.condition == Condition::ServiceCompletedSuccessfully)
+        .map(|dep| dep.service.clone())
+        .collect();
+    for job in jobs {
+        let unwritten = project
+            .services
+            .get(&job)
+            .is_some_and(|service| !RestartPolicy::is_written(service));
+        if let Some(spec) = specs.get_mut(&job).filter(|_| unwritten) {
+            spec.restart.condition = RestartCondition::OnFailure;
+        }
+    }
+    Ok(specs)
 }
 
 /// The spec of one service.
+///
+/// One replica with a named volume mounted read-write updates (and rolls back)
+/// **stop-first** unless `update_config.order` says otherwise: start-first would run two
+/// containers on one volume, which a database does not survive ([`single_writer_volume`]).
 pub fn service_spec(name: &str, service: &Service) -> Result<ServiceSpec, SpecError> {
+    let replicas = replicas(name, service)?;
+    let mut update_default = UpdateConfig::update_default();
+    let mut rollback_default = UpdateConfig::rollback_default();
+    if replicas == 1 && single_writer_volume(service).is_some() {
+        update_default.order = Order::StopFirst;
+        rollback_default.order = Order::StopFirst;
+    }
     Ok(ServiceSpec {
         name: name.to_string(),
-        replicas: replicas(name, service)?,
+        replicas,
         restart: RestartPolicy::from_service(name, service)?,
         depends_on: service
             .depends_on
@@ -98,7 +129,7 @@ pub fn service_spec(name: &str, service: &Service) -> Result<ServiceSpec, SpecEr
                 .deploy
                 .as_ref()
                 .and_then(|d| d.update_config.as_ref()),
-            UpdateConfig::update_default(),
+            update_default,
         )?,
         rollback: UpdateConfig::from_model(
             name,
@@ -107,10 +138,20 @@ pub fn service_spec(name: &str, service: &Service) -> Result<ServiceSpec, SpecEr
                 .deploy
                 .as_ref()
                 .and_then(|d| d.rollback_config.as_ref()),
-            UpdateConfig::rollback_default(),
+            rollback_default,
         )?,
         placement: placement_spec(name, service)?,
     })
+}
+
+/// The first named volume the service mounts read-write, if any: why one replica of it
+/// updates stop-first by default (two containers must not write one volume at once).
+pub fn single_writer_volume(service: &Service) -> Option<&str> {
+    service
+        .volumes
+        .iter()
+        .filter(|v| v.kind == model::MountType::Volume && !v.read_only)
+        .find_map(|v| v.source.as_deref())
 }
 
 /// The health check's test as a command line: `CMD`/`CMD-SHELL` dropped, words joined.
@@ -277,6 +318,57 @@ mod tests {
 
     fn one(service: serde_json::Value) -> Result<ServiceSpec, SpecError> {
         service_spec("web", &serde_json::from_value(service).unwrap())
+    }
+
+    #[test]
+    fn one_replica_with_a_read_write_named_volume_updates_stop_first_unless_told() {
+        let with = |extra: serde_json::Value| {
+            let mut service = json!({"image": "postgres", "volumes": [
+                {"type": "volume", "source": "data", "target": "/var/lib/postgresql/data"}
+            ]});
+            if let (Some(s), Some(e)) = (service.as_object_mut(), extra.as_object()) {
+                s.extend(e.clone());
+            }
+            one(service).unwrap()
+        };
+        let db = with(json!({}));
+        assert_eq!(db.update.order, Order::StopFirst);
+        assert_eq!(db.rollback.order, Order::StopFirst);
+        let told = with(json!({"deploy": {"update_config": {"order": "start-first"}}}));
+        assert_eq!(told.update.order, Order::StartFirst);
+        let two = with(json!({"deploy": {"replicas": 2}}));
+        assert_eq!(two.update.order, Order::StartFirst);
+        let read_only = one(json!({"image": "app", "volumes": [
+            {"type": "volume", "source": "assets", "target": "/srv", "read_only": true}
+        ]}))
+        .unwrap();
+        assert_eq!(read_only.update.order, Order::StartFirst);
+        let anonymous =
+            one(json!({"image": "app", "volumes": [{"type": "volume", "target": "/tmp"}]}))
+                .unwrap();
+        assert_eq!(anonymous.update.order, Order::StartFirst);
+    }
+
+    #[test]
+    fn a_service_others_wait_to_complete_is_a_job_unless_its_file_says_otherwise() {
+        let specs = service_specs(&project(json!({
+            "migrate": {"image": "app"},
+            "seed": {"image": "app", "restart": "always"},
+            "cache": {"image": "redis"},
+            "web": {"image": "app", "depends_on": {
+                "migrate": {"condition": "service_completed_successfully"},
+                "seed": {"condition": "service_completed_successfully"},
+                "cache": {"condition": "service_started"},
+            }},
+        })))
+        .unwrap();
+        assert_eq!(
+            specs["migrate"].restart.condition,
+            RestartCondition::OnFailure
+        );
+        assert_eq!(specs["seed"].restart.condition, RestartCondition::Any);
+        assert_eq!(specs["cache"].restart.condition, RestartCondition::Any);
+        assert_eq!(specs["web"].restart.condition, RestartCondition::Any);
     }
 
     #[test]

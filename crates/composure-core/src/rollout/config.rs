@@ -8,7 +8,7 @@
 //! |---|---|---|---|---|
 //! | `parallelism` | 1 | 1 | 1 | — |
 //! | `delay` | 0s | 0s | 0s | — |
-//! | `order` | start-first | start-first | stop-first | stop-first empties a slot while its new task starts: downtime on every deploy, the very thing an orchestrator is for |
+//! | `order` | start-first | start-first | stop-first | stop-first empties a slot while its new task starts: downtime on every deploy, the very thing an orchestrator is for (but one replica with a named volume mounted read-write is stop-first: two containers on one volume corrupt a database; see `spec::service_spec`) |
 //! | `monitor` | 5s | 5s | 5s (Swarm) | — |
 //! | `failure_action` | rollback | pause | pause | a failed update should leave the previous version serving without anyone watching; a rollback cannot itself roll back, so it pauses |
 //! | `max_failure_ratio` | 0 | 0 | 0 | — |

@@ -100,12 +100,14 @@ pub(super) async fn put(
         std::path::Path::new(&decoded.meta.working_dir),
     )?;
     let gpu_warnings = gpu_warnings(&shared, &name, &decoded).await?;
+    let volume_notes = single_writer_notes(previous.as_ref(), &decoded);
     let crate::decode::DecodedProject {
         specs, spec, meta, ..
     } = decoded;
 
     let changed_services = changed_services(previous.as_ref(), &specs);
     let mut warnings = outage_warnings(previous.as_ref(), &specs);
+    warnings.extend(volume_notes);
     warnings.extend(gpu_warnings);
     let unchanged = previous.as_ref().filter(|p| {
         p.spec == spec && p.meta.working_dir == meta.working_dir && p.meta.files == meta.files
@@ -250,6 +252,39 @@ fn check_routes(project: &Project, working_dir: &std::path::Path) -> Result<(), 
         }
     }
     Err(ApiError::BadRequest(message))
+}
+
+/// For each changed service that rolls stop-first only because its one replica mounts a
+/// named volume read-write (Composure's default there), why: the outage warning follows.
+fn single_writer_notes(
+    previous: Option<&StoredProject>,
+    decoded: &crate::decode::DecodedProject,
+) -> Vec<String> {
+    let before = previous.map(stored_specs).unwrap_or_default();
+    decoded
+        .specs
+        .values()
+        .filter(|spec| {
+            before
+                .get(&spec.name)
+                .is_some_and(|old| old.spec_hash != spec.spec_hash)
+                && spec.replicas == 1
+                && spec.update.order == composure_core::rollout::Order::StopFirst
+        })
+        .filter_map(|spec| {
+            let service = decoded.project.services.get(&spec.name)?;
+            let written = service
+                .deploy
+                .as_ref()
+                .and_then(|d| d.update_config.as_ref())
+                .is_some_and(|u| u.order.is_some());
+            let volume = composure_core::spec::single_writer_volume(service)?;
+            (!written).then(|| format!(
+                "service {}: its one replica mounts the named volume `{volume}` read-write, so it updates stop-first (two containers must not write one volume at once)",
+                spec.name
+            ))
+        })
+        .collect()
 }
 
 /// A warning for each service whose start-first update will roll stop-first, because no

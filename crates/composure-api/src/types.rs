@@ -107,6 +107,9 @@ pub struct ProjectSummary {
     pub running: u32,
     /// Replicas asked for, over all services.
     pub desired: u32,
+    /// The compose files it was put from (`composure ls`'s CONFIG FILES).
+    #[serde(default)]
+    pub config_files: Vec<String>,
 }
 
 /// `GET /v1/projects/{name}`.

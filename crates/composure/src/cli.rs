@@ -63,6 +63,10 @@ pub enum Command {
     Node(NodeArgs),
     /// The nodes' GPUs and which replica holds each
     Gpus(GpusArgs),
+    /// List the projects the daemon runs
+    Ls(LsArgs),
+    /// Show the Composure version (and the daemon's, when one answers)
+    Version(VersionArgs),
     /// Parse, resolve and render the compose file in canonical form
     Config(ConfigArgs),
     /// Run the daemon: the control plane and the local agent
@@ -146,8 +150,45 @@ pub struct PsArgs {
     /// Show ended tasks too (the history of each slot)
     #[arg(short, long)]
     pub all: bool,
+    /// Only the container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only the services' names
+    #[arg(long = "services")]
+    pub service_names: bool,
+    /// Only tasks in this state (repeatable): compose's `running`, `created`, `exited`, `dead`, or
+    /// a task state (`pending`, `creating`, `starting`, `complete`, `failed`, `shutdown`)
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<String>,
     /// Only these services
     pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Only the project names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show every project, stopped ones too (all are listed: accepted for compose's sake)
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format: `json` names the client's and the daemon's versions
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Only the version number
+    #[arg(long)]
+    pub short: bool,
 }
 
 /// `-f` means `--follow` here, as in `docker compose logs`: the project flags go before

@@ -27,6 +27,10 @@ async fn main() -> ExitCode {
         Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
         Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Node(args) => commands::node::run(&cli.global, args).await,
+        Command::Ls(args) => commands::ls::run(&cli.global.then(&args.global), args).await,
+        Command::Version(args) => {
+            commands::version::run(&cli.global.then(&args.global), args).await
+        }
         Command::Gpus(args) => commands::gpus::run(&cli.global.then(&args.global), args).await,
         Command::Daemon(args) => commands::daemon::run(&cli.global.then(&args.global), args).await,
         Command::Vip(args) => commands::vip::run(args).await,

@@ -371,6 +371,23 @@ pub fn placement_table(preview: &composure_api::PlacementPreview) -> String {
     table.to_string()
 }
 
+/// `composure ls`: one line per project, as `docker compose ls` prints them.
+pub fn project_table(projects: &[composure_api::ProjectSummary]) -> String {
+    use comfy_table::{Table, presets::NOTHING};
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(["NAME", "STATUS", "REVISION", "CONFIG FILES"]);
+    for p in projects {
+        table.add_row([
+            p.name.clone(),
+            format!("{}({}/{})", word(&p.status), p.running, p.desired),
+            p.revision.to_string(),
+            p.config_files.join(","),
+        ]);
+    }
+    table.to_string()
+}
+
 /// `composure gpus`: one line per GPU, with who holds it; a node without GPUs says why.
 pub fn gpu_table(view: &composure_api::GpusView) -> String {
     use comfy_table::{Table, presets::NOTHING};

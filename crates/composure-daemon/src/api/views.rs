@@ -303,6 +303,7 @@ pub(crate) fn summary(
         services: count(services.len()),
         running: services.iter().map(|s| s.running).sum(),
         desired: services.iter().map(|s| s.desired).sum(),
+        config_files: project.meta.files.clone(),
     }
 }
 

@@ -270,6 +270,35 @@ fn write_canonical(value: &serde_json::Value, hasher: &mut Sha256) {
     }
 }
 
+/// The services in groups to stop one after another, each group's at once, as `docker
+/// compose down` stops them: a service's dependents before it (so nothing loses what it
+/// depends on while it still runs), and everything that depends on nothing left at once.
+/// A service's group is its depth in the dependency graph, deepest first.
+pub fn shutdown_groups(specs: &IndexMap<String, ServiceSpec>) -> Vec<Vec<String>> {
+    let mut depth: IndexMap<&str, usize> = IndexMap::new();
+    for name in startup_order(specs) {
+        let Some(spec) = specs.get(&name) else {
+            continue;
+        };
+        // Every dependency comes earlier in the startup order, so its depth is known.
+        let d = spec
+            .depends_on
+            .iter()
+            .filter_map(|dep| depth.get(dep.service.as_str()))
+            .map(|d| d + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(spec.name.as_str(), d);
+    }
+    let deepest = depth.values().copied().max().unwrap_or(0);
+    let mut groups = vec![Vec::new(); deepest + 1];
+    for (name, d) in depth {
+        groups[deepest - d].push(name.to_string());
+    }
+    groups.retain(|group| !group.is_empty());
+    groups
+}
+
 /// Service names with every service after the services it depends on, otherwise in file
 /// order. Dependencies on services that are not in `specs` are skipped; cycles (which the
 /// loader rejects) are broken where they close instead of looping.
@@ -347,6 +376,26 @@ mod tests {
             one(json!({"image": "app", "volumes": [{"type": "volume", "target": "/tmp"}]}))
                 .unwrap();
         assert_eq!(anonymous.update.order, Order::StartFirst);
+    }
+
+    #[test]
+    fn dependents_stop_before_what_they_depend_on_each_group_at_once() {
+        let specs = service_specs(&project(json!({
+            "db": {"image": "pg"},
+            "cache": {"image": "redis"},
+            "api": {"image": "app", "depends_on": {"db": {"condition": "service_started"}}},
+            "web": {"image": "app", "depends_on": {
+                "api": {"condition": "service_started"},
+                "cache": {"condition": "service_started"},
+            }},
+            "cron": {"image": "app"},
+        })))
+        .unwrap();
+        assert_eq!(
+            shutdown_groups(&specs),
+            [vec!["web"], vec!["api"], vec!["db", "cache", "cron"]]
+        );
+        assert!(shutdown_groups(&IndexMap::new()).is_empty());
     }
 
     #[test]

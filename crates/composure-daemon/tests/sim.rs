@@ -1559,3 +1559,60 @@ services:
         .unwrap();
     assert_eq!(response.changed_services, ["db"]);
 }
+
+/// Issue 13: `down` stopped containers one after another, so 11 that ignore SIGTERM took
+/// 11 stop graces. Now each dependency level stops at once, dependents first: three web
+/// replicas that ignore the signal take one grace (virtual time), and db outlives them.
+#[tokio::test(start_paused = true)]
+async fn down_stops_each_dependency_level_at_once_dependents_first() {
+    const LEVELS: &str = "
+services:
+  db:
+    image: demo
+    stop_grace_period: 30s
+  web:
+    image: demo
+    stop_grace_period: 30s
+    depends_on: [db]
+    deploy:
+      replicas: 3
+";
+    let daemon = Daemon::start().await;
+    daemon.up("levels", LEVELS).await;
+    let status = daemon.wait_running("levels").await;
+    for task in &status.tasks {
+        daemon
+            .sim
+            .ignore_stop_signal(&container_id(task))
+            .expect("stubborn");
+    }
+    let service_of = |c: &composure_runtime::ContainerInfo| {
+        c.labels
+            .get(composure_core::labels::SERVICE)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let started = tokio::time::Instant::now();
+    daemon
+        .client
+        .delete_project("levels", false)
+        .await
+        .expect("down");
+    loop {
+        let left = daemon.sim.containers();
+        if left.iter().all(|c| service_of(c) != "web") {
+            assert!(
+                left.iter().any(|c| service_of(c) == "db"),
+                "db went before its dependents"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let web_stopped = started.elapsed();
+    assert!(
+        web_stopped < std::time::Duration::from_secs(45),
+        "three replicas that ignore SIGTERM stopped in {web_stopped:?}: one after another"
+    );
+    daemon.stop().await;
+}

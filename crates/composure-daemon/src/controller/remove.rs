@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use composure_compose::model::Project;
-use composure_core::spec::{DEFAULT_STOP_GRACE_MS, service_specs};
+use composure_core::spec::{DEFAULT_STOP_GRACE_MS, service_specs, shutdown_groups};
 use composure_core::{DesiredState, TaskState, labels};
 use composure_runtime::RuntimeError;
 
@@ -44,37 +44,72 @@ impl Controller {
                 store.put_task(task, &self.guard).await?;
             }
         }
-        for task in &mut tasks {
-            if let Some(container) = container_of(task, &containers) {
-                stop_and_remove(&*runtime, container, grace(&task.service)).await?;
-                self.shared.events.record(NewEvent::task(
-                    task,
-                    "removed",
-                    format!(
-                        "container {} stopped and removed",
-                        container.name.trim_start_matches('/')
-                    ),
-                ));
+        // Dependents first, each group's containers at once (as `docker compose down`):
+        // N containers that ignore SIGTERM take one stop grace per group, not N. Tasks of
+        // services the file no longer has go with the first group.
+        let groups = shutdown_groups(&specs);
+        let group_of = |service: &str| {
+            groups
+                .iter()
+                .position(|group| group.iter().any(|s| s == service))
+                .unwrap_or(0)
+        };
+        for group in 0..groups.len().max(1) {
+            let stops = tasks
+                .iter()
+                .filter(|task| group_of(&task.service) == group)
+                .filter_map(|task| Some((task, container_of(task, &containers)?)))
+                .map(|(task, container)| {
+                    let runtime = &runtime;
+                    async move {
+                        let stopped =
+                            stop_and_remove(&**runtime, container, grace(&task.service)).await;
+                        (task, container, stopped)
+                    }
+                });
+            let mut failed = None;
+            for (task, container, stopped) in futures_util::future::join_all(stops).await {
+                match stopped {
+                    Ok(()) => self.shared.events.record(NewEvent::task(
+                        task,
+                        "removed",
+                        format!(
+                            "container {} stopped and removed",
+                            container.name.trim_start_matches('/')
+                        ),
+                    )),
+                    Err(err) => failed = failed.or(Some(err)),
+                }
             }
+            if let Some(err) = failed {
+                return Err(err.into());
+            }
+        }
+        for task in &mut tasks {
             if !task.state.is_terminal() {
                 task.state = TaskState::Shutdown;
                 task.finished_at = Some(self.shared.clock.now_ms());
                 store.put_task(task, &self.guard).await?;
             }
         }
-        // Containers of no known task: the project's all the same.
-        for container in &containers {
-            let known = container
-                .labels
-                .get(labels::TASK)
-                .is_some_and(|id| tasks.iter().any(|t| &t.id.0 == id));
-            if !known {
+        // Containers of no known task: the project's all the same, all at once.
+        let orphans = containers
+            .iter()
+            .filter(|container| {
+                !container
+                    .labels
+                    .get(labels::TASK)
+                    .is_some_and(|id| tasks.iter().any(|t| &t.id.0 == id))
+            })
+            .map(|container| {
                 let service = container
                     .labels
                     .get(labels::SERVICE)
                     .map_or("", String::as_str);
-                stop_and_remove(&*runtime, container, grace(service)).await?;
-            }
+                stop_and_remove(&*runtime, container, grace(service))
+            });
+        for stopped in futures_util::future::join_all(orphans).await {
+            stopped?;
         }
         for (key, network) in &project.networks {
             if network.external == Some(true) {

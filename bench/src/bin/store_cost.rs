@@ -47,11 +47,11 @@ fn put_body(name: &str, yaml: &str) -> anyhow::Result<PutProject> {
     let mut options = LoadOptions::new(dir);
     options.project_name = Some(name.to_string());
     let loaded = load_with(&options, &source).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(PutProject {
-        project: serde_json::to_value(&loaded.project)?,
-        working_dir: dir.display().to_string(),
-        files: vec![],
-    })
+    Ok(PutProject::new(
+        serde_json::to_value(&loaded.project)?,
+        dir.display().to_string(),
+        vec![],
+    ))
 }
 
 /// The store's revision, read beside the daemon (WAL lets a second connection read).

@@ -16,10 +16,10 @@ use serde::de::DeserializeOwned;
 
 use crate::ndjson::{self, DecodeError};
 use crate::types::{
-    DeleteQuery, ErrorBody, Event, EventsQuery, GpusView, Info, LogEntry, LogsQuery, NodeUpdate,
-    NodeView, PlacementPreview, ProjectStatus, ProjectSummary, PutProject, PutProjectResponse,
-    PutQuery, RestartRequest, RevisionResponse, RolloutHistory, RolloutView, ScaleRequest,
-    UndoRequest,
+    DeleteQuery, ErrorBody, Event, EventsQuery, GpusView, ImageProgress, ImagesRequest, Info,
+    LogEntry, LogsQuery, NodeUpdate, NodeView, PlacementPreview, ProjectStatus, ProjectSummary,
+    PutProject, PutProjectResponse, PutQuery, RestartRequest, RevisionResponse, RolloutHistory,
+    RolloutView, ScaleRequest, UndoRequest,
 };
 
 /// Why a call to the daemon failed.
@@ -135,6 +135,16 @@ impl Client {
             query_string(&PutQuery { merge: true })?
         );
         self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// `POST /v1/projects/{name}/images`: the image phase (pull, build), streamed.
+    pub async fn prepare_images(
+        &self,
+        name: &str,
+        request: &ImagesRequest,
+    ) -> Result<ApiStream<ImageProgress>, ClientError> {
+        self.stream_with(Method::POST, project_path(name, "/images"), Some(request))
+            .await
     }
 
     /// `POST /v1/projects/{name}/placement`: where the project would run (nothing is stored).
@@ -297,7 +307,16 @@ impl Client {
         &self,
         path: String,
     ) -> Result<ApiStream<T>, ClientError> {
-        let response = self.send(Method::GET, path, None::<&()>).await?;
+        self.stream_with(Method::GET, path, None::<&()>).await
+    }
+
+    async fn stream_with<B: Serialize, T: DeserializeOwned + Send + 'static>(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<&B>,
+    ) -> Result<ApiStream<T>, ClientError> {
+        let response = self.send(method, path, body).await?;
         let response = check_status(response).await?;
         let chunks = response.into_body().into_data_stream();
         let items = ndjson::decode(chunks).map(|item| {

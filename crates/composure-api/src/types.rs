@@ -1,6 +1,8 @@
 //! The wire format of the daemon's HTTP API. These are not the engine's model types: the
 //! daemon converts explicitly, so the API can stay stable while the engine's types move.
 
+use std::collections::BTreeMap;
+
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +67,106 @@ pub struct PutProject {
     /// The compose files the project was loaded from.
     #[serde(default)]
     pub files: Vec<String>,
+    /// The image each service runs, as the image phase (`POST .../images`) pinned it
+    /// (`name:tag@sha256:…` or an image id). A service left out is pinned by the put itself,
+    /// as its file says.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub images: IndexMap<String, String>,
+}
+
+impl PutProject {
+    /// A project as loaded from `files` in `working_dir`, with no image pins yet.
+    pub fn new(project: serde_json::Value, working_dir: String, files: Vec<String>) -> PutProject {
+        PutProject {
+            project,
+            working_dir,
+            files,
+            images: IndexMap::new(),
+        }
+    }
+}
+
+/// `POST /v1/projects/{name}/images`: the image phase alone, streamed as NDJSON
+/// [`ImageProgress`] lines (`composure pull`, `composure build`, and the first step of `up`).
+/// Nothing is stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImagesRequest {
+    #[serde(flatten)]
+    pub project: PutProject,
+    /// These services only; empty: every service of the project.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// `--build` (`always`), `--no-build` (`never`), else `auto`.
+    #[serde(default)]
+    pub build: ImageBuild,
+    /// `--pull`: a `pull_policy` that takes the place of each service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<String>,
+    /// Registry credentials for this call only, by registry host (`docker.io`,
+    /// `ghcr.io`, `127.0.0.1:5000`): never stored, logged or echoed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_auth: BTreeMap<String, RegistryCredential>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageBuild {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// One registry's credentials, from the client's Docker configuration. `Debug` shows the
+/// user name only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryCredential {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_token: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredential")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of the image phase: a service's image at work, then done or failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageProgress {
+    pub service: String,
+    /// The image as the file names it (`postgres:16`, `shop-web`).
+    pub image: String,
+    pub state: ImageState,
+    /// In words: `pulling postgres:16`, `3 of 5 layers`, why it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Once done: the exact image its replicas run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageState {
+    Working,
+    /// Done: it was there (and up to date) already.
+    Present,
+    Pulled,
+    Built,
+    Failed,
+}
+
+impl ImageState {
+    pub fn is_done(self) -> bool {
+        !matches!(self, ImageState::Working)
+    }
 }
 
 /// The answer to `PUT /v1/projects/{name}`.

@@ -12,6 +12,10 @@ pub const SPEC_HASH: &str = "io.composure.spec-hash";
 /// On a service whose name is held by a VIP (the daemon's `<service>.vip` service): the
 /// VIP's service name. Its replicas get no network alias of the service's name.
 pub const FRONTED_BY: &str = "io.composure.fronted-by";
+/// On a service, set by the daemon's image phase: the exact image its replicas run
+/// (`name:tag@sha256:…` or a local image id). Part of the spec hash: a moved tag or a
+/// rebuilt context rolls the service, and a rollback runs its revision's image again.
+pub const IMAGE: &str = "io.composure.image";
 
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";

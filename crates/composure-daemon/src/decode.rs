@@ -10,6 +10,7 @@
 use composure_api::PutProject;
 use composure_compose::model::{Project, project_from_json};
 use composure_compose::names::{check_project_names, validate_project_name};
+use composure_core::labels;
 use composure_core::spec::{ServiceSpec, service_specs};
 use composure_store::ProjectMeta;
 use indexmap::IndexMap;
@@ -39,9 +40,18 @@ pub fn put_project_over(
     body: &[u8],
     stored: Option<&serde_json::Value>,
 ) -> Result<DecodedProject, String> {
-    validate_project_name(name)?;
-    let mut request: PutProject =
+    let request: PutProject =
         serde_json::from_slice(body).map_err(|err| format!("invalid request body: {err}"))?;
+    project_request(name, request, stored)
+}
+
+/// [`put_project_over`] of a body already read.
+pub fn project_request(
+    name: &str,
+    mut request: PutProject,
+    stored: Option<&serde_json::Value>,
+) -> Result<DecodedProject, String> {
+    validate_project_name(name)?;
     if let Some(stored) = stored {
         keep_the_rest(&mut request.project, stored);
     }
@@ -76,6 +86,25 @@ pub fn put_project_over(
             files: request.files,
         },
     })
+}
+
+impl DecodedProject {
+    /// Records the image each service runs (the image phase's pins) on the service, and
+    /// derives the specs again: a new pin is a change of spec.
+    pub fn pin_images(&mut self, pins: &IndexMap<String, String>) -> Result<(), String> {
+        for (service, reference) in pins {
+            if let Some(definition) = self.project.services.get_mut(service) {
+                definition
+                    .labels
+                    .insert(labels::IMAGE.to_string(), reference.clone());
+            }
+        }
+        self.specs =
+            service_specs(&self.project).map_err(|err| format!("invalid project: {err}"))?;
+        self.spec = serde_json::to_value(&self.project)
+            .map_err(|err| format!("cannot serialize the project: {err}"))?;
+        Ok(())
+    }
 }
 
 /// Fills in what `project` leaves out of `stored`'s services and top-level resources.

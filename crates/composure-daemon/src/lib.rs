@@ -32,6 +32,7 @@ mod engine;
 mod error;
 mod events;
 pub mod gpu;
+mod images;
 mod ingress;
 mod leader;
 mod listeners;

@@ -484,13 +484,26 @@ volumes:
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_put_whose_image_cannot_be_had_is_refused_and_stores_nothing() {
+    let daemon = Daemon::start().await;
+    daemon.sim.set_image_missing("ghost");
+    let body = harness::project("ghost", "services:\n  web:\n    image: ghost\n");
+    let err = daemon.client.put_project("ghost", &body).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err}");
+    assert!(err.to_string().contains("ghost"), "{err}");
+    let missing = daemon.client.project("ghost").await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn bad_requests_get_a_clear_400() {
     let daemon = Daemon::start().await;
-    let bad = PutProject {
-        project: json!({"services": {"web": {"image": "demo", "ports": [{"target": "eighty"}]}}}),
-        working_dir: "/srv/app".into(),
-        files: vec![],
-    };
+    let bad = PutProject::new(
+        json!({"services": {"web": {"image": "demo", "ports": [{"target": "eighty"}]}}}),
+        "/srv/app".into(),
+        vec![],
+    );
     let err = daemon.client.put_project("shop", &bad).await.unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
     assert!(err.to_string().contains("services.web.ports"), "{err}");
@@ -808,29 +821,37 @@ services:
 #[tokio::test(start_paused = true)]
 async fn a_missing_image_fails_the_task_with_the_reason_and_retries_with_backoff() {
     let daemon = Daemon::start().await;
-    daemon.sim.set_image_missing("ghost");
     let yaml = "
 services:
   web:
     image: ghost
 ";
+    // A put whose image cannot be had is refused (the image phase), so the image goes away
+    // after: the replacement of a crashed replica cannot start.
     daemon.up("ghost", yaml).await;
+    let status = daemon.wait_running("ghost").await;
+    daemon.sim.set_image_missing("ghost");
+    daemon
+        .sim
+        .crash(&container_id(&status.tasks[0]), 1)
+        .unwrap();
     let status = daemon
         .wait_status("ghost", "the failure to show", |s| {
-            s.tasks.iter().any(|t| t.state == TaskState::Failed)
-                && s.status == ProjectState::Degraded
+            s.tasks.iter().any(|t| {
+                t.state == TaskState::Failed
+                    && t.error.as_deref().is_some_and(|e| e.contains("ghost"))
+            }) && s.status == ProjectState::Degraded
         })
         .await;
     let failed = status
         .tasks
         .iter()
-        .find(|t| t.state == TaskState::Failed)
+        .find(|t| t.state == TaskState::Failed && t.container_id.is_none())
         .unwrap();
     assert!(
         failed.error.as_deref().unwrap_or("").contains("ghost"),
         "{failed:?}"
     );
-    assert!(daemon.containers("ghost").await.is_empty());
     daemon
         .wait_status("ghost", "a retry", |s| {
             s.tasks.iter().any(|t| t.restarts >= 1)
@@ -984,11 +1005,11 @@ async fn names_that_would_leave_the_data_directory_are_refused() {
         ("app", "a/b"),
         ("app", "."),
     ] {
-        let body = PutProject {
-            project: json!({ "services": { service: { "image": "demo", "expose": ["80"] } } }),
-            working_dir: "/srv/app".to_string(),
-            files: vec![],
-        };
+        let body = PutProject::new(
+            json!({ "services": { service: { "image": "demo", "expose": ["80"] } } }),
+            "/srv/app".to_string(),
+            vec![],
+        );
         let err = daemon
             .client
             .put_project(project, &body)
@@ -1320,11 +1341,11 @@ async fn a_body_over_the_limit_is_a_413() {
         .client
         .put_project(
             "shop",
-            &composure_api::PutProject {
-                project: json!({"name": "shop", "services": {}, "pad": big}),
-                working_dir: "/srv/app".into(),
-                files: Vec::new(),
-            },
+            &composure_api::PutProject::new(
+                json!({"name": "shop", "services": {}, "pad": big}),
+                "/srv/app".into(),
+                Vec::new(),
+            ),
         )
         .await
         .unwrap_err();

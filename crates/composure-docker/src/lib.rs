@@ -37,9 +37,12 @@ use bollard::query_parameters::{
 };
 use composure_compose::model::Project;
 use composure_core::labels;
+use composure_runtime::images::PreparedImage;
 use composure_runtime::{
-    ContainerInfo, ContainerSpec, LogLine, Result, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo,
+    ContainerInfo, ContainerSpec, ImageRequest, LogLine, Result, Runtime, RuntimeError,
+    RuntimeEvent, RuntimeInfo,
 };
+
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::container::{CreateInput, Peer, Peers};
@@ -221,6 +224,23 @@ impl Runtime for DockerRuntime {
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>> {
         self.managed(id).await
+    }
+
+    async fn prepare_image(
+        &self,
+        project: &Project,
+        service: &str,
+        request: &ImageRequest<'_>,
+    ) -> Result<PreparedImage> {
+        image::prepare(&self.docker, &self.build_locks, project, service, request).await
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(found) => Ok(Some(found.id.unwrap_or_else(|| reference.to_string()))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(from_bollard(e, &format!("image `{reference}`"))),
+        }
     }
 
     async fn ensure_image(&self, project: &Project, service: &str) -> Result<String> {

@@ -9,7 +9,7 @@
 //! Preconditions the caller establishes:
 //! - the image [`IMAGE`] exists and runs `demo-app` (`examples/demo`): each container runs
 //!   `["web", "--port", "8080"]`, and the health check probes `/demo-app probe …`;
-//! - the image [`MISSING_IMAGE`] does not exist (and there is no registry to pull it from);
+//! - the image [`MISSING_IMAGE`] does not exist (and no registry the test machine reaches has it);
 //! - nothing else uses project names starting with the prefix given to the checks.
 //!
 //! Each check works in its own project, `<prefix>-<check>` (underscores as dashes), and

@@ -5,6 +5,7 @@
 //! contract tests run against both, which keeps the fake honest.
 
 pub mod contract;
+pub mod images;
 pub mod sim;
 
 use std::sync::Arc;
@@ -57,6 +58,43 @@ impl ContainerSpec {
             image,
             labels,
             gpus: Vec::new(),
+        }
+    }
+}
+
+/// One call of the image phase ([`Runtime::prepare_image`]): `up`'s flags, the caller's
+/// registry credentials, the time, and where to say how it goes.
+pub struct ImageRequest<'a> {
+    pub build: images::BuildMode,
+    /// `--pull`: in place of each service's `pull_policy`.
+    pub pull: Option<images::PullPolicy>,
+    pub auth: &'a images::RegistryAuth,
+    /// Milliseconds since the Unix epoch (for `daily`, `every_<d>`).
+    pub now_ms: u64,
+    /// Progress in words (`pulling app:1`, `app:1: 3 of 5 layers`, `app: Step 2/4 : RUN …`).
+    pub progress: &'a (dyn Fn(&str) + Send + Sync),
+}
+
+impl std::fmt::Debug for ImageRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageRequest")
+            .field("build", &self.build)
+            .field("pull", &self.pull)
+            .field("auth", &self.auth)
+            .field("now_ms", &self.now_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ImageRequest<'a> {
+    /// As the file says, with no flags, reporting nothing.
+    pub fn new(auth: &'a images::RegistryAuth, now_ms: u64) -> ImageRequest<'a> {
+        ImageRequest {
+            build: images::BuildMode::Auto,
+            pull: None,
+            auth,
+            now_ms,
+            progress: &|_| {},
         }
     }
 }
@@ -163,8 +201,21 @@ pub trait Runtime: Send + Sync + 'static {
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>>;
 
-    /// Makes the service's image available (build it per `build:`, or check that `image:`
-    /// exists locally, per `pull_policy`) and returns the reference to run.
+    /// The image phase of one service, before its revision is stored: pulls, builds or finds
+    /// its image as [`images::image_step`] decides, and returns the exact image to run.
+    async fn prepare_image(
+        &self,
+        project: &Project,
+        service: &str,
+        request: &ImageRequest<'_>,
+    ) -> Result<images::PreparedImage>;
+
+    /// The local id of the image `reference` names; `None` when the engine has no such image.
+    async fn image_id(&self, reference: &str) -> Result<Option<String>>;
+
+    /// The reference a task of `service` runs: the image its revision pinned
+    /// ([`composure_core::labels::IMAGE`]), pulled again if it is a digest that went away;
+    /// without a pin, the image phase carried out now.
     async fn ensure_image(&self, project: &Project, service: &str) -> Result<String>;
 
     /// Creates (does not start) a container. The engine's own restart policy is always off:

@@ -36,9 +36,10 @@ use indexmap::IndexMap;
 use tokio::sync::{broadcast, watch};
 
 use self::state::{Change, KILLED, State};
+use crate::images::{ImageAction, PreparedImage};
 use crate::{
-    ContainerInfo, ContainerSpec, LogLine, LogStream, Result, Runtime, RuntimeError, RuntimeEvent,
-    RuntimeInfo,
+    ContainerInfo, ContainerSpec, ImageRequest, LogLine, LogStream, Result, Runtime, RuntimeError,
+    RuntimeEvent, RuntimeInfo,
 };
 
 /// How many events a slow subscriber may fall behind before it misses some (events are
@@ -325,8 +326,43 @@ impl Runtime for SimRuntime {
         })
     }
 
+    async fn prepare_image(
+        &self,
+        project: &Project,
+        service: &str,
+        _request: &ImageRequest<'_>,
+    ) -> Result<PreparedImage> {
+        let image = self.call(|state| Ok((state.image_for(project, service)?, Vec::new())))?;
+        // The simulator has no image ids: an image is its name.
+        Ok(PreparedImage {
+            reference: image.clone(),
+            id: image,
+            action: ImageAction::Present,
+        })
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        self.call(|state| {
+            let present = !state.missing_images.contains(reference);
+            Ok((present.then(|| reference.to_string()), Vec::new()))
+        })
+    }
+
     async fn ensure_image(&self, project: &Project, service: &str) -> Result<String> {
-        self.call(|state| Ok((state.image_for(project, service)?, Vec::new())))
+        let pinned = project
+            .services
+            .get(service)
+            .and_then(|s| s.labels.get(composure_core::labels::IMAGE));
+        match pinned {
+            Some(pinned) => match self.image_id(pinned).await? {
+                Some(_) => Ok(pinned.clone()),
+                None => Err(RuntimeError::ImageMissing {
+                    image: pinned.clone(),
+                    reason: "no such image in the simulator".to_owned(),
+                }),
+            },
+            None => self.call(|state| Ok((state.image_for(project, service)?, Vec::new()))),
+        }
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {

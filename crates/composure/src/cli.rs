@@ -63,6 +63,10 @@ pub enum Command {
     Node(NodeArgs),
     /// The nodes' GPUs and which replica holds each
     Gpus(GpusArgs),
+    /// Pull the images of services, with the credentials of the Docker client configuration
+    Pull(PullArgs),
+    /// Build the images of services that have a `build:` section
+    Build(BuildArgs),
     /// List the projects the daemon runs
     Ls(LsArgs),
     /// Show the Composure version (and the daemon's, when one answers)
@@ -120,7 +124,52 @@ pub struct UpArgs {
     /// With --local: read this host's GPUs from FILE instead of NVML (see `composure daemon --gpu-inventory`)
     #[arg(long, value_name = "FILE", requires = "local")]
     pub gpu_inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// Services to run (with their dependencies); default: all
+    pub services: Vec<String>,
+}
+
+/// How `up` gets images, as `docker compose up` takes them.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Build images before starting, even when their context did not change
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images, even when missing or changed
+    #[arg(long)]
+    pub no_build: bool,
+    /// Pull images before starting: always, missing, never (or any pull_policy), in place
+    /// of each service's pull_policy
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Pull `always` (default) or only what is `missing`
+    #[arg(long, value_name = "POLICY", default_value = "always")]
+    pub policy: String,
+    /// Leave out services that have a `build:` section
+    #[arg(long)]
+    pub ignore_buildable: bool,
+    /// Exit 0 even when an image could not be pulled
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Services whose images to pull; default: all
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Services to build; default: every service with a `build:` section
     pub services: Vec<String>,
 }
 

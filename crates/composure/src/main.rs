@@ -27,6 +27,8 @@ async fn main() -> ExitCode {
         Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
         Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Node(args) => commands::node::run(&cli.global, args).await,
+        Command::Pull(args) => commands::images::pull(&cli.global.then(&args.global), args).await,
+        Command::Build(args) => commands::images::build(&cli.global.then(&args.global), args).await,
         Command::Ls(args) => commands::ls::run(&cli.global.then(&args.global), args).await,
         Command::Version(args) => {
             commands::version::run(&cli.global.then(&args.global), args).await

@@ -417,21 +417,35 @@ fn a_socket_the_user_may_not_use_is_said_and_no_second_daemon_starts() {
 
 #[test]
 fn up_of_a_service_that_keeps_failing_says_why_without_waiting_for_the_timeout() {
+    ensure_image();
     let daemon = Daemon::start();
     let p = Project::new(
         "keeps-failing",
         &daemon,
-        "services:\n  web:\n    image: composure-no-such-image:1\n",
+        "services:\n  web:\n    image: IMAGE\n    command: [\"no-such-command\"]\n",
     );
     // With the default 300 s timeout, this returns only once web has failed 3 times in a row.
     let out = p.run(&["up"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("fail 3 times in a row"), "{stderr}");
-    assert!(
-        stderr.contains("image `composure-no-such-image:1` is not available"),
-        "{stderr}"
-    );
     assert!(!stderr.contains("did not converge"), "{stderr}");
     p.ok(&["down"]);
+
+    // A missing image fails before anything is stored: the image phase says why.
+    let ghost = Project::new(
+        "keeps-failing-image",
+        &daemon,
+        "services:\n  web:\n    image: composure-no-such-image:1\n",
+    );
+    let out = ghost.run(&["up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("image `composure-no-such-image:1` is not available")
+            && stderr.contains("service `web` needs it"),
+        "{stderr}"
+    );
+    let ls = ghost.ok(&["ls", "-q"]);
+    assert!(!ls.contains(&ghost.name), "nothing was stored: {ls}");
 }

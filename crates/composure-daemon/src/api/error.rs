@@ -17,6 +17,9 @@ pub(crate) enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Well formed, but it cannot be carried out (an image that cannot be pulled or built).
+    #[error("{0}")]
+    Unprocessable(String),
     /// The container engine cannot be reached.
     #[error("{0}")]
     Unavailable(String),
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,

@@ -2,6 +2,7 @@
 
 mod error;
 mod gpus;
+mod images;
 mod nodes;
 mod projects;
 mod rollouts;
@@ -37,6 +38,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/projects/{name}/scale", post(projects::scale))
         .route("/v1/projects/{name}/placement", post(projects::placement))
+        .route("/v1/projects/{name}/images", post(images::prepare))
         .route("/v1/projects/{name}/restart", post(projects::restart))
         .route("/v1/projects/{name}/logs", get(streams::logs))
         .route(

@@ -52,6 +52,17 @@ pub(super) async fn status(
     Ok(Json(status))
 }
 
+/// A service whose image cannot be had, and why (422).
+fn image_error(service: &str, err: composure_runtime::RuntimeError) -> ApiError {
+    use composure_runtime::RuntimeError;
+    match err {
+        err @ (RuntimeError::ImageMissing { .. } | RuntimeError::Build { .. }) => {
+            ApiError::Unprocessable(err.to_string())
+        }
+        err => ApiError::Unprocessable(format!("service `{service}`: {err}")),
+    }
+}
+
 /// Where the project's replicas would run if it were put now: the same checks as a put,
 /// then placement over the cluster as it is (the replicas of unchanged services stay where
 /// they run). Nothing is stored.
@@ -60,11 +71,17 @@ pub(super) async fn placement(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<composure_api::PlacementPreview>, ApiError> {
-    let decoded = crate::decode::put_project(&name, &body).map_err(ApiError::BadRequest)?;
+    let mut decoded = crate::decode::put_project(&name, &body).map_err(ApiError::BadRequest)?;
     check_routes(
         &decoded.project,
         std::path::Path::new(&decoded.meta.working_dir),
     )?;
+    // A preview pulls and builds nothing: each service is taken to run the image it runs now.
+    if let Some(stored) = shared.store.project(&name).await? {
+        decoded
+            .pin_images(&crate::images::stored_pins(&stored.spec))
+            .map_err(ApiError::BadRequest)?;
+    }
     let nodes = shared.store.cluster_nodes().await?;
     let live = shared.store.live_tasks().await?;
     Ok(Json(crate::cluster::preview(
@@ -93,12 +110,25 @@ pub(super) async fn put(
         return Err(being_removed(&name));
     }
     let over = previous.as_ref().filter(|_| query.merge).map(|p| &p.spec);
-    let decoded =
-        crate::decode::put_project_over(&name, &body, over).map_err(ApiError::BadRequest)?;
+    let request: composure_api::PutProject = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::BadRequest(format!("invalid request body: {err}")))?;
+    let given_images = request.images.clone();
+    let mut decoded =
+        crate::decode::project_request(&name, request, over).map_err(ApiError::BadRequest)?;
     check_routes(
         &decoded.project,
         std::path::Path::new(&decoded.meta.working_dir),
     )?;
+    // The image phase: nothing of a revision whose images cannot be had is stored.
+    let (pins, image_warnings) = crate::images::pins_for_put(
+        &*shared.runtime,
+        &decoded.project,
+        &given_images,
+        shared.clock.now_ms(),
+    )
+    .await
+    .map_err(|(service, err)| image_error(&service, err))?;
+    decoded.pin_images(&pins).map_err(ApiError::BadRequest)?;
     let gpu_warnings = gpu_warnings(&shared, &name, &decoded).await?;
     let volume_notes = single_writer_notes(previous.as_ref(), &decoded);
     let crate::decode::DecodedProject {
@@ -109,6 +139,7 @@ pub(super) async fn put(
     let mut warnings = outage_warnings(previous.as_ref(), &specs);
     warnings.extend(volume_notes);
     warnings.extend(gpu_warnings);
+    warnings.extend(image_warnings);
     let unchanged = previous.as_ref().filter(|p| {
         p.spec == spec && p.meta.working_dir == meta.working_dir && p.meta.files == meta.files
     });

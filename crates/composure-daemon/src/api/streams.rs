@@ -208,7 +208,7 @@ const REPLAY_PAGE: usize = 256;
 pub(crate) const REPLAY_READS: usize = 4;
 
 /// A stream of values as an NDJSON response body that ends when the daemon shuts down.
-fn ndjson_response<T: Serialize + Send + 'static>(
+pub(super) fn ndjson_response<T: Serialize + Send + 'static>(
     shared: &Shared,
     items: BoxStream<'static, T>,
 ) -> Response {

@@ -1,7 +1,7 @@
 //! The image VIP containers run: the daemon's own executable, with the shared libraries it
 //! has loaded and its ELF interpreter, in a `FROM scratch` image.
 //!
-//! There is no registry to pull a base image from, and a second binary would have to be
+//! A host may reach no registry to pull a base image from, and a second binary would have to be
 //! built and shipped beside `composure`. The running executable is always there and always
 //! the same version as the daemon; `composure vip` is its hidden subcommand. The libraries
 //! are the ones the process has mapped (from `/proc/self/maps`), so the copy runs in the

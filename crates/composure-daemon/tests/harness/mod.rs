@@ -213,11 +213,11 @@ pub fn project(name: &str, yaml: &str) -> PutProject {
     let mut options = LoadOptions::new(dir);
     options.project_name = Some(name.to_string());
     let loaded = load_with(&options, &source).expect("the test project loads");
-    PutProject {
-        project: serde_json::to_value(&loaded.project).expect("project JSON"),
-        working_dir: dir.display().to_string(),
-        files: vec![dir.join("compose.yaml").display().to_string()],
-    }
+    PutProject::new(
+        serde_json::to_value(&loaded.project).expect("project JSON"),
+        dir.display().to_string(),
+        vec![dir.join("compose.yaml").display().to_string()],
+    )
 }
 
 /// Polls `check` until it gives a value, or fails the test after [`TIMEOUT`].

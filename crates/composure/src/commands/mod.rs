@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod down;
 pub mod events;
 pub mod gpus;
+pub mod images;
 pub mod ingress;
 pub mod logs;
 pub mod ls;

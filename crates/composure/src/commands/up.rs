@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use composure_api::{
-    Client, DesiredState, LogsQuery, ProjectState, ProjectStatus, PutProject, RolloutFailureView,
-    RolloutKind, RolloutState, RolloutView, ServiceState, ServiceStatusView,
+    Client, DesiredState, ImageBuild, LogsQuery, ProjectState, ProjectStatus, PutProject,
+    RolloutFailureView, RolloutKind, RolloutState, RolloutView, ServiceState, ServiceStatusView,
 };
 use futures_util::StreamExt;
 
 use crate::cli::{GlobalArgs, UpArgs};
-use crate::commands::{client, daemon, project};
+use crate::commands::{client, daemon, images, project};
 use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +50,24 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
         }
     }
 
-    let body = put_body(&loaded)?;
+    let mut body = put_body(&loaded)?;
+    // The image phase first: every image pulled or built before anything is scheduled, so
+    // that a missing image fails `up` now and leaves the running revision alone.
+    let build = match (args.images.build, args.images.no_build) {
+        (true, _) => ImageBuild::Always,
+        (_, true) => ImageBuild::Never,
+        _ => ImageBuild::Auto,
+    };
+    let phase = images::request(
+        &body,
+        &loaded.project,
+        Vec::new(),
+        build,
+        args.images.pull.clone(),
+    );
+    let outcome = images::run_phase(&client, &name, &phase, false).await?;
+    images::check(&outcome)?;
+    body.images = outcome.pins;
     // `up SERVICE...` changes those services (and their dependencies) only, as compose does.
     let response = if args.services.is_empty() {
         client.put_project(&name, &body).await?
@@ -80,16 +97,16 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
 }
 
 /// The body of the `PUT` that submits the loaded project.
-fn put_body(loaded: &composure_compose::loader::Loaded) -> anyhow::Result<PutProject> {
-    Ok(PutProject {
-        project: serde_json::to_value(&loaded.project).context("cannot encode the project")?,
-        working_dir: loaded.project_directory.display().to_string(),
-        files: loaded
+pub fn put_body(loaded: &composure_compose::loader::Loaded) -> anyhow::Result<PutProject> {
+    Ok(PutProject::new(
+        serde_json::to_value(&loaded.project).context("cannot encode the project")?,
+        loaded.project_directory.display().to_string(),
+        loaded
             .files
             .iter()
             .map(|f| f.display().to_string())
             .collect(),
-    })
+    ))
 }
 
 /// `up --dry-run`: asks the daemon where the replicas would run and prints it; exit 1 when

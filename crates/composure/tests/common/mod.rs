@@ -219,9 +219,21 @@ impl Project {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(&[], args)
+    }
+
+    /// [`run`](Self::run) with more environment variables (`DOCKER_CONFIG`, say).
+    pub fn run_env(&self, env: &[(&str, &Path)], args: &[&str]) -> Output {
         let mut all = vec!["-p", self.name.as_str()];
         all.extend_from_slice(args);
-        cli(&self.host, self.dir.path(), &all)
+        Command::new(env!("CARGO_BIN_EXE_composure"))
+            .current_dir(self.dir.path())
+            .env("COMPOSURE_HOST", &self.host)
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .args(&all)
+            .output()
+            .expect("composure runs")
     }
 
     /// Runs a verb that must succeed; panics with its output otherwise.

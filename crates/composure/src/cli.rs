@@ -73,6 +73,8 @@ pub enum Command {
     Version(VersionArgs),
     /// Parse, resolve and render the compose file in canonical form
     Config(ConfigArgs),
+    /// Print a shell completion script: `composure completion bash > /etc/bash_completion.d/composure`
+    Completion(CompletionArgs),
     /// Run the daemon: the control plane and the local agent
     Daemon(DaemonArgs),
     /// Run a service's VIP (inside the VIP container the daemon creates)
@@ -143,6 +145,13 @@ pub struct ImageArgs {
     /// of each service's pull_policy
     #[arg(long, value_name = "POLICY")]
     pub pull: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Config(args) => commands::config::run(&cli.global.then(&args.global), args),
+        Command::Completion(args) => {
+            // From the clap definitions, so the script never falls behind the verbs.
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "composure", &mut script);
+            out_raw!("{}", String::from_utf8_lossy(&script));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Up(args) => commands::up::run(&cli.global.then(&args.global), args).await,
         Command::Down(args) => commands::down::run(&cli.global.then(&args.global), args).await,
         Command::Ps(args) => commands::ps::run(&cli.global.then(&args.global), args).await,

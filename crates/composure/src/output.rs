@@ -175,6 +175,7 @@ mod tests {
     fn dates_are_utc_civil_dates() {
         assert_eq!(format_datetime(0), "1970-01-01 00:00:00");
         assert_eq!(format_datetime(1_709_210_096_000), "2024-02-29 12:34:56");
+        assert_eq!(rfc3339(1_709_210_096_007), "2024-02-29T12:34:56.007Z");
     }
 }
 
@@ -284,24 +285,17 @@ pub fn rollout_history(history: &composure_api::RolloutHistory) -> String {
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
 fn format_datetime(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let text = humantime::format_rfc3339_seconds(system_time(ms)).to_string();
+    text.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+/// Milliseconds since the epoch as RFC 3339 with milliseconds (`2026-12-04T20:16:59.123Z`).
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(system_time(ms)).to_string()
+}
+
+fn system_time(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
 
 /// `composure ps` as a table.
@@ -539,20 +533,8 @@ pub fn event_line(event: &composure_api::Event) -> String {
     };
     format!(
         "{} {who} {}: {}",
-        format_time(event.time),
+        rfc3339(event.time),
         event.kind,
         event.message
-    )
-}
-
-/// Milliseconds since the epoch as `HH:MM:SS.mmm` (UTC), enough to read a sequence.
-fn format_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60,
-        ms % 1000
     )
 }

@@ -49,6 +49,25 @@ fn ls_version_and_ps_filters_answer_as_compose_does() {
         "{mine}"
     );
 
+    // Event times carry the date: RFC 3339 in JSON and in the text.
+    let events = p.ok(&["events", "--no-follow", "--format", "json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(events.lines().next().unwrap_or_default()).unwrap();
+    let time = first["time"].as_str().unwrap_or_default();
+    assert!(
+        time.len() == 24 && time.as_bytes()[10] == b'T' && time.ends_with('Z'),
+        "{first}"
+    );
+    assert!(first["time_ms"].as_u64().is_some(), "{first}");
+    let text = p.ok(&["events", "--no-follow"]);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .starts_with(&time[..11]),
+        "{text}"
+    );
+
     let ids: Vec<String> = p.ok(&["ps", "-q"]).lines().map(String::from).collect();
     assert_eq!(ids.len(), 2);
     let engine = docker_lines(&[
@@ -84,4 +103,39 @@ fn ls_version_and_ps_filters_answer_as_compose_does() {
         p.ok(&["version", "--short"]).trim(),
         env!("CARGO_PKG_VERSION")
     );
+}
+
+#[test]
+fn completion_scripts_come_from_the_verbs() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_composure"))
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    for verb in ["up", "pull", "build", "rollout", "completion"] {
+        assert!(script.contains(verb), "no `{verb}` in the bash completion");
+    }
+    // bash reads it without a syntax error.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("composure.bash");
+    std::fs::write(&file, script.as_bytes()).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(checked.success());
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_composure"))
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_composure"))
+        .args(["completion", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -26,13 +26,21 @@ pub async fn run(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<ExitC
         let event = event?;
         match args.format {
             ListFormat::Json => {
-                out!(
-                    "{}",
-                    serde_json::to_string(&event).context("cannot encode event")?
-                )
+                out!("{}", event_json(&event).context("cannot encode event")?)
             }
             ListFormat::Table => out!("{}", output::event_line(&event)),
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An event as `--format json` prints it: the API's fields, with `time` in RFC 3339 (as
+/// `docker compose events --json` has it) and the milliseconds kept as `time_ms`.
+fn event_json(event: &composure_api::Event) -> serde_json::Result<String> {
+    let mut value = serde_json::to_value(event)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("time".into(), output::rfc3339(event.time).into());
+        fields.insert("time_ms".into(), event.time.into());
+    }
+    serde_json::to_string(&value)
 }

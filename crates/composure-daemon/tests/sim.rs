@@ -925,6 +925,60 @@ async fn logs_merge_the_replicas_of_a_service() {
     daemon.stop().await;
 }
 
+/// Issue 13: `logs -f` stopped (and exited 0) when a replica was replaced. It follows the
+/// service: the replacement's output comes on the same stream, and the stream ends only
+/// when the project is gone.
+#[tokio::test(start_paused = true)]
+async fn followed_logs_go_on_with_the_replica_that_replaces_a_crashed_one() {
+    let daemon = Daemon::start().await;
+    daemon.up("shop", SHOP).await;
+    let status = daemon.wait_running("shop").await;
+    let db = running(&status, "db", 1).unwrap().clone();
+    let follow = LogsQuery {
+        service: Some("db".into()),
+        follow: true,
+        tail: Some(0),
+        task: None,
+    };
+    let mut stream = daemon.client.logs("shop", &follow).await.unwrap();
+    daemon.sim.crash(&container_id(&db), 1).unwrap();
+    let status = daemon
+        .wait_status("shop", "db to be replaced", |s| {
+            running(s, "db", 1).is_some_and(|t| t.id != db.id)
+        })
+        .await;
+    let replacement = running(&status, "db", 1).unwrap().clone();
+    // The stream picks the new container up within a rescan; say something until it shows.
+    let entry = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            daemon
+                .sim
+                .emit_log(&container_id(&replacement), "from the replacement")
+                .unwrap();
+            match tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
+                Ok(next) => break next,
+                Err(_) => continue,
+            }
+        }
+    })
+    .await
+    .expect("the replacement's line")
+    .expect("the stream is open")
+    .unwrap();
+    assert_eq!(entry.task, replacement.id);
+    assert_eq!(entry.line, "from the replacement");
+
+    daemon.client.delete_project("shop", false).await.unwrap();
+    let end = tokio::time::timeout(TIMEOUT, async {
+        while let Some(item) = stream.next().await {
+            item.unwrap();
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ends once the project is gone");
+    daemon.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_transient_create_failure_is_retried_without_failing_the_task() {
     let daemon = Daemon::start().await;

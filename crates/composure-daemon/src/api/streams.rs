@@ -1,7 +1,7 @@
 //! The streaming endpoints: logs and events, as NDJSON. Every stream ends when the daemon
 //! shuts down, so that open `--follow` clients do not hold the shutdown up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -40,6 +40,46 @@ pub(super) async fn logs(
         return Err(no_service(&name, service));
     }
     let tasks = shared.store.tasks(&name).await?;
+    let newest = newest_per_slot(&tasks, &query);
+    let followed: HashSet<String> = newest
+        .iter()
+        .filter_map(|task| task.container_id.clone())
+        .collect();
+    let streams: Vec<BoxStream<'static, LogEntry>> = newest
+        .into_iter()
+        .filter_map(|task| container_lines(&shared, task, query.follow, query.tail))
+        .collect();
+    if !query.follow {
+        return Ok(ndjson_response(
+            &shared,
+            stream::iter(streams).flatten().boxed(),
+        ));
+    }
+    if query.task.is_some() {
+        return Ok(ndjson_response(
+            &shared,
+            stream::select_all(streams).boxed(),
+        ));
+    }
+    // `logs -f` follows the service, not the containers it started with: the replicas that
+    // replace them are picked up as they get a container, from their first line.
+    let follow = Follow {
+        shared: shared.clone(),
+        project: name,
+        service: query.service,
+        lines: stream::select_all(streams),
+        followed,
+        tick: tokio::time::interval(FOLLOW_RESCAN),
+    };
+    Ok(ndjson_response(&shared, follow.into_stream()))
+}
+
+/// How often a followed project's tasks are read again for new containers.
+const FOLLOW_RESCAN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// For each slot, its newest task that has a container (the running one, or the one that
+/// just died), or only the task asked for.
+fn newest_per_slot<'t>(tasks: &'t [Task], query: &LogsQuery) -> Vec<&'t Task> {
     let mut newest: BTreeMap<(String, u32), &Task> = BTreeMap::new();
     for task in tasks.iter().filter(|t| {
         let wanted = match &query.task {
@@ -56,35 +96,94 @@ pub(super) async fn logs(
             newest.insert(key, task);
         }
     }
-    let streams: Vec<BoxStream<'static, LogEntry>> = newest
-        .into_values()
-        .filter_map(|task| {
-            let container = task.container_id.as_deref()?;
-            let (service, slot, id) = (task.service.clone(), task.slot, task.id.0.clone());
-            let lines = shared
-                .runtime
-                .logs(container, query.follow, query.tail)
-                // A container that went away meanwhile has nothing more to say.
-                .filter_map(|line| async move { line.ok() })
-                .map(move |line| LogEntry {
-                    service: service.clone(),
-                    slot,
-                    task: id.clone(),
-                    stream: match line.stream {
-                        RuntimeStream::Stdout => LogStream::Stdout,
-                        RuntimeStream::Stderr => LogStream::Stderr,
-                    },
-                    line: line.text,
-                });
-            Some(lines.boxed())
+    newest.into_values().collect()
+}
+
+/// The output of a task's container as log entries; `None` without a container.
+fn container_lines(
+    shared: &Shared,
+    task: &Task,
+    follow: bool,
+    tail: Option<usize>,
+) -> Option<BoxStream<'static, LogEntry>> {
+    let container = task.container_id.as_deref()?;
+    let (service, slot, id) = (task.service.clone(), task.slot, task.id.0.clone());
+    let lines = shared
+        .runtime
+        .logs(container, follow, tail)
+        // A container that went away meanwhile has nothing more to say.
+        .filter_map(|line| async move { line.ok() })
+        .map(move |line| LogEntry {
+            service: service.clone(),
+            slot,
+            task: id.clone(),
+            stream: match line.stream {
+                RuntimeStream::Stdout => LogStream::Stdout,
+                RuntimeStream::Stderr => LogStream::Stderr,
+            },
+            line: line.text,
+        });
+    Some(lines.boxed())
+}
+
+/// A followed project's output: the containers it had, then each new task's container as
+/// it appears. Ends when the project is gone (or the daemon shuts down).
+struct Follow {
+    shared: Arc<Shared>,
+    project: String,
+    service: Option<String>,
+    lines: stream::SelectAll<BoxStream<'static, LogEntry>>,
+    followed: HashSet<String>,
+    tick: tokio::time::Interval,
+}
+
+impl Follow {
+    fn into_stream(self) -> BoxStream<'static, LogEntry> {
+        stream::unfold(self, |mut follow| async move {
+            let entry = follow.next().await?;
+            Some((entry, follow))
         })
-        .collect();
-    let entries = if query.follow {
-        stream::select_all(streams).boxed()
-    } else {
-        stream::iter(streams).flatten().boxed()
-    };
-    Ok(ndjson_response(&shared, entries))
+        .boxed()
+    }
+
+    async fn next(&mut self) -> Option<LogEntry> {
+        loop {
+            tokio::select! {
+                Some(entry) = self.lines.next(), if !self.lines.is_empty() => return Some(entry),
+                _ = self.tick.tick() => {
+                    if !self.attach_new().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the containers of tasks not followed yet; `false` once the project is gone.
+    async fn attach_new(&mut self) -> bool {
+        let tasks = match self.shared.store.tasks(&self.project).await {
+            Ok(tasks) => tasks,
+            // A store that fails now may answer at the next tick.
+            Err(_) => return true,
+        };
+        if tasks.is_empty() && matches!(self.shared.store.project(&self.project).await, Ok(None)) {
+            return false;
+        }
+        for task in tasks.iter().filter(|t| {
+            t.desired == DesiredState::Running
+                && self.service.as_ref().is_none_or(|s| s == &t.service)
+        }) {
+            let Some(container) = task.container_id.clone() else {
+                continue;
+            };
+            if self.followed.insert(container)
+                && let Some(lines) = container_lines(&self.shared, task, true, None)
+            {
+                self.lines.push(lines);
+            }
+        }
+        true
+    }
 }
 
 /// Events after `since` from the store, page by page as the client reads them (a replay

@@ -501,6 +501,7 @@ mod tests {
             follow: true,
             tail: None,
             task: None,
+            since: None,
         };
         assert_eq!(query_string(&query).unwrap(), "service=web&follow=true");
     }

@@ -557,6 +557,9 @@ pub struct LogsQuery {
     /// task that failed during an update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// Only lines from this time on, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 /// Which output stream a log line came from.
@@ -575,6 +578,9 @@ pub struct LogEntry {
     pub task: String,
     pub stream: LogStream,
     pub line: String,
+    /// When the engine received it, ms since the Unix epoch (when it says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<u64>,
 }
 
 /// `GET /v1/events?project=…&since=…&follow=…`.

@@ -877,6 +877,7 @@ async fn logs_merge_the_replicas_of_a_service() {
         follow: false,
         tail: None,
         task: None,
+        since: None,
     };
     let entries: Vec<_> = daemon
         .client
@@ -901,6 +902,7 @@ async fn logs_merge_the_replicas_of_a_service() {
         follow: true,
         tail: Some(0),
         task: None,
+        since: None,
     };
     let mut stream = daemon.client.logs("shop", &follow).await.unwrap();
     daemon.sim.emit_log(&db, "later").unwrap();
@@ -939,6 +941,7 @@ async fn followed_logs_go_on_with_the_replica_that_replaces_a_crashed_one() {
         follow: true,
         tail: Some(0),
         task: None,
+        since: None,
     };
     let mut stream = daemon.client.logs("shop", &follow).await.unwrap();
     daemon.sim.crash(&container_id(&db), 1).unwrap();

@@ -39,7 +39,7 @@ use composure_compose::model::Project;
 use composure_core::labels;
 use composure_runtime::images::PreparedImage;
 use composure_runtime::{
-    ContainerInfo, ContainerSpec, ImageRequest, LogLine, Result, Runtime, RuntimeError,
+    ContainerInfo, ContainerSpec, ImageRequest, LogLine, LogOptions, Result, Runtime, RuntimeError,
     RuntimeEvent, RuntimeInfo,
 };
 
@@ -377,12 +377,7 @@ impl Runtime for DockerRuntime {
         events::stream(&self.docker)
     }
 
-    fn logs(
-        &self,
-        id: &str,
-        follow: bool,
-        tail: Option<usize>,
-    ) -> BoxStream<'static, Result<LogLine>> {
-        logs::stream(&self.docker, id, follow, tail)
+    fn logs(&self, id: &str, options: &LogOptions) -> BoxStream<'static, Result<LogLine>> {
+        logs::stream(&self.docker, id, options)
     }
 }

@@ -8,23 +8,30 @@
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
-use composure_runtime::{LogLine, LogStream, RuntimeError};
+use composure_runtime::{LogLine, LogOptions, LogStream, RuntimeError};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 
 use crate::error::from_bollard;
+use crate::inspect::epoch_ms;
 
 pub(crate) fn stream(
     docker: &Docker,
     id: &str,
-    follow: bool,
-    tail: Option<usize>,
+    options: &LogOptions,
 ) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
     let options = LogsOptions {
-        follow,
+        follow: options.follow,
         stdout: true,
         stderr: true,
-        tail: tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
+        // Every line comes with the engine's time, which `LogLine::time_ms` carries.
+        timestamps: true,
+        since: options
+            .since_ms
+            .map_or(0, |ms| i32::try_from(ms / 1000).unwrap_or(i32::MAX)),
+        tail: options
+            .tail
+            .map_or_else(|| "all".to_string(), |n| n.to_string()),
         ..LogsOptions::default()
     };
     let what = format!("container `{id}`");
@@ -50,9 +57,24 @@ pub(crate) fn lines(output: LogOutput) -> Vec<LogLine> {
     let text = String::from_utf8_lossy(&bytes);
     let text = text.strip_suffix('\n').unwrap_or(&text);
     text.split('\n')
-        .map(|line| LogLine {
-            stream,
-            text: line.strip_suffix('\r').unwrap_or(line).to_string(),
+        .map(|line| {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            // With timestamps, the engine starts each line with its RFC 3339 time and a space.
+            let (time_ms, text) = match line.split_once(' ') {
+                Some((time, rest)) => match epoch_ms(time) {
+                    Some(ms) => (Some(ms), rest),
+                    None => (None, line),
+                },
+                None => match epoch_ms(line) {
+                    Some(ms) => (Some(ms), ""),
+                    None => (None, line),
+                },
+            };
+            LogLine {
+                stream,
+                text: text.to_string(),
+                time_ms,
+            }
         })
         .collect()
 }
@@ -70,9 +92,15 @@ mod tests {
             out,
             vec![LogLine {
                 stream: LogStream::Stderr,
-                text: "oops".into()
+                text: "oops".into(),
+                time_ms: None,
             }]
         );
+        let out = lines(LogOutput::StdOut {
+            message: "2024-02-29T12:34:56.007000000Z hello world\n".into(),
+        });
+        assert_eq!(out[0].text, "hello world");
+        assert_eq!(out[0].time_ms, Some(1_709_210_096_007));
         let out = lines(LogOutput::Console {
             message: "a\r\nb\n".into(),
         });

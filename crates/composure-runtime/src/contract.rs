@@ -35,8 +35,8 @@ use futures_util::stream::BoxStream;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::{
-    ContainerInfo, ContainerSpec, ContainerStatus, EventKind, LogLine, Runtime, RuntimeError,
-    RuntimeEvent,
+    ContainerInfo, ContainerSpec, ContainerStatus, EventKind, LogLine, LogOptions, Runtime,
+    RuntimeError, RuntimeEvent,
 };
 
 /// The image every check runs.
@@ -1027,18 +1027,18 @@ async fn logs<R: Runtime>(ctx: &mut Ctx<'_, R>) -> Result<(), String> {
     let id = ctx.run("web", 1).await?;
     ctx.wait_until(&id, "running", |c| c.status == ContainerStatus::Running)
         .await?;
-    collect_logs(ctx.rt.logs(&id, false, None)).await?;
-    let tail = collect_logs(ctx.rt.logs(&id, false, Some(0))).await?;
+    collect_logs(ctx.rt.logs(&id, &LogOptions::history())).await?;
+    let tail = collect_logs(ctx.rt.logs(&id, &LogOptions::tail(0))).await?;
     ensure!(tail.is_empty(), "a tail of 0 returned {tail:?}");
 
-    let follow = ctx.rt.logs(&id, true, None);
+    let follow = ctx.rt.logs(&id, &LogOptions::following());
     ctx.rt.stop(&id, STOP_GRACE).await.context("stop")?;
     collect_logs(follow)
         .await
         .map_err(|why| format!("following the logs of a stopped container: {why}"))?;
 
     let missing = format!("{}-no-such-container", ctx.name);
-    let mut stream = ctx.rt.logs(&missing, false, None);
+    let mut stream = ctx.rt.logs(&missing, &LogOptions::history());
     let first = timeout_at(Instant::now() + DEADLINE, stream.next()).await;
     ensure!(
         matches!(first, Ok(Some(Err(RuntimeError::NotFound(_))))),

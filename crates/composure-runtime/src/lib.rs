@@ -157,6 +157,51 @@ pub enum LogStream {
 pub struct LogLine {
     pub stream: LogStream,
     pub text: String,
+    /// When the engine received it, ms since the Unix epoch (when it says).
+    pub time_ms: Option<u64>,
+}
+
+/// Which part of a container's output to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep the stream open for new output while the container runs.
+    pub follow: bool,
+    /// Only the last N lines of the history (after `since_ms`).
+    pub tail: Option<usize>,
+    /// Only lines from this time on (ms since the Unix epoch).
+    pub since_ms: Option<u64>,
+}
+
+impl LogOptions {
+    /// The whole history, then the end.
+    pub fn history() -> LogOptions {
+        LogOptions::default()
+    }
+
+    /// The last `n` lines, then the end.
+    pub fn tail(n: usize) -> LogOptions {
+        LogOptions {
+            tail: Some(n),
+            ..LogOptions::default()
+        }
+    }
+
+    /// The whole history, then new output.
+    pub fn following() -> LogOptions {
+        LogOptions {
+            follow: true,
+            ..LogOptions::default()
+        }
+    }
+
+    /// The last `n` lines, then new output.
+    pub fn following_tail(n: usize) -> LogOptions {
+        LogOptions {
+            follow: true,
+            tail: Some(n),
+            since_ms: None,
+        }
+    }
 }
 
 /// Why a runtime call failed. `is_transient` tells the caller whether retrying can help.
@@ -243,11 +288,6 @@ pub trait Runtime: Send + Sync + 'static {
     /// Events of managed containers, from now on. The stream ends if the engine goes away.
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent>>;
 
-    /// A container's output; `tail` limits the history, `follow` keeps the stream open.
-    fn logs(
-        &self,
-        id: &str,
-        follow: bool,
-        tail: Option<usize>,
-    ) -> BoxStream<'static, Result<LogLine>>;
+    /// A container's output, as `options` says.
+    fn logs(&self, id: &str, options: &LogOptions) -> BoxStream<'static, Result<LogLine>>;
 }

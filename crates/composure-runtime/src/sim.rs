@@ -38,8 +38,8 @@ use tokio::sync::{broadcast, watch};
 use self::state::{Change, KILLED, State};
 use crate::images::{ImageAction, PreparedImage};
 use crate::{
-    ContainerInfo, ContainerSpec, ImageRequest, LogLine, LogStream, Result, Runtime, RuntimeError,
-    RuntimeEvent, RuntimeInfo,
+    ContainerInfo, ContainerSpec, ImageRequest, LogLine, LogOptions, LogStream, Result, Runtime,
+    RuntimeError, RuntimeEvent, RuntimeInfo,
 };
 
 /// How many events a slow subscriber may fall behind before it misses some (events are
@@ -210,6 +210,7 @@ impl SimRuntime {
     }
 
     fn emit(&self, id: &str, stream: LogStream, line: &str) -> Result<()> {
+        let now = self.now();
         self.fault(|state| {
             let container = state
                 .find_mut(id)
@@ -217,6 +218,7 @@ impl SimRuntime {
             container.logs.push(LogLine {
                 stream,
                 text: line.to_owned(),
+                time_ms: Some(now),
             });
             Ok(((), Vec::new()))
         })
@@ -425,12 +427,7 @@ impl Runtime for SimRuntime {
         streams::events(receiver)
     }
 
-    fn logs(
-        &self,
-        id: &str,
-        follow: bool,
-        tail: Option<usize>,
-    ) -> BoxStream<'static, Result<LogLine>> {
+    fn logs(&self, id: &str, options: &LogOptions) -> BoxStream<'static, Result<LogLine>> {
         let state = self.state();
         if state.down {
             return streams::failed(engine_is_down());
@@ -438,8 +435,22 @@ impl Runtime for SimRuntime {
         let Some(container) = state.find(id) else {
             return streams::failed(RuntimeError::NotFound(format!("container `{id}`")));
         };
-        let from = tail.map_or(0, |tail| container.logs.len().saturating_sub(tail));
-        streams::logs(self.clone(), container.info.id.clone(), from, follow)
+        // The history starts at `since`, and then the tail of that.
+        let since = options.since_ms.map_or(0, |since| {
+            container
+                .logs
+                .iter()
+                .position(|line| line.time_ms.is_some_and(|at| at >= since))
+                .unwrap_or(container.logs.len())
+        });
+        let kept = container.logs.len() - since;
+        let from = since + options.tail.map_or(0, |tail| kept.saturating_sub(tail));
+        streams::logs(
+            self.clone(),
+            container.info.id.clone(),
+            from,
+            options.follow,
+        )
     }
 }
 

@@ -259,6 +259,16 @@ pub struct LogsArgs {
     /// Number of lines to show from the end of each container's output
     #[arg(short = 'n', long, value_name = "LINES")]
     pub tail: Option<usize>,
+    /// Only output from this time on: RFC 3339 (2026-12-04T10:00:00Z), a Unix time in
+    /// seconds, or a time ago (42m, 1h30m)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Show when each line was written (RFC 3339)
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Print each line without its replica prefix
+    #[arg(long)]
+    pub no_log_prefix: bool,
     /// Only these services
     pub services: Vec<String>,
 }

@@ -139,3 +139,61 @@ fn completion_scripts_come_from_the_verbs() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Issue 13: `logs` printed nothing for a crash-looping service. It shows each live slot's
+/// newest attempt, failed ones included; `-t`, `--since` and `--no-log-prefix` as compose.
+#[test]
+fn logs_show_a_failing_services_output_with_timestamps_and_since() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let p = Project::new(
+        "logs",
+        &daemon,
+        "services:\n  bad:\n    image: IMAGE\n    command: [\"no-such-command\"]\n",
+    );
+    let _ = p.run(&["up", "-d"]);
+    let text = common::wait_for(
+        "the failed attempt's output",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = p.ok(&["logs", "-t"]);
+            out.contains("unknown command").then_some(out)
+        },
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("unknown command"))
+        .unwrap_or_default();
+    // `bad-1 | 2026-12-04T20:16:59.123Z demo-app: unknown command …`
+    let (prefix, rest) = line.split_once(" | ").unwrap_or_default();
+    assert_eq!(prefix.trim(), "bad-1", "{line}");
+    let time = rest.split(' ').next().unwrap_or_default();
+    assert!(time.len() == 24 && time.ends_with('Z'), "{line}");
+
+    // A new attempt may not have said anything yet: each read is retried until it has.
+    let said = |args: &[&str]| {
+        common::wait_for(
+            "an attempt's output",
+            std::time::Duration::from_secs(60),
+            || {
+                let out = p.ok(args);
+                out.contains("unknown command").then_some(out)
+            },
+        )
+    };
+    let bare = said(&["logs", "--no-log-prefix"]);
+    assert!(
+        bare.lines()
+            .any(|l| !l.contains(" | ") && l.contains("unknown command")),
+        "{bare}"
+    );
+    said(&["logs", "--since", "1h"]);
+    assert!(
+        p.ok(&["logs", "--since", "2099-01-01T00:00:00Z"])
+            .trim()
+            .is_empty()
+    );
+    let out = p.run(&["logs", "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(1));
+    p.ok(&["down"]);
+}

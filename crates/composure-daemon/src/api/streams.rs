@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use composure_api::ndjson::encode_line;
 use composure_api::{EventsQuery, LogEntry, LogStream, LogsQuery};
 use composure_core::{DesiredState, Task};
-use composure_runtime::LogStream as RuntimeStream;
+use composure_runtime::{LogOptions, LogStream as RuntimeStream};
 use composure_store::StoredEvent;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
@@ -47,7 +47,14 @@ pub(super) async fn logs(
         .collect();
     let streams: Vec<BoxStream<'static, LogEntry>> = newest
         .into_iter()
-        .filter_map(|task| container_lines(&shared, task, query.follow, query.tail))
+        .filter_map(|task| {
+            let options = LogOptions {
+                follow: query.follow,
+                tail: query.tail,
+                since_ms: query.since,
+            };
+            container_lines(&shared, task, &options)
+        })
         .collect();
     if !query.follow {
         return Ok(ndjson_response(
@@ -77,14 +84,20 @@ pub(super) async fn logs(
 /// How often a followed project's tasks are read again for new containers.
 const FOLLOW_RESCAN: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// For each slot, its newest task that has a container (the running one, or the one that
-/// just died), or only the task asked for.
+/// For each live slot (one with a task meant to run), its newest task that has a container:
+/// the running one, or the attempt that just failed (so a crash-looping service's output
+/// shows); or only the task asked for.
 fn newest_per_slot<'t>(tasks: &'t [Task], query: &LogsQuery) -> Vec<&'t Task> {
+    let live: HashSet<(&str, u32)> = tasks
+        .iter()
+        .filter(|t| t.desired == DesiredState::Running)
+        .map(|t| (t.service.as_str(), t.slot))
+        .collect();
     let mut newest: BTreeMap<(String, u32), &Task> = BTreeMap::new();
     for task in tasks.iter().filter(|t| {
         let wanted = match &query.task {
             Some(id) => &t.id.0 == id,
-            None => t.desired == DesiredState::Running,
+            None => live.contains(&(t.service.as_str(), t.slot)),
         };
         t.container_id.is_some() && wanted && query.service.as_ref().is_none_or(|s| s == &t.service)
     }) {
@@ -103,14 +116,13 @@ fn newest_per_slot<'t>(tasks: &'t [Task], query: &LogsQuery) -> Vec<&'t Task> {
 fn container_lines(
     shared: &Shared,
     task: &Task,
-    follow: bool,
-    tail: Option<usize>,
+    options: &LogOptions,
 ) -> Option<BoxStream<'static, LogEntry>> {
     let container = task.container_id.as_deref()?;
     let (service, slot, id) = (task.service.clone(), task.slot, task.id.0.clone());
     let lines = shared
         .runtime
-        .logs(container, follow, tail)
+        .logs(container, options)
         // A container that went away meanwhile has nothing more to say.
         .filter_map(|line| async move { line.ok() })
         .map(move |line| LogEntry {
@@ -122,6 +134,7 @@ fn container_lines(
                 RuntimeStream::Stderr => LogStream::Stderr,
             },
             line: line.text,
+            time: line.time_ms,
         });
     Some(lines.boxed())
 }
@@ -177,7 +190,7 @@ impl Follow {
                 continue;
             };
             if self.followed.insert(container)
-                && let Some(lines) = container_lines(&self.shared, task, true, None)
+                && let Some(lines) = container_lines(&self.shared, task, &LogOptions::following())
             {
                 self.lines.push(lines);
             }

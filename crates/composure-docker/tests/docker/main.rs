@@ -16,7 +16,7 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptions;
 use composure_core::{Health, labels};
 use composure_runtime::{
-    ContainerStatus, EventKind, LogStream, Runtime, RuntimeError, RuntimeEvent,
+    ContainerStatus, EventKind, LogOptions, LogStream, Runtime, RuntimeError, RuntimeEvent,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -230,7 +230,7 @@ services:
     // Running is not enough: until demo-app has installed its handler, SIGTERM to PID 1
     // is ignored (a loaded machine stretches that moment). It has once it listens.
     eventually("web's start-up line", Duration::from_secs(30), || async {
-        let lines: Vec<_> = rt.logs(&id, false, None).collect().await;
+        let lines: Vec<_> = rt.logs(&id, &LogOptions::history()).collect().await;
         lines
             .into_iter()
             .filter_map(Result::ok)
@@ -638,7 +638,7 @@ services:
     let rt = runtime(dir.path()).await;
     let web = run(&rt, &project, "web", 1).await;
     let line = eventually("web's start-up line", Duration::from_secs(30), || async {
-        let lines: Vec<_> = rt.logs(&web, false, None).collect().await;
+        let lines: Vec<_> = rt.logs(&web, &LogOptions::history()).collect().await;
         lines
             .into_iter()
             .filter_map(Result::ok)
@@ -675,7 +675,7 @@ services:
     )
     .await;
     let lines: Vec<_> = rt
-        .logs(&probe, false, None)
+        .logs(&probe, &LogOptions::history())
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -687,7 +687,7 @@ services:
             .any(|l| l.stream == LogStream::Stdout && l.text.starts_with("ok:")),
         "{lines:?}"
     );
-    let tail: Vec<_> = rt.logs(&web, false, Some(1)).collect().await;
+    let tail: Vec<_> = rt.logs(&web, &LogOptions::tail(1)).collect().await;
     assert_eq!(tail.len(), 1);
 }
 

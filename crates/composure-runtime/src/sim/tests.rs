@@ -11,8 +11,8 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::SimRuntime;
 use crate::{
-    ContainerSpec, ContainerStatus, EventKind, LogLine, LogStream, Runtime, RuntimeError,
-    RuntimeEvent,
+    ContainerSpec, ContainerStatus, EventKind, LogLine, LogOptions, LogStream, Runtime,
+    RuntimeError, RuntimeEvent,
 };
 
 const GRACE: Duration = Duration::from_secs(10);
@@ -271,7 +271,7 @@ async fn while_the_engine_is_down_every_call_fails_and_streams_end() {
     let (sim, project) = setup().await;
     let id = running(&sim, &project, "web", 1).await;
     let mut events = sim.events();
-    let mut follow = sim.logs(&id, true, None);
+    let mut follow = sim.logs(&id, &LogOptions::following());
 
     sim.engine_down(true);
     assert!(matches!(
@@ -297,7 +297,13 @@ async fn while_the_engine_is_down_every_call_fails_and_streams_end() {
     let mut late = sim.events();
     assert!(late.next().await.unwrap().is_err());
     assert!(late.next().await.is_none());
-    assert!(sim.logs(&id, false, None).next().await.unwrap().is_err());
+    assert!(
+        sim.logs(&id, &LogOptions::history())
+            .next()
+            .await
+            .unwrap()
+            .is_err()
+    );
 
     sim.engine_down(false);
     sim.ping().await.unwrap();
@@ -321,21 +327,21 @@ async fn logs_honour_tail_and_follow() {
         lines.into_iter().map(|l| l.unwrap().text).collect()
     };
     assert_eq!(
-        text(sim.logs(&id, false, None).collect().await),
+        text(sim.logs(&id, &LogOptions::history()).collect().await),
         ["line 1", "line 2", "line 3", "oops"]
     );
-    let tail: Vec<_> = sim.logs(&id, false, Some(2)).collect().await;
+    let tail: Vec<_> = sim.logs(&id, &LogOptions::tail(2)).collect().await;
     assert_eq!(tail[1].as_ref().unwrap().stream, LogStream::Stderr);
     assert_eq!(text(tail), ["line 3", "oops"]);
     assert!(
-        sim.logs(&id, false, Some(0))
+        sim.logs(&id, &LogOptions::tail(0))
             .collect::<Vec<_>>()
             .await
             .is_empty()
     );
 
     // Follow: new lines arrive as they are written; the stream ends when the container does.
-    let mut follow = sim.logs(&id, true, Some(0));
+    let mut follow = sim.logs(&id, &LogOptions::following_tail(0));
     let writer = {
         let sim = sim.clone();
         let id = id.clone();
@@ -349,7 +355,7 @@ async fn logs_honour_tail_and_follow() {
     writer.await.unwrap();
 
     assert!(matches!(
-        sim.logs("nope", false, None).next().await,
+        sim.logs("nope", &LogOptions::history()).next().await,
         Some(Err(RuntimeError::NotFound(_)))
     ));
     assert!(matches!(

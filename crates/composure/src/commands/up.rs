@@ -378,6 +378,7 @@ async fn print_task_logs(client: &Client, project: &str, service: &str, task: &s
         follow: false,
         tail: Some(10),
         task: Some(task.to_string()),
+        since: None,
     };
     if let Ok(mut lines) = client.logs(project, &query).await {
         let mut printed = false;

@@ -268,6 +268,29 @@ pub struct ServiceStatusView {
     /// The service's latest rolling update (or rollback, or undo), if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutView>,
+    /// The ports it publishes (through the project's ingress).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortView>,
+}
+
+/// A published port: `0.0.0.0:8080->80/tcp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub host_ip: String,
+    /// The host port, or range as written (`8000-8010`).
+    pub published: String,
+    pub target: u16,
+    pub protocol: String,
+}
+
+impl std::fmt::Display for PortView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}/{}",
+            self.host_ip, self.published, self.target, self.protocol
+        )
+    }
 }
 
 /// Why a rollout runs.

@@ -63,6 +63,8 @@ pub enum Command {
     Node(NodeArgs),
     /// The nodes' GPUs and which replica holds each
     Gpus(GpusArgs),
+    /// Print the public address of a service's port: `port web 80` → 0.0.0.0:8080
+    Port(PortArgs),
     /// Pull the images of services, with the credentials of the Docker client configuration
     Pull(PullArgs),
     /// Build the images of services that have a `build:` section
@@ -152,6 +154,21 @@ pub struct CompletionArgs {
     /// The shell to complete for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// tcp or udp
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    /// The replica (every replica shares the ingress's port; accepted for compose's sake)
+    #[arg(long, value_name = "N")]
+    pub index: Option<u32>,
+    pub service: String,
+    /// The container's port
+    pub private_port: u16,
 }
 
 #[derive(Debug, Args)]

@@ -298,8 +298,11 @@ fn system_time(ms: u64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
 
-/// `composure ps` as a table.
-pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
+/// `composure ps` as a table; `ports`: each service's published ports, as compose shows them.
+pub fn task_table(
+    tasks: &[&composure_api::TaskView],
+    ports: &indexmap::IndexMap<String, String>,
+) -> String {
     use comfy_table::{Table, presets::NOTHING};
     let mut table = Table::new();
     table.load_preset(NOTHING);
@@ -312,6 +315,7 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
         "RESTARTS",
         "NODE",
         "CONTAINER",
+        "PORTS",
         "LAST ERROR",
     ]);
     for t in tasks {
@@ -330,6 +334,7 @@ pub fn task_table(tasks: &[&composure_api::TaskView]) -> String {
             t.container_id
                 .as_deref()
                 .map_or("-".into(), |id| id.chars().take(12).collect()),
+            ports.get(&t.service).cloned().unwrap_or_default(),
             t.error.clone().unwrap_or_default(),
         ]);
     }

@@ -197,3 +197,51 @@ fn logs_show_a_failing_services_output_with_timestamps_and_since() {
     assert_eq!(out.status.code(), Some(1));
     p.ok(&["down"]);
 }
+
+/// `ps` shows each replica's published ports (PORTS; `Publishers` and compose's other
+/// field names in JSON), and `port` prints where a service's port is published.
+#[test]
+fn ps_and_port_show_the_published_ports() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let published = common::free_port();
+    let p = Project::new(
+        "ports",
+        &daemon,
+        &format!(
+            "services:\n  web:\n    image: IMAGE\n    command: [\"web\", \"--port\", \"8080\"]\n    ports: [\"{published}:8080\"]\n    deploy:\n      replicas: 2\n"
+        ),
+    );
+    p.ok(&["up", "--wait-timeout", "120"]);
+    let shown = format!("0.0.0.0:{published}->8080/tcp");
+    let table = p.ok(&["ps"]);
+    assert!(
+        table.lines().next().unwrap_or_default().contains("PORTS"),
+        "{table}"
+    );
+    assert_eq!(table.matches(&shown).count(), 2, "{table}");
+    let rows: serde_json::Value = serde_json::from_str(&p.ok(&["ps", "--format", "json"])).unwrap();
+    let web: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["service"] == "web")
+        .collect();
+    assert_eq!(web.len(), 2);
+    for row in web {
+        assert_eq!(row["Service"], "web");
+        assert_eq!(row["State"], "running");
+        assert_eq!(row["Project"], p.name.as_str());
+        assert_eq!(row["Publishers"][0]["PublishedPort"], published);
+        assert_eq!(row["Publishers"][0]["TargetPort"], 8080);
+        assert!(row["Name"].as_str().unwrap().starts_with(&p.name), "{row}");
+    }
+    assert_eq!(
+        p.ok(&["port", "web", "8080"]).trim(),
+        format!("0.0.0.0:{published}")
+    );
+    let out = p.run(&["port", "web", "9999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("publishes no port 9999/tcp"));
+    p.ok(&["down"]);
+}

@@ -2,7 +2,8 @@
 //! independent of the engine's model.
 
 use composure_api as api;
-use composure_compose::model::project_from_json;
+use composure_compose::model::{Port, project_from_json};
+
 use composure_core::rollout::{
     self, Rollout, RolloutFailure, RolloutKind, RolloutState, SlotState,
 };
@@ -82,6 +83,29 @@ pub(crate) fn event_view(event: StoredEvent) -> api::Event {
     }
 }
 
+/// The ports a service publishes, from its stored spec (the ingress listens on them for
+/// all its replicas). A port without a published number is left out: the ingress picks it.
+pub(crate) fn published_ports(spec: &serde_json::Value, service: &str) -> Vec<api::PortView> {
+    let ports = spec
+        .get("services")
+        .and_then(|services| services.get(service))
+        .and_then(|service| service.get("ports"))
+        .cloned()
+        .and_then(|ports| serde_json::from_value::<Vec<Port>>(ports).ok())
+        .unwrap_or_default();
+    ports
+        .into_iter()
+        .filter_map(|port| {
+            Some(api::PortView {
+                host_ip: port.host_ip.unwrap_or_else(|| "0.0.0.0".to_string()),
+                published: port.published?,
+                target: port.target,
+                protocol: port.protocol,
+            })
+        })
+        .collect()
+}
+
 fn is_running(task: &Task) -> bool {
     task.desired == DesiredState::Running && task.state == TaskState::Running
 }
@@ -145,6 +169,7 @@ pub(crate) fn service_views(
                 healthy: count(healthy),
                 status,
                 message,
+                ports: Vec::new(),
                 rollout: rollouts.get(&spec.name).map(|rollout| {
                     let service_tasks: Vec<Task> = tasks
                         .iter()
@@ -315,7 +340,10 @@ pub(crate) fn status(
     now: u64,
 ) -> api::ProjectStatus {
     let specs = stored_specs(project);
-    let services = service_views(&specs, tasks, report, rollouts, now);
+    let mut services = service_views(&specs, tasks, report, rollouts, now);
+    for service in &mut services {
+        service.ports = published_ports(&project.spec, &service.name);
+    }
     let mut tasks: Vec<&Task> = tasks.iter().collect();
     let order = |service: &str| specs.get_index_of(service).unwrap_or(usize::MAX);
     tasks.sort_by(|a, b| {

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use composure_api::{DesiredState, TaskState, TaskView};
+use composure_api::{DesiredState, Health, PortView, TaskState, TaskView};
+use indexmap::IndexMap;
 
-use crate::cli::{GlobalArgs, ListFormat, PsArgs};
+use crate::cli::{GlobalArgs, ListFormat, PortArgs, PsArgs};
 use crate::commands::{client, project};
 use crate::output;
 
@@ -53,16 +54,121 @@ pub async fn run(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<ExitCode>
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let ports: IndexMap<String, Vec<PortView>> = status
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.ports.clone()))
+        .collect();
     match args.format {
         ListFormat::Json => {
+            let rows = tasks
+                .iter()
+                .map(|task| {
+                    json_row(
+                        &name,
+                        task,
+                        ports.get(&task.service).map_or(&[], Vec::as_slice),
+                    )
+                })
+                .collect::<serde_json::Result<Vec<_>>>()
+                .context("cannot encode tasks")?;
             out!(
                 "{}",
-                serde_json::to_string_pretty(&tasks).context("cannot encode tasks")?
+                serde_json::to_string_pretty(&rows).context("cannot encode tasks")?
             );
         }
-        ListFormat::Table => out!("{}", output::task_table(&tasks)),
+        ListFormat::Table => {
+            let text: IndexMap<String, String> = ports
+                .iter()
+                .map(|(service, ports)| {
+                    let shown: Vec<String> = ports.iter().map(ToString::to_string).collect();
+                    (service.clone(), shown.join(", "))
+                })
+                .collect();
+            out!("{}", output::task_table(&tasks, &text));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One task as `ps --format json` prints it: Composure's fields, and the ones
+/// `docker compose ps --format json` has, under compose's names (`Name`, `Service`, `State`,
+/// `Health`, `ExitCode`, `ID`, `Project`, `Publishers`), so scripts written for it work.
+fn json_row(
+    project: &str,
+    task: &TaskView,
+    ports: &[PortView],
+) -> serde_json::Result<serde_json::Value> {
+    let mut row = serde_json::to_value(task)?;
+    let compose_state = match task.state {
+        TaskState::Running => "running",
+        TaskState::Pending | TaskState::Creating | TaskState::Starting => "created",
+        TaskState::Complete | TaskState::Failed | TaskState::Shutdown => "exited",
+    };
+    let health = match task.health {
+        Health::None => "",
+        Health::Starting => "starting",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    };
+    let publishers: Vec<serde_json::Value> = ports
+        .iter()
+        .map(|port| {
+            serde_json::json!({
+                "URL": port.host_ip,
+                "TargetPort": port.target,
+                "PublishedPort": port.published.parse::<u16>().unwrap_or(0),
+                "Protocol": port.protocol,
+            })
+        })
+        .collect();
+    if let Some(fields) = row.as_object_mut() {
+        let compose = serde_json::json!({
+            "ID": task.container_id.clone().unwrap_or_default(),
+            "Name": task.container_name.clone().unwrap_or_default(),
+            "Project": project,
+            "Service": task.service,
+            "State": compose_state,
+            "Health": health,
+            "ExitCode": task.exit_code.unwrap_or(0),
+            "Publishers": publishers,
+        });
+        if let serde_json::Value::Object(compose) = compose {
+            fields.extend(compose);
+        }
+    }
+    Ok(row)
+}
+
+/// `composure port SERVICE PRIVATE_PORT`: where the service's port is published, as
+/// `docker compose port` prints it (`0.0.0.0:8080`); exit 1 when it is not published.
+pub async fn port(global: &GlobalArgs, args: &PortArgs) -> anyhow::Result<ExitCode> {
+    let name = project::project_name(global)?;
+    let status = client::client(global)?.project(&name).await?;
+    let Some(service) = status.services.iter().find(|s| s.name == args.service) else {
+        anyhow::bail!("project `{name}` has no service `{}`", args.service);
+    };
+    if let Some(index) = args.index
+        && (index == 0 || index > service.desired.max(1))
+    {
+        anyhow::bail!("service `{}` has no replica {index}", args.service);
+    }
+    match service
+        .ports
+        .iter()
+        .find(|p| p.target == args.private_port && p.protocol == args.protocol)
+    {
+        Some(port) => {
+            out!("{}:{}", port.host_ip, port.published);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!(
+            "service `{}` publishes no port {}/{}",
+            args.service,
+            args.private_port,
+            args.protocol
+        ),
+    }
 }
 
 /// The task states a `--status` word names: compose's container states (`running`,

@@ -614,8 +614,18 @@ async fn info_reports_an_engine_that_is_down_and_the_daemon_recovers() {
     );
 
     // Desired state is accepted while the engine is away, and applied when it is back.
+    // Meanwhile the status says its states are as last seen (`ps` said "running").
     daemon.up("shop", SHOP).await;
-    assert_ne!(daemon.status("shop").await.status, ProjectState::Running);
+    let status = daemon.status("shop").await;
+    assert_ne!(status.status, ProjectState::Running);
+    assert!(
+        status
+            .problems
+            .first()
+            .is_some_and(|p| p.contains("engine does not answer")),
+        "{:?}",
+        status.problems
+    );
     daemon.sim.engine_down(false);
     wait_engine(&daemon, EngineState::Up).await;
     daemon.wait_running("shop").await;

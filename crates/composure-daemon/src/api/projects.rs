@@ -49,6 +49,17 @@ pub(super) async fn status(
     let mut status = views::status(&project, &tasks, &report, &rollouts, shared.clock.now_ms());
     status.store_problem = shared.store.write_problem();
     status.problems = shared.ingress.problems_now(&name, &status.problems);
+    // The states above are the last the daemon saw: with the engine away, say so first.
+    let engine = shared.engine.seen();
+    if engine.state == composure_api::EngineState::Down {
+        status.problems.insert(
+            0,
+            format!(
+                "the container engine does not answer ({}): the states below are as last seen",
+                engine.error.as_deref().unwrap_or("no answer")
+            ),
+        );
+    }
     Ok(Json(status))
 }
 

@@ -18,6 +18,7 @@ pub mod container;
 mod context;
 mod error;
 mod events;
+pub mod exec;
 mod files;
 pub mod image;
 mod inspect;

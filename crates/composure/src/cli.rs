@@ -63,6 +63,8 @@ pub enum Command {
     Node(NodeArgs),
     /// The nodes' GPUs and which replica holds each
     Gpus(GpusArgs),
+    /// Run a command in a running replica of a service: `exec web sh`, `exec --index 2 web env`
+    Exec(ExecArgs),
     /// Print the public address of a service's port: `port web 80` → 0.0.0.0:8080
     Port(PortArgs),
     /// Pull the images of services, with the credentials of the Docker client configuration
@@ -154,6 +156,37 @@ pub struct CompletionArgs {
     /// The shell to complete for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Run the command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set an environment variable (repeatable): KEY=VALUE
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The replica, by slot number
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub index: u32,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    /// Run as this user
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Run in this directory of the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Allocate no pseudo-terminal (the default when stdin is not a terminal)
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    pub service: String,
+    /// The command and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,7 @@ async fn main() -> ExitCode {
         Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
         Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Node(args) => commands::node::run(&cli.global, args).await,
+        Command::Exec(args) => commands::exec::run(&cli.global.then(&args.global), args).await,
         Command::Port(args) => commands::ps::port(&cli.global.then(&args.global), args).await,
         Command::Pull(args) => commands::images::pull(&cli.global.then(&args.global), args).await,
         Command::Build(args) => commands::images::build(&cli.global.then(&args.global), args).await,

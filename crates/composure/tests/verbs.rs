@@ -245,3 +245,68 @@ fn ps_and_port_show_the_published_ports() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("publishes no port 9999/tcp"));
     p.ok(&["down"]);
 }
+
+/// `exec` runs a command in a replica (1 unless `--index`), with its exit code, its output
+/// and its input (`-T` without a terminal, as here).
+#[test]
+fn exec_runs_a_command_in_a_replica_with_its_exit_code_and_io() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let p = Project::new("exec", &daemon, WEB);
+    p.ok(&["up", "--wait-timeout", "120"]);
+    let ok = p.run(&[
+        "exec",
+        "-T",
+        "web",
+        "/demo-app",
+        "probe",
+        "http://127.0.0.1:8080/healthz",
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = p.run(&[
+        "exec",
+        "-T",
+        "--index",
+        "2",
+        "web",
+        "/demo-app",
+        "no-such-command",
+    ]);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("unknown command"),
+        "the command's stderr comes through: {}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let env = p.run(&[
+        "exec",
+        "-T",
+        "-e",
+        "GREETING=hi",
+        "web",
+        "/demo-app",
+        "probe",
+        "tcp",
+        "127.0.0.1:1",
+    ]);
+    assert_ne!(
+        env.status.code(),
+        Some(0),
+        "a failing probe is a failing exec"
+    );
+    let missing = p.run(&["exec", "--index", "3", "web", "/demo-app"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        text.contains("no running replica 3 (running: 1, 2)"),
+        "{text}"
+    );
+    let unknown = p.run(&["exec", "nope", "/demo-app"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    p.ok(&["down"]);
+}

@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod down;
 pub mod events;
+pub mod exec;
 pub mod gpus;
 pub mod images;
 pub mod ingress;

@@ -215,6 +215,50 @@ fn up_fails_on_a_port_another_program_holds_and_serves_it_once_free() {
     p.ok(&["up", "--wait-timeout", "90"]);
 }
 
+/// Issue 13: moving a published port to one another program holds gave exit 0 and an
+/// outage (the old port was released first). `up` fails saying which port and why, and the
+/// old port keeps serving.
+#[test]
+fn moving_a_port_to_a_taken_one_fails_up_and_keeps_the_old_port_serving() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let old = free_port();
+    let p = Project::new("moveport", &daemon, &web(old, 1, "http"));
+    p.ok(&["up", "--wait-timeout", "90"]);
+    wait_for("the old port to serve", Duration::from_secs(30), || {
+        matches!(http_get(old, "/healthz"), Ok((200, _))).then_some(())
+    });
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = blocker.local_addr().unwrap().port();
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        web(taken, 1, "http").replace("IMAGE", common::IMAGE),
+    )
+    .unwrap();
+    let out = p.run(&["up", "--wait-timeout", "60"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&taken.to_string()) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(
+        matches!(http_get(old, "/healthz"), Ok((200, _))),
+        "the old port stopped serving"
+    );
+    // Once the new port is free, it is served, and only then is the old one released.
+    drop(blocker);
+    wait_for("the new port to serve", Duration::from_secs(60), || {
+        matches!(http_get(taken, "/healthz"), Ok((200, _))).then_some(())
+    });
+    wait_for(
+        "the old port to be released",
+        Duration::from_secs(30),
+        || http_get(old, "/healthz").is_err().then_some(()),
+    );
+    p.ok(&["up", "--wait-timeout", "60"]);
+}
+
 #[test]
 fn scaling_down_under_load_fails_no_request() {
     ensure_image();

@@ -63,6 +63,10 @@ pub(super) struct Serving {
     listeners: HashMap<SocketKey, ListenerEntry>,
     /// Listeners that could not be opened, and why.
     failed: BTreeMap<SocketKey, (ListenerConfig, String)>,
+    /// The sockets the last config asks for. Listeners on others are the previous
+    /// config's: they keep serving until every wanted one is open, so a port moved to one
+    /// that cannot be bound never leaves the service with neither.
+    wanted: BTreeSet<SocketKey>,
     /// A descriptor of every socket served, for a successor (and for replacing a
     /// listener on the same socket).
     shared: handover::Shared,
@@ -93,6 +97,7 @@ impl Serving {
             upstreams: HashMap::new(),
             listeners: HashMap::new(),
             failed: BTreeMap::new(),
+            wanted: BTreeSet::new(),
             shared: handover::Shared::default(),
             inherited: HashMap::new(),
             draining: BTreeSet::new(),
@@ -120,15 +125,7 @@ impl Serving {
         self.apply_upstreams(config);
         let wanted: HashMap<SocketKey, &ListenerConfig> =
             config.listeners.iter().map(|l| (l.socket(), l)).collect();
-        let shared = self.shared.clone();
-        self.listeners.retain(|key, l| {
-            let keep = wanted.contains_key(key);
-            if !keep {
-                l.stop.cancel();
-                shared.remove(key);
-            }
-            keep
-        });
+        self.wanted = wanted.keys().copied().collect();
         self.failed.retain(|key, _| wanted.contains_key(key));
         for (key, want) in wanted {
             match self.listeners.get(&key) {
@@ -141,6 +138,7 @@ impl Serving {
                 _ => self.open(key, want).await,
             }
         }
+        self.release_unwanted();
         tracing::info!(
             project = %config.project,
             generation = config.generation,
@@ -282,6 +280,35 @@ impl Serving {
             .collect();
         for (key, config) in failed {
             self.open(key, &config).await;
+        }
+        self.release_unwanted();
+    }
+
+    /// Closes the listeners the config no longer asks for, once every one it asks for is
+    /// open; until then they go on serving (and say so).
+    fn release_unwanted(&mut self) {
+        let held: Vec<SocketKey> = self
+            .listeners
+            .keys()
+            .filter(|key| !self.wanted.contains(key))
+            .copied()
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        if !self.failed.is_empty() {
+            tracing::warn!(
+                kept = held.len(),
+                failed = self.failed.len(),
+                "a new listener cannot be opened: the listeners it replaces keep serving"
+            );
+            return;
+        }
+        for key in held {
+            if let Some(old) = self.listeners.remove(&key) {
+                old.stop.cancel();
+                self.shared.remove(&key);
+            }
         }
     }
 

@@ -174,6 +174,9 @@ impl ImageState {
 pub struct PutProjectResponse {
     /// The store revision that holds this desired state.
     pub revision: u64,
+    /// The project's own revision number (1, 2, 3 …), as people read it.
+    #[serde(default)]
+    pub number: u64,
     /// Services added, removed or whose spec changed (scaling alone is not a change of spec).
     pub changed_services: Vec<String>,
     /// What the change will cost that the user may not expect: `service web: a stop-first
@@ -202,6 +205,9 @@ pub enum ProjectState {
 pub struct ProjectSummary {
     pub name: String,
     pub revision: u64,
+    /// The project's own revision number (0: written before projects had numbers).
+    #[serde(default)]
+    pub number: u64,
     pub status: ProjectState,
     /// How many services the project has.
     pub services: u32,
@@ -562,6 +568,9 @@ pub struct RestartRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionResponse {
     pub revision: u64,
+    /// The project's own revision number, as `rollout history` shows it.
+    #[serde(default)]
+    pub number: u64,
 }
 
 /// `GET /v1/projects/{name}/logs?service=…&follow=…&tail=…`.

@@ -98,6 +98,9 @@ pub(crate) fn nonce() -> String {
 pub(crate) struct ProjectRecord {
     pub spec: serde_json::Value,
     pub meta: ProjectMeta,
+    /// The project's own revision number (1, 2, 3 …); 0 in records written before it.
+    #[serde(default)]
+    pub number: u64,
 }
 
 /// One spec the project had, under `history/<name>/...`.
@@ -105,6 +108,9 @@ pub(crate) struct ProjectRecord {
 pub(crate) struct HistoryRecord {
     pub created_at: u64,
     pub spec: serde_json::Value,
+    /// As [`ProjectRecord::number`].
+    #[serde(default)]
+    pub number: u64,
 }
 
 pub(crate) fn encode<T: Serialize>(

@@ -35,6 +35,8 @@ pub(crate) fn move_into_kv(tx: &Transaction<'_>) -> Result<(), StoreError> {
         let record = ProjectRecord {
             spec: json("project spec", &name, &spec)?,
             meta: keys::decode::<ProjectMeta>("project meta", &name, meta.as_bytes())?,
+            // Numbered from its history at its next put.
+            number: 0,
         };
         put(&key, &keys::encode("project", &key, &record)?, revision)?;
         if let Some(removing) = removing {
@@ -51,6 +53,7 @@ pub(crate) fn move_into_kv(tx: &Transaction<'_>) -> Result<(), StoreError> {
         let record = HistoryRecord {
             created_at,
             spec: json("project spec", &name, &spec)?,
+            number: 0,
         };
         put(
             &key,

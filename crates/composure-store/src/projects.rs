@@ -17,11 +17,43 @@ impl Store {
         meta: &ProjectMeta,
         expected: u64,
     ) -> Result<u64, StoreError> {
+        Ok(self
+            .put_project_numbered(name, spec, meta, expected)
+            .await?
+            .0)
+    }
+
+    /// [`put_project`](Self::put_project), returning the project's own revision number too:
+    /// `(revision, number)`.
+    pub async fn put_project_numbered(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+        meta: &ProjectMeta,
+        expected: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let number = self.next_number(name).await?;
         let txn = self
-            .project_ops(name, spec, meta)?
+            .project_ops(name, spec, meta, number)?
             .when(Compare::unchanged(keys::project(name), expected))
             .then(Op::delete(keys::removing(name)));
-        self.commit(txn, &format!("project `{name}`")).await
+        let revision = self.commit(txn, &format!("project `{name}`")).await?;
+        Ok((revision, number))
+    }
+
+    /// The number the project's next spec gets: one more than its latest, counting its
+    /// history where the record has no number (a new or re-created project, or one written
+    /// before numbers). The put's guard on the project's record keeps it unique.
+    pub(crate) async fn next_number(&self, name: &str) -> Result<u64, StoreError> {
+        let (_, found) = self.kv().get(&keys::project(name)).await?;
+        if let Some(kv) = found {
+            let record: ProjectRecord = decode("project", name, &kv.value)?;
+            if record.number > 0 {
+                return Ok(record.number + 1);
+            }
+        }
+        let history = self.kv().range(&keys::history_of(name), 0).await?;
+        Ok(u64::try_from(history.kvs.len()).unwrap_or(u64::MAX - 1) + 1)
     }
 
     /// The ops that put a spec: the project's record and a history entry.
@@ -30,16 +62,19 @@ impl Store {
         name: &str,
         spec: &serde_json::Value,
         meta: &ProjectMeta,
+        number: u64,
     ) -> Result<crate::kv::Txn, StoreError> {
         let key = keys::project(name);
         let record = ProjectRecord {
             spec: spec.clone(),
             meta: meta.clone(),
+            number,
         };
         let created_at = now_ms();
         let history = HistoryRecord {
             created_at,
             spec: spec.clone(),
+            number,
         };
         let history_key = keys::history(name, created_at, &keys::nonce());
         Ok(crate::kv::Txn::new()
@@ -85,6 +120,7 @@ impl Store {
                 let record: HistoryRecord = decode("project revision", &kv.key, &kv.value)?;
                 Ok(ProjectRevision {
                     revision: kv.create_revision,
+                    number: record.number,
                     created_at: record.created_at,
                     spec: record.spec,
                 })
@@ -150,6 +186,7 @@ fn read_project(
     Ok(StoredProject {
         name: name.to_string(),
         revision: kv.mod_revision,
+        number: record.number,
         spec: record.spec,
         meta: record.meta,
         removing: removing

@@ -119,8 +119,9 @@ impl Store {
         }
         let mut rollout = rollout.clone();
         rollout.revision = 0;
+        let number = self.next_number(name).await?;
         let txn = self
-            .project_ops(name, spec, meta)?
+            .project_ops(name, spec, meta, number)?
             .when(Compare::unchanged(keys::project(name), expected));
         let txn = rollout_ops(txn, name, service, &rollout)?;
         self.commit(txn, &format!("project `{name}`")).await

@@ -454,6 +454,7 @@ async fn put_project_then_read_it_back() {
         StoredProject {
             name: "app".into(),
             revision,
+            number: 1,
             spec,
             meta: meta(),
             removing: None,
@@ -462,6 +463,39 @@ async fn put_project_then_read_it_back() {
     assert_eq!(store.project("other").await.unwrap(), None);
     // A project whose name starts with another's is not mistaken for it.
     assert_eq!(store.project("ap").await.unwrap(), None);
+}
+
+/// Issue 13: revision numbers were one counter across projects (a service's history read
+/// 1 → 51 → 89). Each project counts its own, and a re-created one goes on from its history.
+#[tokio::test]
+async fn each_project_numbers_its_own_revisions() {
+    let (_dir, store) = open();
+    let mut last = 0;
+    for n in 1..=3 {
+        let spec = json!({"name": "a", "services": {"web": {"image": format!("v{n}")}}});
+        last = store.put_project("a", &spec, &meta(), last).await.unwrap();
+        // Another project's puts in between do not count.
+        let other = store.project("b").await.unwrap().map_or(0, |p| p.revision);
+        store
+            .put_project("b", &json!({"n": n}), &meta(), other)
+            .await
+            .unwrap();
+        assert_eq!(store.project("a").await.unwrap().unwrap().number, n);
+    }
+    let numbers: Vec<u64> = store
+        .project_history("a")
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.number)
+        .collect();
+    assert_eq!(numbers, [3, 2, 1]);
+    store.delete_project("a").await.unwrap();
+    store
+        .put_project("a", &json!({"n": 4}), &meta(), 0)
+        .await
+        .unwrap();
+    assert_eq!(store.project("a").await.unwrap().unwrap().number, 4);
 }
 
 #[tokio::test]
@@ -1512,6 +1546,7 @@ async fn a_version_3_database_is_moved_into_the_key_value_layout_in_place() {
         Some(StoredProject {
             name: "shop".into(),
             revision: 7,
+            number: 0,
             spec: shop_v2.clone(),
             meta: meta(),
             removing: Some(RemoveRequest { volumes: true }),
@@ -1537,6 +1572,7 @@ async fn a_version_3_database_is_moved_into_the_key_value_layout_in_place() {
         gone_history,
         [ProjectRevision {
             revision: 3,
+            number: 0,
             created_at: 1500,
             spec: gone,
         }]

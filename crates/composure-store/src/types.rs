@@ -20,8 +20,13 @@ pub struct RemoveRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredProject {
     pub name: String,
-    /// The revision at which this spec was put.
+    /// The revision at which this spec was put (the store's, across projects: what writes
+    /// are guarded by).
     pub revision: u64,
+    /// The project's own revision number, as people read it (1, 2, 3 …; 0: written before
+    /// projects had numbers).
+    #[serde(default)]
+    pub number: u64,
     /// The canonical project JSON.
     pub spec: serde_json::Value,
     pub meta: ProjectMeta,
@@ -32,6 +37,10 @@ pub struct StoredProject {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProjectRevision {
     pub revision: u64,
+    /// The project's own revision number: 1 for its first spec, then one more per put
+    /// (0: written before projects had numbers).
+    #[serde(default)]
+    pub number: u64,
     /// Milliseconds since the Unix epoch, by the store's clock.
     pub created_at: u64,
     pub spec: serde_json::Value,

@@ -186,10 +186,10 @@ pub fn rollout_status(view: &composure_api::RolloutView) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let what = match view.kind {
-        RolloutKind::Update => format!("update to revision {}", view.revision),
-        RolloutKind::Rollback => format!("rollback (revision {})", view.revision),
-        RolloutKind::Undo => format!("undo (revision {})", view.revision),
-        RolloutKind::Restart => format!("restart (revision {})", view.revision),
+        RolloutKind::Update => "update".to_string(),
+        RolloutKind::Rollback => "rollback".to_string(),
+        RolloutKind::Undo => "undo".to_string(),
+        RolloutKind::Restart => "restart".to_string(),
     };
     let state = match view.state {
         RolloutState::Updating => "in progress",
@@ -199,11 +199,7 @@ pub fn rollout_status(view: &composure_api::RolloutView) -> String {
     };
     let _ = writeln!(out, "{}: {what}, {state}", view.service);
     if let Some(cause) = &view.cause {
-        let _ = writeln!(
-            out,
-            "  back from revision {}: {}",
-            cause.revision, cause.reason
-        );
+        let _ = writeln!(out, "  back from a failed update: {}", cause.reason);
     }
     let parallelism = match view.parallelism {
         0 => "all slots at once".to_string(),
@@ -380,7 +376,7 @@ pub fn project_table(projects: &[composure_api::ProjectSummary]) -> String {
         table.add_row([
             p.name.clone(),
             format!("{}({}/{})", word(&p.status), p.running, p.desired),
-            p.revision.to_string(),
+            if p.number > 0 { p.number } else { p.revision }.to_string(),
             p.config_files.join(","),
         ]);
     }

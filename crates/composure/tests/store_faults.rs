@@ -271,13 +271,21 @@ fn write(p: &Project, compose: &str) {
 }
 
 /// `up --detach`: the project revision the daemon stored.
+/// `up --detach`, then the store revision it was put at (what rollouts name; `up` prints
+/// the project's own number).
 fn submit(p: &Project) -> u64 {
     let out = p.ok(&["up", "--detach"]);
-    out.split("(revision ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no revision in the answer of up --detach: {out}"))
+    assert!(
+        out.contains("(revision "),
+        "no revision in the answer of up --detach: {out}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&p.ok(&["ls", "--format", "json"])).expect("ls json");
+    listed
+        .as_array()
+        .and_then(|projects| projects.iter().find(|x| x["name"] == p.name.as_str()))
+        .and_then(|project| project["revision"].as_u64())
+        .unwrap_or_else(|| panic!("{} is not listed: {listed}", p.name))
 }
 
 /// The first 12 characters of a container id, as `docker ps` prints it.

@@ -154,31 +154,29 @@ pub(super) async fn put(
     let unchanged = previous.as_ref().filter(|p| {
         p.spec == spec && p.meta.working_dir == meta.working_dir && p.meta.files == meta.files
     });
-    let revision = match unchanged {
-        Some(previous) => previous.revision,
+    let (revision, number) = match unchanged {
+        Some(previous) => (previous.revision, previous.number),
         None => {
             let expected = previous.as_ref().map_or(0, |p| p.revision);
-            let revision = shared
+            let (revision, number) = shared
                 .store
-                .put_project(&name, &spec, &meta, expected)
+                .put_project_numbered(&name, &spec, &meta, expected)
                 .await?;
             let message = if changed_services.is_empty() {
-                format!("revision {revision}")
+                format!("revision {number}")
             } else {
-                format!(
-                    "revision {revision}: {} changed",
-                    changed_services.join(", ")
-                )
+                format!("revision {number}: {} changed", changed_services.join(", "))
             };
             shared
                 .events
                 .record(NewEvent::project(&name, "updated", message));
-            revision
+            (revision, number)
         }
     };
     Controllers::start(&shared, &name);
     Ok(Json(PutProjectResponse {
         revision,
+        number,
         changed_services,
         warnings,
         accepted_at: shared.clock.now_ms(),
@@ -232,9 +230,9 @@ pub(super) async fn scale(
         service.scale = None;
         service.deploy.get_or_insert_with(Default::default).replicas = Some(u64::from(replicas));
     }
-    let revision = shared
+    let (revision, number) = shared
         .store
-        .put_project(&name, &canonical(&project)?, &stored.meta, stored.revision)
+        .put_project_numbered(&name, &canonical(&project)?, &stored.meta, stored.revision)
         .await?;
     let scaled: Vec<String> = request
         .services
@@ -244,10 +242,10 @@ pub(super) async fn scale(
     shared.events.record(NewEvent::project(
         &name,
         "scaled",
-        format!("scaled {}", scaled.join(", ")),
+        format!("scaled {} (revision {number})", scaled.join(", ")),
     ));
     shared.controllers.wake(&name);
-    Ok(Json(RevisionResponse { revision }))
+    Ok(Json(RevisionResponse { revision, number }))
 }
 
 /// Replaces the tasks of services (all when none are named) with new ones.
@@ -275,7 +273,10 @@ pub(super) async fn restart(
         .await
         .map_err(ApiError::Internal)?;
     let revision = shared.store.revision().await?;
-    Ok(Json(RevisionResponse { revision }))
+    Ok(Json(RevisionResponse {
+        revision,
+        number: stored.number,
+    }))
 }
 
 /// The project's `x-composure` routes and their certificate files, checked before anything

@@ -67,7 +67,7 @@ pub(super) async fn history(
 ) -> Result<Json<RolloutHistory>, ApiError> {
     let project = stored(&shared, &name).await?;
     let spec = service_of(&project, &service)?;
-    let versions = versions(&shared, &name, &service).await?;
+    let (versions, numbers) = versions(&shared, &name, &service).await?;
     let rollouts = shared.store.rollout_log(&name, &service).await?;
     let current = current_index(&versions, &spec);
     let now = shared.clock.now_ms();
@@ -75,7 +75,7 @@ pub(super) async fn history(
         .iter()
         .enumerate()
         .map(|(index, version)| ServiceRevisionView {
-            revision: version.revision,
+            revision: numbers.number_of(version.revision),
             created_at: version.created_at,
             spec_hash: version.spec_hash.chars().take(SHORT_HASH).collect(),
             current: Some(index) == current,
@@ -106,15 +106,15 @@ pub(super) async fn undo(
         return Err(being_removed(&name));
     }
     let spec = service_of(&project, &service)?;
-    let versions = versions(&shared, &name, &service).await?;
+    let (versions, numbers) = versions(&shared, &name, &service).await?;
     let target = match request.to_revision {
-        Some(revision) => versions
+        Some(number) => versions
             .iter()
             .rev()
-            .find(|v| v.revision <= revision)
+            .find(|v| numbers.number_of(v.revision) <= number)
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "service `{service}` did not exist at revision {revision}"
+                    "service `{service}` did not exist at revision {number}"
                 ))
             })?,
         None => current_index(&versions, &spec)
@@ -129,7 +129,7 @@ pub(super) async fn undo(
     if target.spec_hash == spec.spec_hash {
         return Err(ApiError::BadRequest(format!(
             "service `{service}` already runs the version of revision {}",
-            target.revision
+            numbers.number_of(target.revision)
         )));
     }
     let current = project
@@ -148,7 +148,7 @@ pub(super) async fn undo(
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "the version of revision {} no longer reads as a service",
-                target.revision
+                numbers.number_of(target.revision)
             ))
         })
         .and_then(|model| {
@@ -161,7 +161,7 @@ pub(super) async fn undo(
         target_spec.spec_hash,
         format!(
             "undo requested: back to the version of revision {}",
-            target.revision
+            numbers.number_of(target.revision)
         ),
         shared.clock.now_ms(),
     );
@@ -177,6 +177,13 @@ pub(super) async fn undo(
             &rollout,
         )
         .await?;
+    // Read back under the API's write lock: the number the store gave this revision.
+    let number = shared
+        .store
+        .project(&name)
+        .await?
+        .filter(|p| p.revision == revision)
+        .map_or(0, |p| p.number);
     shared.events.record(NewEvent {
         project: &name,
         service: Some(&service),
@@ -184,12 +191,12 @@ pub(super) async fn undo(
         task: None,
         kind: "undo",
         message: format!(
-            "undo: back to the version of revision {} as revision {revision}",
-            target.revision
+            "undo: back to the version of revision {} as revision {number}",
+            numbers.number_of(target.revision)
         ),
     });
     Controllers::start(&shared, &name);
-    Ok(Json(RevisionResponse { revision }))
+    Ok(Json(RevisionResponse { revision, number }))
 }
 
 fn service_of(project: &StoredProject, service: &str) -> Result<ServiceSpec, ApiError> {
@@ -198,16 +205,42 @@ fn service_of(project: &StoredProject, service: &str) -> Result<ServiceSpec, Api
         .ok_or_else(|| no_service(&project.name, service))
 }
 
+/// The service's versions (by store revision, which rollouts are matched by) and the
+/// project's own number of each revision, which is what people read and give.
 async fn versions(
     shared: &Shared,
     name: &str,
     service: &str,
-) -> Result<Vec<ServiceRevision>, ApiError> {
+) -> Result<(Vec<ServiceRevision>, Numbers), ApiError> {
     let history = shared.store.project_history(name).await?;
-    Ok(service_history(
+    let versions = service_history(
         service,
         history.iter().map(|r| (r.revision, r.created_at, &r.spec)),
-    ))
+    );
+    Ok((versions, Numbers::of(&history)))
+}
+
+/// Store revision → the project's own revision number. Entries written before projects had
+/// numbers are numbered by their place in the history.
+struct Numbers(std::collections::BTreeMap<u64, u64>);
+
+impl Numbers {
+    fn of(history: &[composure_store::ProjectRevision]) -> Numbers {
+        let mut oldest_first: Vec<&composure_store::ProjectRevision> = history.iter().collect();
+        oldest_first.sort_by_key(|r| r.revision);
+        let numbered = oldest_first.iter().all(|r| r.number > 0);
+        Numbers(
+            oldest_first
+                .iter()
+                .zip(1..)
+                .map(|(r, place)| (r.revision, if numbered { r.number } else { place }))
+                .collect(),
+        )
+    }
+
+    fn number_of(&self, revision: u64) -> u64 {
+        self.0.get(&revision).copied().unwrap_or(revision)
+    }
 }
 
 /// The version the project asks for now: the newest with the current spec hash.

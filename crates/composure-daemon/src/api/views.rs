@@ -324,6 +324,7 @@ pub(crate) fn summary(
     api::ProjectSummary {
         name: project.name.clone(),
         revision: project.revision,
+        number: project.number,
         status: project_state(project.removing.is_some(), &services),
         services: count(services.len()),
         running: services.iter().map(|s| s.running).sum(),

@@ -60,7 +60,7 @@ async fn undo(global: &GlobalArgs, args: &RolloutUndoArgs) -> anyhow::Result<Exi
     let response = client.rollout_undo(&name, &args.service, &request).await?;
     eprintln!(
         "Service {} goes back to its previous version (revision {}).",
-        args.service, response.revision
+        args.service, response.number
     );
     if args.detach {
         return Ok(ExitCode::SUCCESS);

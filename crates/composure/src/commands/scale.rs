@@ -15,7 +15,7 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> anyhow::Result<Exit
     let response = client::client(global)?
         .scale(&name, &ScaleRequest { services })
         .await?;
-    out!("Scaled (revision {}).", response.revision);
+    out!("Scaled (revision {}).", response.number);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -28,7 +28,7 @@ pub async fn restart(global: &GlobalArgs, args: &RestartArgs) -> anyhow::Result<
     out!(
         "Restarting slot by slot, as an update rolls (revision {}); follow it with \
          `composure rollout status SERVICE`.",
-        response.revision
+        response.number
     );
     Ok(ExitCode::SUCCESS)
 }

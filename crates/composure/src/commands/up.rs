@@ -78,7 +78,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
         eprintln!("{}", output::warning(warning));
     }
     if args.detach {
-        out!("Project {name} submitted (revision {}).", response.revision);
+        out!("Project {name} submitted (revision {}).", response.number);
         return Ok(ExitCode::SUCCESS);
     }
     let code = wait_converged(
@@ -318,17 +318,13 @@ async fn report_failed_update(
     };
     let (what, failures): (String, &[RolloutFailureView]) = match (&rollout.kind, &rollout.cause) {
         (RolloutKind::Rollback, Some(cause)) => (
-            format!(
-                "the update to revision {} failed and was rolled back (revision {}): {}",
-                cause.revision, rollout.revision, cause.reason
-            ),
+            format!("the update failed and was rolled back: {}", cause.reason),
             &cause.failures,
         ),
         _ => (
             format!(
-                "the {} to revision {} is paused: {}",
+                "the {} is paused: {}",
                 word(rollout.kind),
-                rollout.revision,
                 rollout
                     .message
                     .as_deref()

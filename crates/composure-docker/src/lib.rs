@@ -22,6 +22,7 @@ pub mod exec;
 mod files;
 pub mod image;
 mod inspect;
+pub mod inspect_verbs;
 mod logs;
 pub mod network;
 pub mod volume;

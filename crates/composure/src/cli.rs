@@ -67,6 +67,15 @@ pub enum Command {
     Exec(ExecArgs),
     /// Print the public address of a service's port: `port web 80` → 0.0.0.0:8080
     Port(PortArgs),
+    /// Show the processes of each running replica
+    Top(ServicesArgs),
+    /// List the images the running replicas run
+    Images(ImagesArgs),
+    /// Send a signal to the running replicas of services (they are replaced per their
+    /// restart policy)
+    Kill(KillArgs),
+    /// Wait until services' replicas have ended, and exit with the first one's exit code
+    Wait(WaitArgs),
     /// Pull the images of services, with the credentials of the Docker client configuration
     Pull(PullArgs),
     /// Build the images of services that have a `build:` section
@@ -187,6 +196,50 @@ pub struct ExecArgs {
     /// The command and its arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Only these services; default: all
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Only the image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only these services; default: all
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The signal to send
+    #[arg(short, long, default_value = "SIGKILL")]
+    pub signal: String,
+    /// Only these services; default: all
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Take the project down once the services have ended
+    #[arg(long)]
+    pub down_project: bool,
+    #[arg(required = true)]
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,12 @@ async fn main() -> ExitCode {
         Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
         Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Node(args) => commands::node::run(&cli.global, args).await,
+        Command::Top(args) => commands::replicas::top(&cli.global.then(&args.global), args).await,
+        Command::Images(args) => {
+            commands::replicas::images(&cli.global.then(&args.global), args).await
+        }
+        Command::Kill(args) => commands::replicas::kill(&cli.global.then(&args.global), args).await,
+        Command::Wait(args) => commands::replicas::wait(&cli.global.then(&args.global), args).await,
         Command::Exec(args) => commands::exec::run(&cli.global.then(&args.global), args).await,
         Command::Port(args) => commands::ps::port(&cli.global.then(&args.global), args).await,
         Command::Pull(args) => commands::images::pull(&cli.global.then(&args.global), args).await,

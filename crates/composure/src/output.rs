@@ -176,6 +176,8 @@ mod tests {
         assert_eq!(format_datetime(0), "1970-01-01 00:00:00");
         assert_eq!(format_datetime(1_709_210_096_000), "2024-02-29 12:34:56");
         assert_eq!(rfc3339(1_709_210_096_007), "2024-02-29T12:34:56.007Z");
+        assert_eq!(bytes(999), "999B");
+        assert_eq!(bytes(12_345_678), "12.3MB");
     }
 }
 
@@ -277,6 +279,22 @@ pub fn rollout_history(history: &composure_api::RolloutHistory) -> String {
         ]);
     }
     table.to_string()
+}
+
+/// A size as `docker images` prints it: decimal units (`12.3MB`).
+pub fn bytes(size: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = size.max(0) as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{size}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).

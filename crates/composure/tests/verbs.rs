@@ -310,3 +310,72 @@ fn exec_runs_a_command_in_a_replica_with_its_exit_code_and_io() {
     assert_eq!(unknown.status.code(), Some(1));
     p.ok(&["down"]);
 }
+
+/// `top`, `images`, `kill` and `wait` on the running replicas, as compose's verbs; a killed
+/// replica is replaced (Composure keeps the project as declared), and `wait` gives a job's
+/// exit code once it has ended for good.
+#[test]
+fn top_images_kill_and_wait_act_on_the_replicas() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let p = Project::new(
+        "replicas",
+        &daemon,
+        r#"
+services:
+  web:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+    deploy:
+      replicas: 2
+  job:
+    image: IMAGE
+    command: ["no-such-command"]
+    restart: "no"
+"#,
+    );
+    p.ok(&["up", "-d"]);
+    let waited = p.run(&["wait", "job"]);
+    assert_eq!(
+        waited.status.code(),
+        Some(2),
+        "the job's exit code (a usage error)"
+    );
+
+    common::wait_for(
+        "both web replicas",
+        std::time::Duration::from_secs(60),
+        || (p.containers_of("web").len() == 2).then_some(()),
+    );
+    let top = p.ok(&["top", "web"]);
+    assert!(top.contains("-web-1") && top.contains("-web-2"), "{top}");
+    assert!(top.contains("PID") && top.contains("demo-app"), "{top}");
+
+    let images = p.ok(&["images", "web"]);
+    assert!(
+        images
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("IMAGE ID"),
+        "{images}"
+    );
+    assert_eq!(images.matches("composure-test").count(), 2, "{images}");
+    let ids = p.ok(&["images", "-q"]);
+    assert_eq!(ids.lines().count(), 1, "one image: {ids}");
+
+    let before = p.running("web", 1, false).expect("web-1")["id"].clone();
+    p.ok(&["kill", "web"]);
+    common::wait_for(
+        "web-1 to be replaced",
+        std::time::Duration::from_secs(60),
+        || {
+            p.running("web", 1, false)
+                .filter(|task| task["id"] != before)
+                .map(|_| ())
+        },
+    );
+    let unknown = p.run(&["top", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    p.ok(&["down"]);
+}

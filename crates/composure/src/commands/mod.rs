@@ -14,6 +14,7 @@ pub mod ls;
 pub mod node;
 pub mod project;
 pub mod ps;
+pub mod replicas;
 pub mod rollout;
 pub mod scale;
 pub mod up;

@@ -141,6 +141,16 @@ pub struct UpArgs {
     pub gpu_inventory: Option<PathBuf>,
     #[command(flatten)]
     pub images: ImageArgs,
+    /// Replace every replica (of the named services, else all), rolled in like an update,
+    /// even when nothing changed
+    #[arg(long)]
+    pub force_recreate: bool,
+    /// With services named: those only, not their dependencies
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Run N replicas of SERVICE, in place of the file's `deploy.replicas` (repeatable)
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
     /// Services to run (with their dependencies); default: all
     pub services: Vec<String>,
 }

@@ -379,3 +379,49 @@ services:
     assert_eq!(unknown.status.code(), Some(1));
     p.ok(&["down"]);
 }
+
+/// `up --scale`, `--force-recreate` and `--no-deps`, as compose's.
+#[test]
+fn up_scale_force_recreate_and_no_deps() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let p = Project::new(
+        "upflags",
+        &daemon,
+        r#"
+services:
+  web:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+    depends_on: [kv]
+  kv:
+    image: IMAGE
+    command: ["kv", "--port", "6379"]
+"#,
+    );
+    // --no-deps: web alone, kv not started.
+    p.ok(&[
+        "up",
+        "--no-deps",
+        "--scale",
+        "web=2",
+        "--wait-timeout",
+        "120",
+        "web",
+    ]);
+    assert_eq!(p.containers_of("web").len(), 2, "--scale web=2");
+    assert!(p.containers_of("kv").is_empty(), "--no-deps started kv");
+    p.ok(&["up", "--wait-timeout", "120"]);
+    let before = p.containers_of("web");
+    assert_eq!(before.len(), 1, "the file's replicas again");
+    // Nothing changed: --force-recreate replaces the replicas anyway, rolled in.
+    p.ok(&["up", "--force-recreate", "--wait-timeout", "120", "web"]);
+    let after = common::wait_for("web replaced", std::time::Duration::from_secs(60), || {
+        let now = p.containers_of("web");
+        (now.len() == 1 && now != before).then_some(now)
+    });
+    assert_ne!(after, before);
+    let bad = p.run(&["up", "--scale", "nope=2"]);
+    assert_eq!(bad.status.code(), Some(1));
+    p.ok(&["down"]);
+}

@@ -34,7 +34,7 @@ pub async fn restart(global: &GlobalArgs, args: &RestartArgs) -> anyhow::Result<
 }
 
 /// `web=3` pairs; a service named twice is a mistake worth pointing out.
-fn parse_targets(targets: &[String]) -> anyhow::Result<IndexMap<String, u32>> {
+pub fn parse_targets(targets: &[String]) -> anyhow::Result<IndexMap<String, u32>> {
     let mut services = IndexMap::new();
     for target in targets {
         let Some((service, replicas)) = target.split_once('=') else {

@@ -16,7 +16,33 @@ use crate::commands::{client, daemon, images, project};
 use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
-    let loaded = project::load(&project::load_options(global, &args.services)?)?;
+    let mut loaded = project::load(&project::load_options(global, &args.services)?)?;
+    if args.no_deps && !args.services.is_empty() {
+        loaded
+            .project
+            .services
+            .retain(|name, _| args.services.contains(name));
+        // Their dependencies left out become optional: waited for when the project runs
+        // them, ignored when it does not (a later `up` with them puts them back as written).
+        for service in loaded.project.services.values_mut() {
+            for (target, dependency) in &mut service.depends_on {
+                if !args.services.contains(target) {
+                    dependency.required = false;
+                }
+            }
+        }
+    }
+    for (service, replicas) in crate::commands::scale::parse_targets(&args.scale)? {
+        let definition =
+            loaded.project.services.get_mut(&service).ok_or_else(|| {
+                anyhow::anyhow!("--scale {service}: the project has no such service")
+            })?;
+        definition.scale = None;
+        definition
+            .deploy
+            .get_or_insert_with(Default::default)
+            .replicas = Some(u64::from(replicas));
+    }
     let name = loaded.project.name.clone().unwrap_or_default();
     let client = client::client(global)?;
     if args.dry_run && args.local {
@@ -76,6 +102,13 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     };
     for warning in &response.warnings {
         eprintln!("{}", output::warning(warning));
+    }
+    if args.force_recreate {
+        let request = composure_api::RestartRequest {
+            services: args.services.clone(),
+        };
+        client.restart(&name, &request).await?;
+        eprintln!("Replacing every replica, slot by slot (--force-recreate).");
     }
     if args.detach {
         out!("Project {name} submitted (revision {}).", response.number);

@@ -12,6 +12,9 @@ pub struct DaemonConfig {
     pub data_dir: PathBuf,
     /// The API's Unix socket; its parent directory is created if missing.
     pub socket: PathBuf,
+    /// The group the socket belongs to (`--socket-group`, as dockerd's `-G`): its members
+    /// may use the daemon, which makes them as powerful as root. `None`: the daemon's own.
+    pub socket_group: Option<u32>,
     /// Whether each service that declares its ports gets a VIP container holding its name, so
     /// that calls between services follow readiness (see `docs/engine.md`), and what image
     /// the VIPs run.
@@ -31,6 +34,7 @@ impl DaemonConfig {
         DaemonConfig {
             data_dir,
             socket,
+            socket_group: None,
             vips: ServiceVips::Off,
             ingress: IngressHost::InProcess,
             store: StoreBackend::Sqlite,

@@ -114,7 +114,7 @@ pub async fn run_with(
     let store = Arc::new(open_store(&config).await?);
     tracing::info!(store = %store.describe(), "store open");
     let projects = store.projects().await.map_err(DaemonError::Store)?;
-    let listener = socket::bind(&config.socket).await?;
+    let listener = socket::bind(&config.socket, config.socket_group).await?;
     if let Err(err) = runtime.ping().await {
         tracing::warn!(error = %err, "the container engine does not answer yet; projects converge once it does");
     }

@@ -1,4 +1,5 @@
-//! The API's Unix socket: created with its parent directory, mode 0660, replacing the stale
+//! The API's Unix socket: created with its parent directory, mode 0660 (owner and, with
+//! `--socket-group`, that group), replacing the stale
 //! file a killed daemon left behind, and never stealing a live daemon's socket.
 
 use std::fs::Permissions;
@@ -12,7 +13,7 @@ use crate::error::DaemonError;
 /// Owner and group may talk to the daemon; others may not.
 const SOCKET_MODE: u32 = 0o660;
 
-pub(crate) async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+pub(crate) async fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, DaemonError> {
     let socket_error = |source| DaemonError::Socket {
         path: path.to_path_buf(),
         source,
@@ -31,6 +32,9 @@ pub(crate) async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     }
     let listener = UnixListener::bind(path).map_err(socket_error)?;
     std::fs::set_permissions(path, Permissions::from_mode(SOCKET_MODE)).map_err(socket_error)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(socket_error)?;
+    }
     Ok(listener)
 }
 

@@ -547,6 +547,10 @@ pub struct DaemonArgs {
     /// The Unix socket of the API (default: the --host path, else /run/composure/composure.sock)
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// The group whose members may use the API socket (as dockerd's -G): a name or a GID.
+    /// Membership is as powerful as root
+    #[arg(short = 'G', long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// This node's name in the store (default: the host name)

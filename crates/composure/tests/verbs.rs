@@ -425,3 +425,34 @@ services:
     assert_eq!(bad.status.code(), Some(1));
     p.ok(&["down"]);
 }
+
+/// `daemon --socket-group GROUP` (as dockerd's `-G`): the socket belongs to that group,
+/// mode 0660; a group the host does not have is refused at start.
+#[test]
+fn the_socket_group_owns_the_api_socket() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let daemon = Daemon::start_with(None, &["--socket-group", "65534"]);
+    let meta = std::fs::metadata(daemon.socket()).unwrap();
+    assert_eq!(meta.gid(), 65534);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_composure"))
+        .args([
+            "daemon",
+            "--socket-group",
+            "no-such-group-here",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(dir.path().join("d.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no group `no-such-group-here`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -22,6 +22,7 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let mut config = DaemonConfig::local(args.data_dir.clone(), socket);
+    config.socket_group = args.socket_group.as_deref().map(group_id).transpose()?;
     config.store = store_backend(&args.store)?;
     if let Some(name) = &args.node_name {
         composure_compose::names::validate_name(composure_compose::names::NameKind::Node, name)
@@ -38,6 +39,16 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
     };
     serve(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A group's id, from its name (the system's group database) or as a number.
+fn group_id(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    uzers::get_group_by_name(group)
+        .map(|found| found.gid())
+        .ok_or_else(|| anyhow::anyhow!("--socket-group: there is no group `{group}` on this host"))
 }
 
 /// The store the flags name: etcd when endpoints are given, else SQLite in the data dir.

@@ -32,7 +32,7 @@ pub enum ClientError {
         source: hyper_util::client::legacy::Error,
     },
     /// The socket exists but this user may not use it.
-    #[error("permission denied on the Composure daemon's socket {}: run as root or as a user allowed to use it, or point --host at another daemon", socket.display())]
+    #[error("permission denied on the Composure daemon's socket {}: run as root, or join the socket's group (the daemon's --socket-group), or point --host at another daemon", socket.display())]
     Denied {
         socket: PathBuf,
         #[source]

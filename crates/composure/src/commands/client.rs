@@ -46,7 +46,7 @@ pub async fn daemon_answers(client: &Client) -> anyhow::Result<bool> {
             Ok(false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
-            "cannot use the daemon's socket {}: permission denied (run as root or as a user allowed to use it, or point --host at another daemon)",
+            "cannot use the daemon's socket {}: permission denied (run as root, or join the socket's group: the daemon's --socket-group; or point --host at another daemon)",
             socket.display()
         ),
         Err(e) => bail!(

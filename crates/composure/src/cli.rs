@@ -36,7 +36,8 @@ pub struct GlobalArgs {
     /// Alternate environment files (default: .env in the project directory)
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
-    /// The daemon to talk to (default: unix:///run/composure/composure.sock)
+    /// The daemon to talk to (default: unix:///run/composure/composure.sock as root, else
+    /// $XDG_RUNTIME_DIR/composure/composure.sock)
     #[arg(short = 'H', long, env = "COMPOSURE_HOST", value_name = "unix:///PATH")]
     pub host: Option<String>,
 }
@@ -541,10 +542,12 @@ pub struct RolloutUndoArgs {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Where the daemon keeps its state
-    #[arg(long, default_value = "/var/lib/composure", value_name = "DIR")]
-    pub data_dir: PathBuf,
-    /// The Unix socket of the API (default: the --host path, else /run/composure/composure.sock)
+    /// Where the daemon keeps its state (default: /var/lib/composure as root, else
+    /// $XDG_DATA_HOME/composure)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The Unix socket of the API (default: the --host path, else
+    /// /run/composure/composure.sock as root, $XDG_RUNTIME_DIR/composure/composure.sock otherwise)
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// The group whose members may use the API socket (as dockerd's -G): a name or a GID.

@@ -456,3 +456,36 @@ fn the_socket_group_owns_the_api_socket() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Not root: the CLI's default daemon is the user's own, under `$XDG_RUNTIME_DIR` (as
+/// rootless Docker's), not the system's.
+#[test]
+fn a_user_who_is_not_root_defaults_to_their_own_daemon() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_composure"))
+        .arg("ls")
+        .env_remove("COMPOSURE_HOST")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = dir.path().join("composure/composure.sock");
+    assert!(stderr.contains(&expected.display().to_string()), "{stderr}");
+    // Root keeps the system's.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_composure"))
+        .arg("ls")
+        .env_remove("COMPOSURE_HOST")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    // (A system daemon may be running on this machine: then `ls` simply answers.)
+    if !out.status.success() {
+        assert!(String::from_utf8_lossy(&out.stderr).contains("/run/composure/composure.sock"));
+    }
+}

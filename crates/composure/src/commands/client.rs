@@ -11,10 +11,43 @@ use crate::cli::GlobalArgs;
 pub const DEFAULT_SOCKET: &str = "/run/composure/composure.sock";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/composure";
 
+/// Where a user's own daemon lives when not root, as rootless Docker keeps its own:
+/// `$XDG_RUNTIME_DIR` for the socket, `$XDG_DATA_HOME` (else `~/.local/share`) for the state.
+/// Root, or a user without those, gets the system paths.
+struct UserPaths {
+    socket: PathBuf,
+    data_dir: PathBuf,
+}
+
+fn user_paths() -> Option<UserPaths> {
+    if uzers::get_effective_uid() == 0 {
+        return None;
+    }
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
+    let data = match std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".local/share"),
+    };
+    Some(UserPaths {
+        socket: PathBuf::from(runtime).join("composure/composure.sock"),
+        data_dir: data.join("composure"),
+    })
+}
+
+/// The socket a verb talks to without `--host`.
+pub fn default_socket() -> PathBuf {
+    user_paths().map_or_else(|| PathBuf::from(DEFAULT_SOCKET), |p| p.socket)
+}
+
+/// The data directory of a daemon started without `--data-dir`.
+pub fn default_data_dir() -> PathBuf {
+    user_paths().map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |p| p.data_dir)
+}
+
 /// The socket named by `--host unix:///PATH` (or `COMPOSURE_HOST`), else the default.
 pub fn socket_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     match global.host.as_deref() {
-        None => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        None => Ok(default_socket()),
         Some(host) => match host.strip_prefix("unix://") {
             Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
             _ => bail!("unsupported --host `{host}`: write unix:///path/to/composure.sock"),

@@ -21,7 +21,11 @@ pub async fn run(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitC
     init_logging();
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let mut config = DaemonConfig::local(args.data_dir.clone(), socket);
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(client::default_data_dir);
+    let mut config = DaemonConfig::local(data_dir, socket);
     config.socket_group = args.socket_group.as_deref().map(group_id).transpose()?;
     config.store = store_backend(&args.store)?;
     if let Some(name) = &args.node_name {

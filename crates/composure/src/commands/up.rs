@@ -57,7 +57,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
 
     let mut foreground = None;
     if !client::daemon_answers(&client).await? {
-        let data_dir = std::path::PathBuf::from(client::DEFAULT_DATA_DIR);
+        let data_dir = client::default_data_dir();
         if args.detach {
             let pid = client::spawn_background_daemon(&client, &data_dir).await?;
             eprintln!(

@@ -77,6 +77,10 @@ pub enum Command {
     Kill(KillArgs),
     /// Wait until services' replicas have ended, and exit with the first one's exit code
     Wait(WaitArgs),
+    /// Stop services: their replicas go (scaled to 0); `start` brings the file's count back
+    Stop(ServicesArgs),
+    /// Start services again at the replicas their compose file asks for
+    Start(ServicesArgs),
     /// Pull the images of services, with the credentials of the Docker client configuration
     Pull(PullArgs),
     /// Build the images of services that have a `build:` section

@@ -35,6 +35,8 @@ async fn main() -> ExitCode {
         Command::Events(args) => commands::events::run(&cli.global.then(&args.global), args).await,
         Command::Rollout(args) => commands::rollout::run(&cli.global, args).await,
         Command::Node(args) => commands::node::run(&cli.global, args).await,
+        Command::Stop(args) => commands::scale::stop(&cli.global.then(&args.global), args).await,
+        Command::Start(args) => commands::scale::start(&cli.global.then(&args.global), args).await,
         Command::Top(args) => commands::replicas::top(&cli.global.then(&args.global), args).await,
         Command::Images(args) => {
             commands::replicas::images(&cli.global.then(&args.global), args).await

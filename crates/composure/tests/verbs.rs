@@ -489,3 +489,39 @@ fn a_user_who_is_not_root_defaults_to_their_own_daemon() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("/run/composure/composure.sock"));
     }
 }
+
+/// `stop` takes a service's replicas away (scaled to 0) and `start` brings the file's count
+/// back; the other services are left alone.
+#[test]
+fn stop_and_start_scale_a_service_to_zero_and_back() {
+    ensure_image();
+    let daemon = Daemon::start();
+    let p = Project::new(
+        "stopstart",
+        &daemon,
+        r#"
+services:
+  web:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+    deploy:
+      replicas: 2
+  other:
+    image: IMAGE
+    command: ["web", "--port", "8080"]
+"#,
+    );
+    p.ok(&["up", "--wait-timeout", "120"]);
+    let other = p.containers_of("other");
+    p.ok(&["stop", "web"]);
+    common::wait_for("web stopped", std::time::Duration::from_secs(60), || {
+        p.containers_of("web").is_empty().then_some(())
+    });
+    assert_eq!(p.containers_of("other"), other, "other was left alone");
+    p.ok(&["start", "web"]);
+    common::wait_for("web started", std::time::Duration::from_secs(60), || {
+        (p.containers_of("web").len() == 2).then_some(())
+    });
+    assert_eq!(p.run(&["stop", "nope"]).status.code(), Some(1));
+    p.ok(&["down"]);
+}

@@ -1,4 +1,5 @@
-//! `composure scale SERVICE=N...` and `composure restart [SERVICE...]`.
+//! `composure scale SERVICE=N...`, `restart [SERVICE...]`, and `stop`/`start`, which are
+//! scales: to 0, and back to the compose file's replicas.
 
 use std::process::ExitCode;
 
@@ -6,7 +7,7 @@ use anyhow::{Context, bail};
 use composure_api::{RestartRequest, ScaleRequest};
 use indexmap::IndexMap;
 
-use crate::cli::{GlobalArgs, RestartArgs, ScaleArgs};
+use crate::cli::{GlobalArgs, RestartArgs, ScaleArgs, ServicesArgs};
 use crate::commands::{client, project};
 
 pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> anyhow::Result<ExitCode> {
@@ -16,6 +17,53 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> anyhow::Result<Exit
         .scale(&name, &ScaleRequest { services })
         .await?;
     out!("Scaled (revision {}).", response.number);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `composure stop [SERVICE...]`: the services scaled to 0 (each replica drained and
+/// stopped within its grace, then removed: an orchestrator keeps no stopped containers);
+/// `start` brings them back.
+pub async fn stop(global: &GlobalArgs, args: &ServicesArgs) -> anyhow::Result<ExitCode> {
+    let name = project::project_name(global)?;
+    let client = client::client(global)?;
+    let status = client.project(&name).await?;
+    let services: IndexMap<String, u32> = status
+        .services
+        .iter()
+        .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
+        .map(|s| (s.name.clone(), 0))
+        .collect();
+    if let Some(unknown) = args.services.iter().find(|s| !services.contains_key(*s)) {
+        bail!("project `{name}` has no service `{unknown}`");
+    }
+    let response = client.scale(&name, &ScaleRequest { services }).await?;
+    out!("Stopping (revision {}).", response.number);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `composure start [SERVICE...]`: the services at the replicas their compose file asks for.
+pub async fn start(global: &GlobalArgs, args: &ServicesArgs) -> anyhow::Result<ExitCode> {
+    let loaded = project::load(&project::load_options(global, &[])?)?;
+    let name = global
+        .project_name
+        .clone()
+        .or(loaded.project.name.clone())
+        .unwrap_or_default();
+    let mut services = IndexMap::new();
+    for (service_name, service) in &loaded.project.services {
+        if args.services.is_empty() || args.services.contains(service_name) {
+            let replicas = u32::try_from(composure_compose::semantic::replicas(service))
+                .with_context(|| format!("service `{service_name}` asks for too many replicas"))?;
+            services.insert(service_name.clone(), replicas);
+        }
+    }
+    if let Some(unknown) = args.services.iter().find(|s| !services.contains_key(*s)) {
+        bail!("the compose file has no service `{unknown}`");
+    }
+    let response = client::client(global)?
+        .scale(&name, &ScaleRequest { services })
+        .await?;
+    out!("Starting (revision {}).", response.number);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -200,7 +200,7 @@ fn for_service(service: &str, err: RuntimeError) -> RuntimeError {
     }
 }
 
-fn gone(service: &str, pinned: &str) -> RuntimeError {
+pub(crate) fn gone(service: &str, pinned: &str) -> RuntimeError {
     RuntimeError::ImageMissing {
         image: pinned.to_string(),
         reason: format!(

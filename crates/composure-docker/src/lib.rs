@@ -286,14 +286,7 @@ impl Runtime for DockerRuntime {
                 bollard::errors::Error::DockerResponseServerError {
                     status_code: 404,
                     message,
-                } if message.contains("No such image") => RuntimeError::ImageMissing {
-                    image: spec.image.clone(),
-                    reason: format!(
-                        "service `{}` needs it, it is not present locally, and there is no \
-                         registry to pull it from",
-                        spec.service
-                    ),
-                },
+                } if message.contains("No such image") => image::gone(&spec.service, &spec.image),
                 e => from_bollard(e, &what),
             })?;
         for (network, endpoint) in plan.connect_after {

@@ -9,31 +9,18 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use composure_api::{DesiredState, TaskState};
 use composure_docker::DockerRuntime;
 use composure_docker::exec::ExecSpec;
 
 use crate::cli::{ExecArgs, GlobalArgs};
-use crate::commands::{client, project};
+use crate::commands::{client, project, replicas};
 
 pub async fn run(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let name = project::project_name(global)?;
     let status = client::client(global)?.project(&name).await?;
-    if !status.services.iter().any(|s| s.name == args.service) {
-        anyhow::bail!("project `{name}` has no service `{}`", args.service);
-    }
-    let replicas: Vec<_> = status
-        .tasks
-        .iter()
-        .filter(|t| {
-            t.service == args.service
-                && t.desired == DesiredState::Running
-                && t.state == TaskState::Running
-        })
-        .collect();
+    let replicas = replicas::running(&status, std::slice::from_ref(&args.service))?;
     let Some(task) = replicas.iter().find(|t| t.slot == args.index) else {
-        let mut running: Vec<String> = replicas.iter().map(|t| t.slot.to_string()).collect();
-        running.sort();
+        let running: Vec<String> = replicas.iter().map(|t| t.slot.to_string()).collect();
         anyhow::bail!(
             "service `{}` has no running replica {} (running: {})",
             args.service,
@@ -45,10 +32,7 @@ pub async fn run(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<ExitCod
             }
         );
     };
-    let container = task
-        .container_id
-        .clone()
-        .context("the replica has no container yet")?;
+    let container = replicas::container(task).to_string();
     let interactive = std::io::stdin().is_terminal();
     let tty = interactive && !args.no_tty && !args.detach;
     let spec = ExecSpec {

@@ -46,7 +46,7 @@ async fn status(global: &GlobalArgs) -> anyhow::Result<ProjectStatus> {
     Ok(client::client(global)?.project(&name).await?)
 }
 
-fn container(task: &TaskView) -> &str {
+pub fn container(task: &TaskView) -> &str {
     task.container_id.as_deref().unwrap_or_default()
 }
 
